@@ -1,0 +1,265 @@
+"""VGG16/VGG19 convolutional stacks as pure functions of ``(params, image)``.
+
+Everything here is pure: the layer table, the preprocess/deprocess pair and
+:func:`vgg_features`. Parameters are a plain dict ``{layer: {"kernel", "bias"}}``
+with HWIO kernels (``3 x 3 x C_in x C_out``), as :func:`nst_jax.weights.load_weights`
+returns them.
+
+Layer names follow the paper (``conv4_2``); the activation returned for a conv
+layer is the one *after* its ReLU, which is what Gatys et al. use, so ``relu4_2``
+is accepted as the same layer. Keras names (``block4_conv2``) are accepted too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+Array = jax.Array
+Params = Mapping[str, Mapping[str, Any]]
+
+#: Number of conv layers in each of the five blocks.
+BLOCKS: dict[str, tuple[int, ...]] = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+#: Output channels of the convs of each block in the ImageNet networks.
+CHANNELS: tuple[int, ...] = (64, 128, 256, 512, 512)
+POOLINGS = ("max", "avg")
+
+
+def layer_names(arch: str) -> tuple[str, ...]:
+    """The conv layer names of ``arch`` in forward order, e.g. ``("conv1_1", ..., "conv5_3")``."""
+    if arch not in BLOCKS:
+        raise ValueError(f"unknown architecture {arch!r}: expected one of {sorted(BLOCKS)}")
+    return tuple(
+        f"conv{b}_{c}" for b, n in enumerate(BLOCKS[arch], start=1) for c in range(1, n + 1)
+    )
+
+
+def conv_shapes(
+    arch: str, channels: Sequence[int] = CHANNELS
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Expected ``(kernel_shape, bias_shape)`` per layer, kernels HWIO.
+
+    Args:
+      arch: ``"vgg16"`` or ``"vgg19"``.
+      channels: output channels of blocks 1..5; ``(64, 128, 256, 512, 512)`` for the
+        real networks, smaller for synthetic test weights.
+    """
+    if len(channels) != 5:
+        raise ValueError(f"channels: expected 5 block widths, got {len(channels)}")
+    shapes = {}
+    c_in = 3
+    for name in layer_names(arch):
+        c_out = int(channels[int(name[4]) - 1])
+        shapes[name] = ((3, 3, c_in, c_out), (c_out,))
+        c_in = c_out
+    return shapes
+
+
+def arch_of(params: Params) -> str:
+    """``"vgg19"`` when the params hold ``conv3_4``, else ``"vgg16"``."""
+    return "vgg19" if "conv3_4" in params else "vgg16"
+
+
+_NAME = re.compile(r"^(?:conv|relu)(\d)_(\d)$|^block(\d)_conv(\d)$")
+
+
+def canonical_layer(name: str, arch: str) -> str:
+    """Map ``conv4_2``, ``relu4_2`` or ``block4_conv2`` to ``conv4_2``.
+
+    Raises:
+      ValueError: naming the valid layers of ``arch`` when ``name`` is not one.
+    """
+    m = _NAME.match(name.strip().lower()) if isinstance(name, str) else None
+    valid = layer_names(arch)
+    if m:
+        b, c = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        canon = f"conv{b}_{c}"
+        if canon in valid:
+            return canon
+    raise ValueError(
+        f"unknown layer {name!r} for {arch}: valid layers are {', '.join(valid)} "
+        "(reluB_C and Keras blockB_convC names are accepted too)"
+    )
+
+
+def min_image_size(layer: str) -> int:
+    """Smallest image side for which ``layer`` has at least one pixel (1, 2, 4, 8, 16)."""
+    return 2 ** (int(canonical_layer(layer, "vgg19")[4]) - 1)
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How the network expects its input, stored with the weights.
+
+    The network input is ``x = (P(rgb) * scale - mean) / std`` where ``rgb`` is in
+    [0, 1] and ``P`` reorders channels to ``channel_order``; ``mean`` and ``std`` are in
+    that order and in the ``scale`` units.
+
+    Keras/ONNX ("caffe" mode): BGR, scale 255, mean (103.939, 116.779, 123.68), std 1.
+    torchvision: RGB, scale 1, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225).
+    """
+
+    channel_order: str = "BGR"
+    scale: float = 255.0
+    mean: tuple[float, float, float] = (103.939, 116.779, 123.68)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.channel_order not in ("RGB", "BGR"):
+            raise ValueError(f"channel_order: expected 'RGB' or 'BGR', got {self.channel_order!r}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError("mean and std: expected 3 values each")
+        if self.scale <= 0 or min(self.std) <= 0:
+            raise ValueError("scale and std must be positive")
+
+
+CAFFE = Preprocessing()
+TORCHVISION = Preprocessing("RGB", 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def preprocess(rgb: Array, spec: Preprocessing) -> Array:
+    """RGB pixels in [0, 1], shape ``(H, W, 3)`` (or any ``(..., 3)``) -> network input."""
+    x = rgb * spec.scale
+    if spec.channel_order == "BGR":
+        x = x[..., ::-1]
+    mean = jnp.asarray(spec.mean, x.dtype)
+    std = jnp.asarray(spec.std, x.dtype)
+    return (x - mean) / std
+
+
+def deprocess(x: Array, spec: Preprocessing) -> Array:
+    """Inverse of :func:`preprocess`: network input ``(..., 3)`` -> RGB in [0, 1] (unclipped)."""
+    x = x * jnp.asarray(spec.std, x.dtype) + jnp.asarray(spec.mean, x.dtype)
+    if spec.channel_order == "BGR":
+        x = x[..., ::-1]
+    return x / spec.scale
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def _conv(x: Array, kernel: Array) -> Array:
+    """3x3 stride-1 SAME convolution of one image ``(H, W, Cin)`` with HWIO ``kernel``."""
+    return lax.conv_general_dilated(
+        x[None], kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )[0]
+
+
+@jax.custom_vjp
+def conv3x3(x: Array, kernel: Array) -> Array:
+    """``y = x * kernel`` (3x3, stride 1, SAME), ``x (H, W, Cin)``, ``kernel (3, 3, Cin, Cout)``.
+
+    Same values as ``lax.conv_general_dilated``; the custom VJP computes the input
+    gradient as an ordinary forward convolution of the cotangent with the spatially
+    flipped, in/out-transposed kernel. XLA:CPU otherwise lowers the input gradient
+    to a slow path when the step sits inside a loop body (``lax.scan``, the L-BFGS
+    line search); see ``benchmarks/bench_step.py``.
+    """
+    return _conv(x, kernel)
+
+
+def _conv3x3_fwd(x: Array, kernel: Array) -> tuple[Array, tuple[Array, Array]]:
+    return _conv(x, kernel), (x, kernel)
+
+
+def _conv3x3_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
+    x, kernel = res
+    dx = _conv(g, jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2)))
+    # Kernel gradient (unused when differentiating w.r.t. the image; XLA removes it).
+    _, vjp_k = jax.vjp(lambda k: _conv(x, k), kernel)
+    return dx, vjp_k(g)[0]
+
+
+conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+
+def pool2x2(x: Array, kind: str = "max") -> Array:
+    """2x2, stride-2, VALID pooling of ``(H, W, C)`` -> ``(H // 2, W // 2, C)``.
+
+    Written as a reshape and a reduction (not ``lax.reduce_window``), whose gradient
+    is a cheap mask on XLA:CPU. ``max`` ties share the gradient equally.
+    """
+    h, w, c = x.shape
+    x = x[: h - h % 2, : w - w % 2].reshape(h // 2, 2, w // 2, 2, c)
+    if kind == "max":
+        return x.max(axis=(1, 3))
+    if kind == "avg":
+        return x.mean(axis=(1, 3))
+    raise ValueError(f"pooling: expected one of {POOLINGS}, got {kind!r}")
+
+
+def vgg_features(
+    params: Params,
+    image: Array,
+    layers: Sequence[str],
+    *,
+    pooling: str = "max",
+) -> dict[str, Array]:
+    """Post-ReLU activations of the requested layers for one preprocessed image.
+
+    ``a_l = relu(conv_l(a_{l-1}) + b_l)``, with 2x2 pooling between blocks. The stack
+    is built only up to the deepest requested layer.
+
+    Args:
+      params: ``{layer: {"kernel": (3, 3, Cin, Cout), "bias": (Cout,)}}``.
+      image: network input ``(H, W, 3)`` (see :func:`preprocess`); batch with ``jax.vmap``.
+      layers: names such as ``"conv4_2"``, ``"relu4_2"`` or ``"block4_conv2"``.
+      pooling: ``"max"`` (VGG's own) or ``"avg"`` (Gatys et al. 2016 recommend it).
+
+    Returns:
+      ``{name: (H_l, W_l, C_l)}`` keyed by the names as given.
+
+    Example:
+      >>> feats = vgg_features(params, preprocess(rgb, spec), ["conv4_2"])
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"image: expected shape (H, W, 3), got {tuple(image.shape)}")
+    arch = arch_of(params)
+    wanted = {name: canonical_layer(name, arch) for name in layers}
+    if not wanted:
+        return {}
+    order = layer_names(arch)
+    deepest = max(order.index(c) for c in wanted.values())
+    out: dict[str, Array] = {}
+    x = image
+    for i, name in enumerate(order[: deepest + 1]):
+        if i > 0 and name.endswith("_1"):
+            x = pool2x2(x, pooling)
+        p = params[name]
+        x = jax.nn.relu(conv3x3(x, p["kernel"].astype(x.dtype)) + p["bias"].astype(x.dtype))
+        for given, canon in wanted.items():
+            if canon == name:
+                out[given] = x
+    return out
+
+
+def synthetic_params(
+    arch: str = "vgg16",
+    channels: Sequence[int] = (4, 8, 8, 16, 16),
+    *,
+    key: Array,
+) -> dict[str, dict[str, Array]]:
+    """Random He-initialised params of the given shapes (for tests and timings)."""
+    shapes = conv_shapes(arch, channels)
+    keys = jax.random.split(key, len(shapes))
+    params = {}
+    for k, (name, (ks, bs)) in zip(keys, shapes.items(), strict=True):
+        k1, k2 = jax.random.split(k)
+        std = np.sqrt(2.0 / (9 * ks[2]))
+        params[name] = {
+            "kernel": std * jax.random.normal(k1, ks, jnp.float32),
+            "bias": 0.1 * jax.random.normal(k2, bs, jnp.float32),
+        }
+    return params
