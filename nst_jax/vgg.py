@@ -127,19 +127,22 @@ CAFFE = Preprocessing()
 TORCHVISION = Preprocessing("RGB", 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
+def _chan(v: tuple[float, ...], x: Array) -> Array:
+    """Per-channel constants shaped to broadcast against ``x (..., 3)`` without rank promotion."""
+    return jnp.asarray(v, x.dtype).reshape((1,) * (x.ndim - 1) + (3,))
+
+
 def preprocess(rgb: Array, spec: Preprocessing) -> Array:
     """RGB pixels in [0, 1], shape ``(H, W, 3)`` (or any ``(..., 3)``) -> network input."""
     x = rgb * spec.scale
     if spec.channel_order == "BGR":
         x = x[..., ::-1]
-    mean = jnp.asarray(spec.mean, x.dtype)
-    std = jnp.asarray(spec.std, x.dtype)
-    return (x - mean) / std
+    return (x - _chan(spec.mean, x)) / _chan(spec.std, x)
 
 
 def deprocess(x: Array, spec: Preprocessing) -> Array:
     """Inverse of :func:`preprocess`: network input ``(..., 3)`` -> RGB in [0, 1] (unclipped)."""
-    x = x * jnp.asarray(spec.std, x.dtype) + jnp.asarray(spec.mean, x.dtype)
+    x = x * _chan(spec.std, x) + _chan(spec.mean, x)
     if spec.channel_order == "BGR":
         x = x[..., ::-1]
     return x / spec.scale
@@ -238,7 +241,7 @@ def vgg_features(
         if i > 0 and name.endswith("_1"):
             x = pool2x2(x, pooling)
         p = params[name]
-        x = jax.nn.relu(conv3x3(x, p["kernel"].astype(x.dtype)) + p["bias"].astype(x.dtype))
+        x = jax.nn.relu(conv3x3(x, p["kernel"].astype(x.dtype)) + p["bias"].astype(x.dtype)[None, None, :])
         for given, canon in wanted.items():
             if canon == name:
                 out[given] = x

@@ -1,0 +1,120 @@
+"""Every knob of a style-transfer run, with its documented default.
+
+:class:`Config` is a ``flax.struct`` dataclass: the loss weights (``alpha``, ``beta``,
+``tv_weight``, ``style_weights``) are pytree leaves, so they may be traced (one
+compiled program serves a whole ``vmap``-ed grid of them); everything that changes
+the program's structure (layer names, optimizer, iteration count...) is a static
+field. The CLI reads its defaults from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flax import struct
+
+from nst_jax import vgg
+from nst_jax.losses import NORMALIZATIONS
+
+OPTIMIZERS = ("adam", "lbfgs", "sgd")
+INITS = ("noise", "content", "content+noise")
+DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+
+
+def _static(default: Any) -> Any:
+    return struct.field(pytree_node=False, default=default)
+
+
+@struct.dataclass
+class Config:
+    """Settings of one run. Defaults were chosen with the real VGG16 weights at 256-384 px.
+
+    Loss weights (traced):
+      alpha: content weight (default 1).
+      beta: style weight (default 1e-4). With the lecture normalisation and caffe-scaled
+        VGG activations, J_style is ~1e4-1e5x larger than J_content (J_style of the
+        content photo ~3e9, J_content of a white-noise image ~2e4 at 256 px), so
+        beta/alpha = 1e-4 balances them; 1e-5 keeps more content, 1e-3 more style
+        (chosen by a sweep on the bundled examples, see README).
+      tv_weight: total-variation weight (default 0: Gatys et al. use none).
+      style_weights: lambda_l per style layer (default 0.2 each).
+
+    Structure (static):
+      content_layer: default ``conv4_2`` (Gatys et al.).
+      style_layers: default ``conv1_1 ... conv5_1``.
+      optimizer: ``adam`` (default), ``lbfgs`` (Gatys et al.'s choice) or ``sgd``.
+      learning_rate: Adam/SGD step in pixel units (pixels are in [0, 1]); default 0.02,
+        i.e. up to ~2% of the range per step. Ignored by L-BFGS (line search).
+      iterations: optimizer steps (L-BFGS: iterations, each one or more evaluations).
+      init: ``content+noise`` (default), ``content`` or ``noise`` (white noise U(0, 1)).
+      noise_ratio: r in ``(1 - r) * C + r * U(0, 1)`` for ``content+noise`` (default 0.2).
+      pooling: ``max`` (default) or ``avg``.
+      normalization: ``lecture`` (default), ``gatys``, ``jcjohnson`` or ``tf-tutorial``.
+      lbfgs_history: L-BFGS memory size (default 10).
+      report_every: steps fused into one compiled call between progress reports.
+    """
+
+    alpha: float = 1.0
+    beta: float = 1e-4
+    tv_weight: float = 0.0
+    style_weights: tuple[float, ...] = (0.2, 0.2, 0.2, 0.2, 0.2)
+    content_layer: str = _static("conv4_2")
+    style_layers: tuple[str, ...] = _static(DEFAULT_STYLE_LAYERS)
+    optimizer: str = _static("adam")
+    learning_rate: float = _static(0.02)
+    iterations: int = _static(400)
+    init: str = _static("content+noise")
+    noise_ratio: float = _static(0.2)
+    pooling: str = _static("max")
+    normalization: str = _static("lecture")
+    lbfgs_history: int = _static(10)
+    report_every: int = _static(25)
+
+    def validate(self, arch: str = "vgg19") -> Config:
+        """Check every static field (and numeric leaves that are plain numbers).
+
+        Returns ``self`` with layer names canonicalised for ``arch``.
+
+        Raises:
+          ValueError: naming the field, what was expected and what arrived.
+        """
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ValueError(msg)
+
+        need(self.optimizer in OPTIMIZERS,
+             f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}")
+        need(self.init in INITS, f"init: expected one of {INITS}, got {self.init!r}")
+        need(self.pooling in vgg.POOLINGS,
+             f"pooling: expected one of {vgg.POOLINGS}, got {self.pooling!r}")
+        need(self.normalization in NORMALIZATIONS,
+             f"normalization: expected one of {NORMALIZATIONS}, got {self.normalization!r}")
+        need(isinstance(self.iterations, int) and self.iterations > 0,
+             f"iterations: expected a positive integer, got {self.iterations!r}")
+        need(isinstance(self.report_every, int) and self.report_every > 0,
+             f"report_every: expected a positive integer, got {self.report_every!r}")
+        need(self.learning_rate > 0, f"learning_rate: expected > 0, got {self.learning_rate}")
+        need(0.0 <= self.noise_ratio <= 1.0,
+             f"noise_ratio: expected a value in [0, 1], got {self.noise_ratio}")
+        need(self.lbfgs_history > 0, f"lbfgs_history: expected > 0, got {self.lbfgs_history}")
+        need(len(self.style_layers) > 0, "style_layers: expected at least one layer")
+        need(len(self.style_weights) == len(self.style_layers),
+             f"style_weights: expected {len(self.style_layers)} values (one per style layer), "
+             f"got {len(self.style_weights)}")
+        for name in ("alpha", "beta", "tv_weight"):
+            v = getattr(self, name)
+            if isinstance(v, int | float):
+                need(v >= 0, f"{name}: expected >= 0, got {v}")
+        for v in self.style_weights:
+            if isinstance(v, int | float):
+                need(v >= 0, f"style_weights: expected values >= 0, got {v}")
+        content = vgg.canonical_layer(self.content_layer, arch)
+        style = tuple(vgg.canonical_layer(s, arch) for s in self.style_layers)
+        need(len(set(style)) == len(style), f"style_layers: duplicate layer in {style}")
+        return dataclasses.replace(self, content_layer=content, style_layers=style)
+
+    @property
+    def layer_weights(self) -> dict[str, Any]:
+        """``{style layer: lambda_l}``."""
+        return dict(zip(self.style_layers, self.style_weights, strict=True))

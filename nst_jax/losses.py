@@ -1,0 +1,242 @@
+"""[pure] The costs of neural style transfer.
+
+Every function takes one example's activations ``a`` of shape ``(nH, nW, nC)``
+(post-ReLU VGG features); batch with ``jax.vmap``. Normalisation constants come from
+static shapes as Python floats, so they never overflow int32 at real sizes.
+
+Conventions (``normalization=``), per layer, with ``M = nH nW``, ``N = nC``,
+``F`` the ``(N, M)`` unrolled activations and ``G = F F^T`` the Gram matrix:
+
+=============  ==========================  =====================================
+preset         content                     style (relative to ``lecture``)
+=============  ==========================  =====================================
+lecture        ``1/(4 M N) sum (C-G)^2``   ``1/(2 M N)^2 sum (G_S-G_G)^2`` (1x)
+gatys          ``1/2 sum (C-G)^2``         ``1/(4 N^2 M^2) sum`` (1x, same)
+jcjohnson      ``1/(M N) sum`` (mean)      ``4/N^2`` x lecture (Gram / (N M), MSE)
+tf-tutorial    ``1/(M N) sum`` (mean)      ``4`` x lecture (Gram / M, MSE)
+=============  ==========================  =====================================
+
+References:
+  Gatys, Ecker & Bethge, "A Neural Algorithm of Artistic Style" (2015) and
+  "Image Style Transfer Using Convolutional Neural Networks" (CVPR 2016);
+  the deeplearning.ai course's normalisation (``lecture``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+
+NORMALIZATIONS = ("lecture", "gatys", "jcjohnson", "tf-tutorial")
+
+
+def _check_norm(normalization: str) -> None:
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"normalization: expected one of {NORMALIZATIONS}, got {normalization!r}"
+        )
+
+
+def _check_act(a: Array, name: str) -> None:
+    if a.ndim != 3:
+        raise ValueError(f"{name}: expected activations of shape (nH, nW, nC), got {a.shape}")
+
+
+def content_cost(a_C: Array, a_G: Array, *, normalization: str = "lecture") -> Array:
+    """Content cost between the content and generated activations of one layer.
+
+    ``J_content = 1/(4 nH nW nC) * sum((a_C - a_G)^2)`` (lecture, default);
+    ``gatys``: ``1/2 * sum(...)``; ``jcjohnson``/``tf-tutorial``: the mean.
+
+    Args:
+      a_C: content activations ``(nH, nW, nC)``.
+      a_G: generated activations, same shape.
+
+    Returns:
+      A float32 scalar.
+    """
+    _check_norm(normalization)
+    _check_act(a_C, "a_C")
+    if a_C.shape != a_G.shape:
+        raise ValueError(f"a_G: expected shape {a_C.shape} (as a_C), got {a_G.shape}")
+    nH, nW, nC = a_C.shape
+    sq = jnp.sum(jnp.square(a_C.astype(jnp.float32) - a_G.astype(jnp.float32)))
+    scale = {
+        "lecture": 1.0 / (4.0 * nH * nW * nC),
+        "gatys": 0.5,
+        "jcjohnson": 1.0 / (nH * nW * nC),
+        "tf-tutorial": 1.0 / (nH * nW * nC),
+    }[normalization]
+    return scale * sq
+
+
+def gram_matrix(a: Array) -> Array:
+    """Gram matrix ``G = A A^T`` of one layer's activations.
+
+    ``A`` is the ``(nC, nH*nW)`` unrolled activations, so ``G[c, c'] = sum_{h,w}
+    a[h, w, c] a[h, w, c']``. Computed in float32 at ``Precision.HIGHEST`` (GPUs and
+    TPUs otherwise default to reduced-precision matmuls), with float32 accumulation
+    for bf16 inputs.
+
+    Args:
+      a: ``(nH, nW, nC)``.
+
+    Returns:
+      ``(nC, nC)`` float32.
+    """
+    _check_act(a, "a")
+    A = a.reshape(-1, a.shape[-1])
+    return lax.dot_general(
+        A, A, (((0,), (0,)), ((), ())),
+        precision=lax.Precision.HIGHEST, preferred_element_type=jnp.float32,
+    )
+
+
+def style_target(a_S: Array) -> Array:
+    """The per-pixel Gram matrix ``G_S / (nH nW)`` stored as a style target ``(nC, nC)``.
+
+    Dividing by the style image's own pixel count makes the target independent of
+    the style image's size, so a style image of another size (``style_scale``) or
+    a blend of several styles is well defined. With equal sizes the cost is exactly
+    the lecture's formula.
+    """
+    nH, nW, _ = a_S.shape
+    return gram_matrix(a_S) / float(nH * nW)
+
+
+def layer_style_cost_from_target(
+    target: Array, a_G: Array, *, normalization: str = "lecture"
+) -> Array:
+    """Style cost of one layer against a precomputed :func:`style_target`.
+
+    ``J = 1/(4 nC^2) * sum((T - G_G/(nH nW))^2)`` for ``lecture``/``gatys``, which is
+    ``1/(2 nH nW nC)^2 * sum((Gram_S - Gram_G)^2)`` when S and G have the same size;
+    ``jcjohnson`` multiplies by ``4/nC^2``, ``tf-tutorial`` by 4.
+
+    Args:
+      target: ``(nC, nC)``, see :func:`style_target`.
+      a_G: generated activations ``(nH, nW, nC)``.
+    """
+    _check_norm(normalization)
+    _check_act(a_G, "a_G")
+    nC = a_G.shape[-1]
+    if target.shape != (nC, nC):
+        raise ValueError(f"style target: expected shape {(nC, nC)}, got {target.shape}")
+    diff = target - style_target(a_G)
+    scale = 1.0 / (4.0 * nC * nC)
+    scale *= {"lecture": 1.0, "gatys": 1.0, "jcjohnson": 4.0 / (nC * nC), "tf-tutorial": 4.0}[
+        normalization
+    ]
+    return scale * jnp.sum(jnp.square(diff))
+
+
+def layer_style_cost(a_S: Array, a_G: Array, *, normalization: str = "lecture") -> Array:
+    """Style cost of one layer: ``1/(2 nH nW nC)^2 * sum((Gram_S - Gram_G)^2)``.
+
+    Args:
+      a_S: style activations ``(nH, nW, nC)``.
+      a_G: generated activations ``(nH', nW', nC)`` (same size in the classic setting;
+        otherwise each Gram is divided by its own pixel count, see :func:`style_target`).
+
+    Returns:
+      A float32 scalar.
+    """
+    _check_act(a_S, "a_S")
+    return layer_style_cost_from_target(style_target(a_S), a_G, normalization=normalization)
+
+
+def style_cost(
+    style_feats: Mapping[str, Array],
+    gen_feats: Mapping[str, Array],
+    layer_weights: Mapping[str, float | Array],
+    *,
+    normalization: str = "lecture",
+) -> Array:
+    """``J_style = sum_l lambda_l * J_style^[l](S, G)`` over the layers of ``layer_weights``.
+
+    Args:
+      style_feats: ``{layer: (nH, nW, nC)}`` activations of S.
+      gen_feats: ``{layer: (nH, nW, nC)}`` activations of G.
+      layer_weights: ``{layer: lambda_l}`` (may be traced).
+    """
+    missing = [k for k in layer_weights if k not in style_feats]
+    if missing:
+        raise ValueError(f"style layers {missing} missing from style_feats")
+    return style_cost_from_targets(
+        {k: style_target(style_feats[k]) for k in layer_weights},
+        gen_feats, layer_weights, normalization=normalization,
+    )
+
+
+def style_cost_from_targets(
+    targets: Mapping[str, Array],
+    gen_feats: Mapping[str, Array],
+    layer_weights: Mapping[str, float | Array],
+    *,
+    normalization: str = "lecture",
+) -> Array:
+    """:func:`style_cost` against precomputed :func:`style_target` Grams."""
+    missing = [k for k in layer_weights if k not in targets or k not in gen_feats]
+    if missing:
+        raise ValueError(f"style layers {missing} missing from the targets or the features")
+    total = jnp.zeros((), jnp.float32)
+    for k, w in layer_weights.items():
+        total = total + w * layer_style_cost_from_target(
+            targets[k], gen_feats[k], normalization=normalization
+        )
+    return total
+
+
+def total_variation(image: Array) -> Array:
+    """Squared total variation, per pixel: ``1/(H W C) * (sum dy^2 + sum dx^2)``.
+
+    ``dy = x[i+1, j] - x[i, j]`` and ``dx = x[i, j+1] - x[i, j]`` on an ``(H, W, C)``
+    image (RGB in [0, 1] in this package). Zero on a constant image; a smoothness
+    regulariser that is not in Gatys et al. (weight 0 by default).
+    """
+    if image.ndim != 3:
+        raise ValueError(f"image: expected shape (H, W, C), got {image.shape}")
+    x = image.astype(jnp.float32)
+    dy = jnp.sum(jnp.square(x[1:] - x[:-1]))
+    dx = jnp.sum(jnp.square(x[:, 1:] - x[:, :-1]))
+    return (dy + dx) / float(image.size)
+
+
+def total_cost(
+    content_target: Array,
+    style_targets: Mapping[str, Array],
+    gen_content: Array,
+    gen_style: Mapping[str, Array],
+    image: Array,
+    *,
+    alpha: float | Array,
+    beta: float | Array,
+    layer_weights: Mapping[str, float | Array],
+    tv_weight: float | Array = 0.0,
+    normalization: str = "lecture",
+) -> tuple[Array, dict[str, Array]]:
+    """``J(G) = alpha * J_content(C, G) + beta * J_style(S, G) + tv_weight * TV(G)``.
+
+    Args:
+      content_target: ``a_C`` at the content layer ``(nH, nW, nC)``.
+      style_targets: ``{layer: style_target(a_S)}``, ``(nC, nC)`` each.
+      gen_content: ``a_G`` at the content layer.
+      gen_style: ``{layer: a_G}`` at the style layers.
+      image: G as RGB ``(H, W, 3)`` (for the TV term).
+      alpha, beta, tv_weight, layer_weights: scalars (may be traced, e.g. under vmap).
+
+    Returns:
+      ``(J, {"total", "content", "style", "tv"})`` where ``content``/``style``/``tv`` are
+      the unweighted terms.
+    """
+    jc = content_cost(content_target, gen_content, normalization=normalization)
+    js = style_cost_from_targets(style_targets, gen_style, layer_weights,
+                                 normalization=normalization)
+    tv = total_variation(image)
+    j = alpha * jc + beta * js + tv_weight * tv
+    return j, {"total": j, "content": jc, "style": js, "tv": tv}

@@ -1,0 +1,211 @@
+"""The jitted step, the fused run loop and the stylize driver, on tiny synthetic weights."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import rand_image
+
+from nst_jax import losses, vgg
+from nst_jax.config import Config
+from nst_jax.optimize import (
+    compute_targets,
+    init_image,
+    iterate,
+    make_optimizer,
+    make_step,
+    objective,
+    stylize,
+)
+
+SPEC = vgg.CAFFE
+# Tiny synthetic nets have tiny activations: weights that balance the two terms.
+TINY = Config(alpha=1.0, beta=1e-2, iterations=20, report_every=10, learning_rate=0.05)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return rand_image(32, 32, 1), rand_image(32, 32, 2)
+
+
+def test_targets_match_direct_features(params16, images):
+    C, S = images
+    cfg = TINY.validate("vgg16")
+    t = compute_targets(params16, SPEC, C, S, cfg)
+    fc = vgg.vgg_features(params16, vgg.preprocess(jnp.asarray(C), SPEC), ["conv4_2"])
+    np.testing.assert_allclose(t["content"], fc["conv4_2"], rtol=1e-5)
+    fs = vgg.vgg_features(params16, vgg.preprocess(jnp.asarray(S), SPEC), ["conv3_1"])
+    np.testing.assert_allclose(t["style"]["conv3_1"], losses.style_target(fs["conv3_1"]), rtol=1e-5)
+
+
+def test_style_blend_one_zero_equals_single_style(params16, images):
+    C, S = images
+    cfg = TINY.validate("vgg16")
+    other = rand_image(24, 40, 3)
+    t1 = compute_targets(params16, SPEC, C, S, cfg)
+    t2 = compute_targets(params16, SPEC, C, [S, other], cfg, style_blend=[1.0, 0.0])
+    for k in cfg.style_layers:
+        np.testing.assert_allclose(t2["style"][k], t1["style"][k], rtol=1e-6)
+    with pytest.raises(ValueError, match="style_blend: expected 2 non-negative weights"):
+        compute_targets(params16, SPEC, C, [S, other], cfg, style_blend=[1.0])
+
+
+def test_objective_grad_matches_finite_differences(params16):
+    C, S = rand_image(16, 16, 4), rand_image(16, 16, 5)
+    cfg = Config(alpha=1.0, beta=1e-2, tv_weight=0.5).validate("vgg16")
+    t = compute_targets(params16, SPEC, C, S, cfg)
+    G = np.asarray(rand_image(16, 16, 6), np.float64)
+    f = jax.jit(lambda g: objective(g, params16, t, cfg, SPEC)[0])
+    grad = np.asarray(jax.grad(lambda g: objective(g, params16, t, cfg, SPEC)[0])(jnp.asarray(G, jnp.float32)))
+    eps = 1e-2
+    rng = np.random.default_rng(1)
+    for idx in [tuple(int(v) for v in rng.integers(0, [16, 16, 3])) for _ in range(6)]:
+        gp, gm = G.copy(), G.copy()
+        gp[idx] += eps
+        gm[idx] -= eps
+        fd = (float(f(jnp.asarray(gp, jnp.float32))) - float(f(jnp.asarray(gm, jnp.float32)))) / (2 * eps)
+        np.testing.assert_allclose(grad[idx], fd, rtol=5e-2, atol=1e-3 * np.abs(grad).max())
+
+
+def test_step_jit_equals_no_jit(params16, images):
+    C, S = images
+    cfg = TINY.validate("vgg16")
+    t = compute_targets(params16, SPEC, C, S, cfg)
+    tx = make_optimizer(cfg)
+    step = make_step(tx, SPEC)
+    G = init_image(jnp.asarray(C), cfg, key=jax.random.key(0))
+    a = step(G, tx.init(G), params16, t, cfg)
+    b = jax.jit(step)(G, tx.init(G), params16, t, cfg)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a[2].cost, b[2].cost, rtol=1e-5)
+
+
+def test_step_vmap_over_alpha_beta_equals_loop(params16, images):
+    C, S = images
+    cfg = TINY.validate("vgg16")
+    t = compute_targets(params16, SPEC, C, S, cfg)
+    tx = make_optimizer(cfg)
+    step = make_step(tx, SPEC)
+    G = init_image(jnp.asarray(C), cfg, key=jax.random.key(0))
+    alphas, betas = jnp.array([1.0, 2.0, 0.5]), jnp.array([1e-2, 1e-3, 1e-1])
+    batched = jax.vmap(lambda a, b: step(G, tx.init(G), params16, t, cfg.replace(alpha=a, beta=b)))(
+        alphas, betas)
+    for i in range(3):
+        one = step(G, tx.init(G), params16, t, cfg.replace(alpha=float(alphas[i]), beta=float(betas[i])))
+        np.testing.assert_allclose(batched[0][i], one[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("opt", ["adam", "lbfgs", "sgd"])
+def test_cost_decreases(params16, images, opt):
+    C, S = images
+    cfg = TINY.replace(optimizer=opt, learning_rate=0.05 if opt != "sgd" else 4e-6)
+    img, hist = stylize(C, S, params16, SPEC, config=cfg, key=jax.random.key(0))
+    assert img.shape == C.shape
+    assert img.min() >= 0.0 and img.max() <= 1.0
+    assert hist["steps"] == 20
+    assert hist["total"][-1] < 0.7 * hist["total"][0], hist["total"]
+    if opt == "lbfgs":
+        assert hist["evals"] > 20  # line-search evaluations are counted
+    else:
+        assert hist["evals"] == 20
+
+
+def test_same_seed_same_image(params16, images):
+    C, S = images
+    cfg = TINY.replace(init="noise")
+    a, _ = stylize(C, S, params16, SPEC, config=cfg, key=jax.random.key(3))
+    b, _ = stylize(C, S, params16, SPEC, config=cfg, key=jax.random.key(3))
+    c, _ = stylize(C, S, params16, SPEC, config=cfg, key=jax.random.key(4))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_fused_run_equals_single_steps(params16, images):
+    C, S = images
+    cfg = TINY.replace(iterations=6, report_every=3).validate("vgg16")
+    fused, hist = stylize(C, S, params16, SPEC, config=cfg, key=jax.random.key(0))
+    t = compute_targets(params16, SPEC, C, S, cfg)
+    tx = make_optimizer(cfg)
+    step = jax.jit(make_step(tx, SPEC))
+    G = init_image(jnp.asarray(C), cfg, key=jax.random.key(0))
+    s = tx.init(G)
+    costs = []
+    for _ in range(6):
+        G, s, info = step(G, s, params16, t, cfg)
+        costs.append(float(info.cost))
+    np.testing.assert_allclose(fused, G, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(hist["total"], costs, rtol=1e-5)
+
+
+def test_iterate_reports_every_chunk(params16, images):
+    C, S = images
+    reports = list(iterate(C, S, params16, SPEC, config=TINY.replace(iterations=25)))
+    assert [r.step for r in reports] == [10, 20, 25]
+    assert reports[-1].finished and not reports[0].finished
+    assert len(reports[-1].history) == 25
+    assert set(reports[-1].costs) == {"total", "content", "style", "tv"}
+
+
+def test_callback_can_stop(params16, images):
+    C, S = images
+    seen = []
+    _, hist = stylize(C, S, params16, SPEC, config=TINY.replace(iterations=100),
+                      callback=lambda p: seen.append(p.step) or p.step >= 20)
+    assert seen == [10, 20] and hist["steps"] == 20
+
+
+def test_non_finite_cost_stops_and_keeps_last_finite_image(params16, images):
+    C, S = images
+    cfg = TINY.replace(alpha=float("inf"), iterations=10, report_every=5)
+    reports = list(iterate(C, S, params16, SPEC, config=cfg))
+    assert len(reports) == 1 and reports[0].error is not None
+    assert "non-finite" in reports[0].error
+    assert np.all(np.isfinite(reports[0].image))
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        stylize(C, S, params16, SPEC, config=cfg)
+
+
+@pytest.mark.parametrize("init", ["noise", "content", "content+noise"])
+def test_init_modes(init):
+    C = jnp.asarray(rand_image(8, 8))
+    cfg = Config(init=init, noise_ratio=0.25)
+    G = init_image(C, cfg, key=jax.random.key(0))
+    noise = jax.random.uniform(jax.random.key(0), C.shape)
+    want = {"noise": noise, "content": C, "content+noise": 0.75 * C + 0.25 * noise}[init]
+    np.testing.assert_allclose(G, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("field", "value", "msg"), [
+    ("optimizer", "rmsprop", "optimizer: expected one of"),
+    ("init", "zeros", "init: expected one of"),
+    ("iterations", 0, "iterations: expected a positive integer, got 0"),
+    ("style_weights", (1.0,), "style_weights: expected 5 values"),
+    ("content_layer", "conv9_9", "unknown layer 'conv9_9'"),
+    ("noise_ratio", 1.5, r"noise_ratio: expected a value in \[0, 1\]"),
+    ("beta", -1.0, "beta: expected >= 0, got -1.0"),
+])
+def test_config_validation(field, value, msg):
+    with pytest.raises(ValueError, match=msg):
+        Config().replace(**{field: value}).validate("vgg16")
+
+
+def test_too_small_image_is_refused(params16):
+    with pytest.raises(ValueError, match=r"content image 8x8 is too small: the deepest layer used needs at least 16x16"):
+        stylize(rand_image(8, 8), rand_image(32, 32), params16, SPEC, config=TINY)
+
+
+@pytest.mark.real_weights
+def test_real_weights_style_cost_falls(real16):
+    params, spec = real16
+    C, S = rand_image(64, 64, 7), rand_image(64, 64, 8)
+    # Smooth images (as photos are) rather than white noise.
+    C = np.asarray(jax.image.resize(jnp.asarray(C[::8, ::8]), (64, 64, 3), "linear"))
+    cfg = Config(iterations=50, report_every=25)
+    img, hist = stylize(C, S, params, spec, config=cfg, key=jax.random.key(0))
+    from nst_jax.optimize import evaluate
+
+    start = evaluate(init_image(jnp.asarray(C), cfg, key=jax.random.key(0)), C, S, params, spec, cfg)
+    assert hist["costs"]["style"] <= 0.2 * start["style"], (start, hist["costs"])
+    assert np.abs(img - C).mean() > 0.02 and np.abs(img - S).mean() > 0.02
