@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 
@@ -57,13 +58,356 @@ def fetch_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+STYLIZE_HELP = """Paint CONTENT in the style of STYLE (Gatys, Ecker & Bethge).
+
+Example:
+  python scripts/stylize.py examples/content_chelsea.png examples/style_swirls.png \\
+      --size 256 --iters 300 -o out/cat.png
+
+The cost is J(G) = alpha * J_content(C, G) + beta * J_style(S, G) + tv_weight * TV(G);
+G starts from the content image plus noise and Adam updates its pixels (in [0, 1]).
+"""
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _nonneg_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    v = _nonneg_float(s)
+    if v == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {s}")
+    return v
+
+
+def parse_style_layers(spec: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """``"conv1_1:0.2,conv2_1:0.2"`` (or names without weights: equal weights) -> names, weights."""
+    names, weights = [], []
+    items = [x.strip() for x in spec.split(",")]
+    if not spec.strip() or any(not x for x in items):
+        raise CliError(f"--style-layers: expected LAYER[:WEIGHT],LAYER[:WEIGHT],..., got {spec!r}")
+    for item in items:
+        name, sep, w = item.partition(":")
+        if sep:
+            try:
+                wv = float(w)
+            except ValueError:
+                raise CliError(
+                    f"--style-layers: weight of {name!r} is not a number: {w!r}") from None
+            if not wv >= 0 or wv == float("inf"):
+                raise CliError(f"--style-layers: weight of {name!r} must be >= 0, got {w}")
+        else:
+            wv = None
+        names.append(name.strip())
+        weights.append(wv)
+    if all(w is None for w in weights):
+        weights = [1.0 / len(names)] * len(names)
+    elif any(w is None for w in weights):
+        raise CliError("--style-layers: give a weight for every layer or for none")
+    return tuple(names), tuple(float(w) for w in weights)
+
+
+def stylize_parser() -> argparse.ArgumentParser:
+    from nst_jax.config import INITS, OPTIMIZERS, Config
+    from nst_jax.losses import NORMALIZATIONS
+
+    d = Config()
+    ap = argparse.ArgumentParser(
+        prog="stylize.py", description=STYLIZE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("content", help="content photo (any format Pillow reads)")
+    ap.add_argument("style", nargs="+", help="style image(s); several are blended (--style-weights)")
+    ap.add_argument("-o", "--output", default=None,
+                    help="output .png or .jpg (default: out/CONTENT-STYLE.png, numbered if taken)")
+    g = ap.add_argument_group("size and iterations")
+    g.add_argument("--size", type=_positive_int, default=512,
+                   help="longest side of the output in pixels (default: 512)")
+    g.add_argument("--style-scale", type=_positive_float, default=1.0,
+                   help="style image size relative to --size (default: 1.0)")
+    g.add_argument("--iters", type=_positive_int, default=d.iterations,
+                   help=f"optimizer iterations (default: {d.iterations})")
+    w = ap.add_argument_group("cost: J = alpha*J_content + beta*J_style + tv_weight*TV")
+    w.add_argument("--alpha", type=_nonneg_float, default=d.alpha,
+                   help=f"content weight (default: {d.alpha:g})")
+    w.add_argument("--beta", type=_nonneg_float, default=d.beta,
+                   help=f"style weight (default: {d.beta:g}); raise for more style")
+    w.add_argument("--tv-weight", type=_nonneg_float, default=d.tv_weight,
+                   help=f"total-variation smoothing weight (default: {d.tv_weight:g})")
+    w.add_argument("--content-layer", default=d.content_layer,
+                   help=f"VGG layer compared with the content (default: {d.content_layer})")
+    default_layers = ",".join(f"{n}:{v:g}" for n, v in zip(d.style_layers, d.style_weights, strict=True))
+    w.add_argument("--style-layers", default=default_layers,
+                   help=f"style layers with weights lambda_l (default: {default_layers})")
+    w.add_argument("--style-weights", default=None,
+                   help="blend weights of several style images, e.g. 0.7,0.3 (default: equal)")
+    w.add_argument("--normalization", choices=NORMALIZATIONS, default=d.normalization,
+                   help=f"cost normalisation convention (default: {d.normalization})")
+    w.add_argument("--pooling", choices=("max", "avg"), default=d.pooling,
+                   help=f"VGG pooling (default: {d.pooling}; Gatys et al. suggest avg)")
+    o = ap.add_argument_group("optimizer")
+    o.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                   help=f"(default: {d.optimizer})")
+    o.add_argument("--lr", type=_positive_float, default=d.learning_rate,
+                   help=f"Adam/SGD step in pixel units, pixels in [0, 1] (default: {d.learning_rate:g})")
+    o.add_argument("--lbfgs-history", type=_positive_int, default=d.lbfgs_history,
+                   help=f"L-BFGS memory (default: {d.lbfgs_history})")
+    o.add_argument("--init", choices=INITS, default=d.init,
+                   help=f"starting image (default: {d.init})")
+    o.add_argument("--noise-ratio", type=_nonneg_float, default=d.noise_ratio,
+                   help=f"noise share r of content+noise: (1-r)*C + r*U(0,1) (default: {d.noise_ratio:g})")
+    o.add_argument("--seed", type=int, default=0, help="random seed of the initial noise (default: 0)")
+    r = ap.add_argument_group("run")
+    r.add_argument("--weights", default=None,
+                   help="weights .h5 (default: weights/vgg19.h5, else weights/vgg16.h5)")
+    r.add_argument("--device", choices=("cpu", "gpu", "tpu"), default=None,
+                   help="JAX platform (default: JAX's choice)")
+    r.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
+                   help="also write every N-th iterate as OUT.NNNNNN.png (default: off)")
+    r.add_argument("--report-every", type=_positive_int, default=d.report_every, metavar="N",
+                   help=f"iterations fused per compiled call between progress updates (default: {d.report_every})")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    r.add_argument("--quiet", action="store_true", help="print only the final line")
+    return ap
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``nst-jax {stylize,fetch-weights} ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["fetch-weights"]:
         return fetch_main(argv[1:])
     if argv[:1] == ["stylize"]:
-        from nst_jax.cli_stylize import stylize_main
         return stylize_main(argv[1:])
     print("usage: nst-jax {stylize,fetch-weights} ... (see --help of each)", file=sys.stderr)
     return 2
+
+
+# ----------------------------------------------------------------------------- stylize
+
+
+def find_weights(explicit: str | None) -> W.Path:
+    """``--weights`` if given, else ``weights/vgg19.h5`` then ``weights/vgg16.h5``.
+
+    ``weights/`` is looked up in the current folder, then next to the package.
+    """
+    if explicit:
+        return W.Path(explicit)
+    roots = [W.Path.cwd() / "weights", W.Path(__file__).resolve().parents[1] / "weights"]
+    for root in roots:
+        for name in ("vgg19.h5", "vgg16.h5"):
+            if (root / name).exists():
+                return root / name
+    raise CliError(f"no weights found (looked for weights/vgg19.h5 and weights/vgg16.h5); "
+                   f"{W.FETCH_HINT}")
+
+
+def _default_output(content: str, style: str) -> W.Path:
+    stem = f"{W.Path(content).stem}-{W.Path(style).stem}"
+    out = W.Path("out") / f"{stem}.png"
+    i = 1
+    while out.exists() or out.with_name(out.name + ".json").exists():
+        out = W.Path("out") / f"{stem}-{i}.png"
+        i += 1
+    return out
+
+
+def _fmt_time(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+class ProgressBar:
+    """Progress on stderr: a redrawn bar on a terminal, one line per report otherwise."""
+
+    def __init__(self, total: int, quiet: bool, stream=None) -> None:
+        self.total, self.quiet = total, quiet
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.compile_reported = False
+
+    def update(self, p) -> None:
+        if self.quiet:
+            return
+        if not self.compile_reported:
+            self.compile_reported = True
+            self._line(f"compiled and ran the first {p.step} iterations in {p.compile_s:.1f}s")
+        timed = p.step - (self.first_step if hasattr(self, "first_step") else p.step)
+        if not hasattr(self, "first_step"):
+            self.first_step = p.step
+        rate = timed / p.run_s if p.run_s > 0 and timed > 0 else None
+        eta = (self.total - p.step) / rate if rate else None
+        frac = p.step / self.total
+        bar = "#" * int(24 * frac)
+        c = p.costs
+        msg = (f"[{bar:<24}] {p.step}/{self.total} "
+               f"{f'{rate:.2f} it/s' if rate else '-- it/s'} ETA {_fmt_time(eta) if eta is not None else '--'} | "
+               f"content {c['content']:.4g} style {c['style']:.4g} total {c['total']:.4g}")
+        if self.tty:
+            self.stream.write("\r" + msg + "\033[K")
+            if p.finished:
+                self.stream.write("\n")
+            self.stream.flush()
+        else:
+            self._line(msg)
+
+    def _line(self, msg: str) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(msg + "\n")
+        self.stream.flush()
+
+
+def stylize_main(argv: Sequence[str] | None = None) -> int:
+    """``nst-jax stylize`` / ``scripts/stylize.py``: exit 0 done, 1 stopped (non-finite
+    cost), 2 bad input, 130 interrupted (the current image is saved)."""
+    args = stylize_parser().parse_args(argv)
+    try:
+        return _stylize(args)
+    except CliError as e:
+        return _fail(str(e))
+
+
+def _stylize(args: argparse.Namespace) -> int:
+    import time
+
+    from nst_jax import image as I
+
+    t_start = time.perf_counter()
+    # --- validate everything cheap before any compile or long computation
+    if args.device:
+        import jax
+
+        jax.config.update("jax_platforms", args.device)
+        try:
+            jax.devices()
+        except RuntimeError as e:
+            raise CliError(f"--device {args.device}: not available ({str(e).splitlines()[0]})") from None
+    import jax
+
+    from nst_jax import vgg
+    from nst_jax.config import Config
+    from nst_jax.optimize import iterate
+
+    names, lw = parse_style_layers(args.style_layers)
+    blend = None
+    if args.style_weights is not None:
+        try:
+            blend = [float(x) for x in args.style_weights.split(",")]
+        except ValueError:
+            raise CliError(f"--style-weights: expected numbers like 0.7,0.3, got {args.style_weights!r}") from None
+        if len(blend) != len(args.style) or any(not b >= 0 for b in blend) or sum(blend) <= 0:
+            raise CliError(f"--style-weights: expected {len(args.style)} non-negative weights "
+                           f"with a positive sum (one per style image), got {args.style_weights!r}")
+    out = W.Path(args.output) if args.output else _default_output(args.content, args.style[0])
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise CliError(f"output {out}: unknown extension {out.suffix!r}, expected .png, .jpg or .jpeg")
+    if not args.output:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    folder = out.parent
+    if not folder.is_dir():
+        raise CliError(f"output folder does not exist: {folder}")
+    if not W.os.access(folder, W.os.W_OK):
+        raise CliError(f"output folder is not writable: {folder}")
+    if out.exists() and not args.overwrite:
+        raise CliError(f"{out} exists; pass --overwrite to replace it")
+    wpath = find_weights(args.weights)
+    try:
+        params, spec = W.load_weights(wpath)
+        meta_w = W.read_metadata(wpath)
+    except W.WeightsError as e:
+        raise CliError(str(e)) from None
+    arch = vgg.arch_of(params)
+    try:
+        config = Config(
+            alpha=args.alpha, beta=args.beta, tv_weight=args.tv_weight, style_weights=lw,
+            content_layer=args.content_layer, style_layers=names, optimizer=args.optimizer,
+            learning_rate=args.lr, iterations=args.iters, init=args.init,
+            noise_ratio=args.noise_ratio, pooling=args.pooling, normalization=args.normalization,
+            lbfgs_history=args.lbfgs_history,
+            report_every=math.gcd(args.report_every, args.save_every or args.report_every),
+        ).validate(arch)
+    except ValueError as e:
+        raise CliError(str(e).replace("content_layer: ", "--content-layer: ")) from None
+    deepest = max(vgg.layer_names(arch).index(x) for x in (config.content_layer, *config.style_layers))
+    need = vgg.min_image_size(vgg.layer_names(arch)[deepest])
+    try:
+        content = I.load_image(args.content, args.size)
+        style_size = max(1, round(args.size * args.style_scale))
+        styles = [I.load_image(s, style_size) for s in args.style]
+    except I.ImageError as e:
+        raise CliError(str(e)) from None
+    for what, img in [(args.content, content), *zip(args.style, styles, strict=True)]:
+        if min(img.shape[:2]) < need:
+            raise CliError(
+                f"{what}: {img.shape[1]}x{img.shape[0]} after resizing is too small for "
+                f"{vgg.layer_names(arch)[deepest]}: the minimum is {need}x{need} pixels "
+                "(raise --size / --style-scale or use shallower layers)")
+
+    settings = {k: v for k, v in vars(args).items()}
+    settings["style_layers"] = dict(zip(config.style_layers, config.style_weights, strict=True))
+    base_meta = {
+        "nst_jax": __import__("nst_jax").__version__, "jax": jax.__version__,
+        "device": str(jax.devices()[0]), "settings": settings,
+        "weights": {"path": str(wpath), "architecture": arch,
+                    "source": meta_w.get("source"), "source_sha256": meta_w.get("source_sha256")},
+        "license_note": "features from VGG weights by Simonyan & Zisserman, CC BY 4.0",
+    }
+    bar = ProgressBar(config.iterations, args.quiet)
+    if not args.quiet:
+        print(f"nst_jax: {W.Path(args.content).name} in the style of "
+              f"{', '.join(W.Path(s).name for s in args.style)}: {content.shape[1]}x{content.shape[0]}, "
+              f"{arch} ({meta_w.get('source')}), {config.optimizer}, {config.iterations} iterations "
+              f"on {jax.devices()[0].platform}", file=sys.stderr)
+
+    def meta_for(p, status: str) -> dict:
+        return {**base_meta, "status": status, "steps": p.step, "evals": p.evals,
+                "final_costs": p.costs, "compile_s": round(p.compile_s, 3),
+                "iterate_s": round(p.run_s, 3)}
+
+    last = None
+    status = "done"
+    try:
+        for p in iterate(content, styles, params, spec, config=config,
+                         key=jax.random.key(args.seed), style_blend=blend):
+            last = p
+            bar.update(p)
+            if args.save_every and p.step % args.save_every == 0 and not p.finished:
+                frame = out.with_name(f"{out.stem}.{p.step:06d}{out.suffix}")
+                I.save_image(frame, p.image, meta_for(p, "frame"), overwrite=args.overwrite)
+            if p.error:
+                status = "stopped: " + p.error
+    except KeyboardInterrupt:
+        status = "interrupted"
+    if last is None:
+        print("error: interrupted before the first iterate was computed; nothing saved",
+              file=sys.stderr)
+        return 130
+    try:
+        I.save_image(out, last.image, meta_for(last, status), overwrite=args.overwrite)
+    except I.ImageError as e:
+        raise CliError(str(e)) from None
+    wall = time.perf_counter() - t_start
+    c = last.costs
+    print(f"{status}: wrote {out} ({last.step} iterations, {last.evals} evaluations) in "
+          f"{_fmt_time(wall)} (compile+first chunk {last.compile_s:.1f}s); final costs: "
+          f"content {c['content']:.4g}, style {c['style']:.4g}, total {c['total']:.4g}",
+          file=sys.stderr)
+    if status == "interrupted":
+        return 130
+    return 1 if status != "done" else 0

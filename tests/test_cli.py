@@ -1,0 +1,221 @@
+"""stylize.py end to end on tiny images with synthetic weights; every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REAL_VGG16, ROOT, TINY_CHANNELS
+from PIL import Image
+
+from nst_jax import vgg
+from nst_jax import weights as W
+from nst_jax.cli import main, parse_style_layers, stylize_main
+
+FAST = ["--iters", "4", "--report-every", "2", "--beta", "1e-2", "--size", "32"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    params = {n: {"kernel": rng.normal(0, 0.3, k).astype(np.float32),
+                  "bias": rng.normal(0, 0.1, b).astype(np.float32)}
+              for n, (k, b) in vgg.conv_shapes("vgg16", TINY_CHANNELS).items()}
+    W.write_weights(d / "tiny.h5", params, "vgg16", vgg.CAFFE, {"source": "synthetic"})
+    for name, seed, size in (("c.png", 1, (48, 40)), ("s.png", 2, (40, 40))):
+        Image.fromarray(np.random.default_rng(seed).integers(0, 255, (*size, 3), np.uint8)).save(d / name)
+    return d
+
+
+def run(work, *args, out="o.png"):
+    argv = [str(work / "c.png"), str(work / "s.png"), "--weights", str(work / "tiny.h5"), *FAST]
+    if out:
+        argv += ["-o", str(work / out)]
+    return stylize_main([*argv, *args])
+
+
+def test_end_to_end_writes_png_metadata_sidecar_frames(work, capsys):
+    assert run(work, "--save-every", "2", out="e2e.png") == 0
+    err = capsys.readouterr().err
+    assert "compiled and ran the first 2 iterations" in err
+    assert "done: wrote" in err and "e2e.png" in err and "final costs: content" in err
+    with Image.open(work / "e2e.png") as im:
+        assert im.size == (27, 32) and im.format == "PNG"
+        meta = json.loads(im.info["nst_jax"])
+    assert meta["status"] == "done" and meta["steps"] == 4
+    assert meta["settings"]["beta"] == 1e-2
+    assert meta["weights"]["architecture"] == "vgg16"
+    assert set(meta["final_costs"]) == {"total", "content", "style", "tv"}
+    assert json.loads((work / "e2e.png.json").read_text()) == meta
+    frame = work / "e2e.000002.png"
+    assert frame.exists() and json.loads((work / "e2e.000002.png.json").read_text())["steps"] == 2
+    assert not list(work.glob(".*tmp"))
+
+
+def test_refuses_to_overwrite(work, capsys):
+    (work / "keep.png").write_bytes(b"precious")
+    assert run(work, out="keep.png") == 2
+    assert "keep.png exists; pass --overwrite to replace it" in capsys.readouterr().err
+    assert (work / "keep.png").read_bytes() == b"precious"
+    assert run(work, "--overwrite", out="keep.png") == 0
+
+
+def test_same_seed_same_output_different_seed_differs(work):
+    assert run(work, "--seed", "5", out="s5a.png") == 0
+    assert run(work, "--seed", "5", out="s5b.png") == 0
+    assert run(work, "--seed", "6", out="s6.png") == 0
+    def load(name):
+        with Image.open(work / name) as im:
+            return np.asarray(im)
+
+    np.testing.assert_array_equal(load("s5a.png"), load("s5b.png"))
+    assert not np.array_equal(load("s5a.png"), load("s6.png"))
+
+
+def test_jpeg_output_and_lbfgs(work):
+    assert run(work, "--optimizer", "lbfgs", out="l.jpg") == 0
+    with Image.open(work / "l.jpg") as im:
+        assert im.format == "JPEG"
+
+
+@pytest.mark.parametrize(("args", "msg"), [
+    (["--content-layer", "conv9_1"], "unknown layer 'conv9_1' for vgg16: valid layers are"),
+    (["--style-layers", "conv1_1:0.5,,conv2_1"], "--style-layers: expected LAYER[:WEIGHT]"),
+    (["--style-layers", "conv1_1:x"], "--style-layers: weight of 'conv1_1' is not a number"),
+    (["--style-layers", "conv1_1:1,conv2_1"], "give a weight for every layer or for none"),
+    (["--style-layers", "conv1_1,conv7_1"], "unknown layer 'conv7_1'"),
+    (["--style-weights", "1,2"], "--style-weights: expected 1 non-negative weights"),
+    (["--weights", "/nonexistent/w.h5"], "weights file not found: /nonexistent/w.h5; fetch weights with"),
+    (["--size", "8"], "is too small for conv5_1: the minimum is 16x16 pixels"),
+])
+def test_bad_options(work, capsys, args, msg):
+    assert run(work, *args) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.startswith("error: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--size", "0"), ("--iters", "-3"), ("--size", "x"),
+                                              ("--lr", "0"), ("--beta", "-1")])
+def test_bad_numbers_exit_2(work, capsys, flag, value):
+    with pytest.raises(SystemExit) as e:
+        run(work, flag, value)
+    assert e.value.code == 2
+    assert f"argument {flag}: expected" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("which", "make", "msg"), [
+    ("content", lambda p: None, "image not found"),
+    ("content", lambda p: p.mkdir(), "expected an image file, got a directory"),
+    ("style", lambda p: p.write_text("hello"), "not an image"),
+    ("style", lambda p: p.write_bytes((Path(__file__).parent / "conftest.py").read_bytes()[:0]
+                                      or _truncated_png()), "truncated or corrupt"),
+])
+def test_bad_images(work, tmp_path, capsys, which, make, msg):
+    bad = tmp_path / "bad.png"
+    make(bad)
+    c, s = (bad, work / "s.png") if which == "content" else (work / "c.png", bad)
+    code = stylize_main([str(c), str(s), "--weights", str(work / "tiny.h5"), *FAST,
+                         "-o", str(tmp_path / "o.png")])
+    assert code == 2
+    assert msg in capsys.readouterr().err
+
+
+def _truncated_png() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(buf, "PNG")
+    return buf.getvalue()[:2000]
+
+
+def test_unwritable_output_folder(work, tmp_path, capsys, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    # chmod does not stop root (CI may run as root): make the permission check say no.
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if Path(p) == ro else real_access(p, m))
+    assert run(work, "-o", str(ro / "o.png"), out=None) == 2
+    assert f"output folder is not writable: {ro}" in capsys.readouterr().err
+    assert list(ro.iterdir()) == []
+
+
+def test_missing_output_folder_and_bad_extension(work, capsys):
+    assert run(work, out="nope/o.png") == 2
+    assert "output folder does not exist" in capsys.readouterr().err
+    assert run(work, out="o.gif") == 2
+    assert "unknown extension '.gif'" in capsys.readouterr().err
+
+
+def test_missing_default_weights(work, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("nst_jax.cli.W.Path.resolve", lambda self: tmp_path / "x" / "y" / "z")
+    code = stylize_main([str(work / "c.png"), str(work / "s.png"), *FAST, "-o", "o.png"])
+    assert code == 2
+    assert "no weights found (looked for weights/vgg19.h5 and weights/vgg16.h5); fetch weights" \
+        in capsys.readouterr().err
+
+
+def test_parse_style_layers():
+    assert parse_style_layers("conv1_1:0.5,relu2_1:2") == (("conv1_1", "relu2_1"), (0.5, 2.0))
+    assert parse_style_layers("conv1_1,conv2_1") == (("conv1_1", "conv2_1"), (0.5, 0.5))
+
+
+def test_main_dispatch(capsys):
+    assert main(["bogus"]) == 2
+    assert "usage: nst-jax" in capsys.readouterr().err
+
+
+def _cmd(work, *extra):
+    return [sys.executable, str(ROOT / "scripts" / "stylize.py"), str(work / "c.png"),
+            str(work / "s.png"), "--weights", str(work / "tiny.h5"), *extra]
+
+
+def test_subprocess_bad_input_exit_code(work):
+    r = subprocess.run(_cmd(work, "--content-layer", "nope", "-o", str(work / "x.png")),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error: unknown layer 'nope'")
+    assert "Traceback" not in r.stderr
+
+
+def test_sigint_saves_a_complete_image(work):
+    out = work / "int.png"
+    with subprocess.Popen(_cmd(work, "--size", "32", "--beta", "1e-2", "--iters", "100000",
+                               "--report-every", "5", "-o", str(out)),
+                          stderr=subprocess.PIPE, text=True) as p:
+        deadline = time.time() + 120
+        for line in p.stderr:
+            if "5/100000" in line or time.time() > deadline:
+                break
+        p.send_signal(signal.SIGINT)
+        err = p.stderr.read()
+        assert p.wait(timeout=120) == 130, err
+    assert "interrupted: wrote" in err
+    with Image.open(out) as im:
+        im.load()
+        meta = json.loads(im.info["nst_jax"])
+    assert meta["status"] == "interrupted" and meta["steps"] >= 5
+    assert not list(work.glob(".int*"))
+
+
+@pytest.mark.real_weights
+@pytest.mark.skipif(not REAL_VGG16.exists(), reason="weights/vgg16.h5 absent")
+def test_readme_demo_command_small(tmp_path):
+    """The README's first command, shrunk to 64 px and a few iterations."""
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "stylize.py"),
+         str(ROOT / "examples" / "content_chelsea.png"), str(ROOT / "examples" / "style_swirls.png"),
+         "--size", "64", "--iters", "10", "--report-every", "5", "--weights", str(REAL_VGG16),
+         "-o", str(tmp_path / "demo.png")],
+        capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    with Image.open(tmp_path / "demo.png") as im:
+        assert im.size == (64, 43)

@@ -1,0 +1,145 @@
+"""Image loading for every mode users really have, and atomic saving with metadata."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from nst_jax import image as I
+
+
+def _grad(h=6, w=8):
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 30 % 256, y * 40 % 256, (x + y) * 15 % 256], -1).astype(np.uint8)
+
+
+def test_rgb_png(tmp_path):
+    a = _grad()
+    Image.fromarray(a).save(tmp_path / "a.png")
+    got = I.load_image(tmp_path / "a.png")
+    assert got.dtype == np.float32 and got.shape == (6, 8, 3)
+    np.testing.assert_allclose(got, a / 255.0, atol=1e-7)
+
+
+def test_grayscale_and_palette(tmp_path):
+    Image.fromarray(_grad()[..., 0]).save(tmp_path / "g.png")
+    g = I.load_image(tmp_path / "g.png")
+    assert g.shape == (6, 8, 3)
+    np.testing.assert_array_equal(g[..., 0], g[..., 2])
+    Image.fromarray(_grad()).convert("P").save(tmp_path / "p.png")
+    assert I.load_image(tmp_path / "p.png").shape == (6, 8, 3)
+
+
+def test_rgba_composited_on_white(tmp_path):
+    a = np.zeros((4, 4, 4), np.uint8)
+    a[..., 0] = 255
+    a[:, :2, 3] = 255  # left half opaque red, right half transparent
+    Image.fromarray(a, "RGBA").save(tmp_path / "a.png")
+    got = I.load_image(tmp_path / "a.png")
+    np.testing.assert_allclose(got[0, 0], [1, 0, 0])
+    np.testing.assert_allclose(got[0, 3], [1, 1, 1])
+
+
+def test_cmyk_jpeg(tmp_path):
+    Image.fromarray(_grad()).convert("CMYK").save(tmp_path / "c.jpg")
+    got = I.load_image(tmp_path / "c.jpg")
+    assert got.shape == (6, 8, 3)
+    np.testing.assert_allclose(got, _grad() / 255.0, atol=0.1)
+
+
+def test_16bit_png_keeps_range(tmp_path):
+    a = (np.linspace(0, 65535, 24).reshape(4, 6)).astype(np.uint16)
+    Image.fromarray(a).save(tmp_path / "d.png")
+    got = I.load_image(tmp_path / "d.png")
+    np.testing.assert_allclose(got[..., 0], a / 65535.0, atol=1e-6)
+
+
+def test_exif_rotation_applied(tmp_path):
+    a = np.zeros((10, 20, 3), np.uint8)
+    a[:, :10] = 255  # left half white in the stored pixels
+    im = Image.fromarray(a)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    im.save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=100)
+    got = I.load_image(tmp_path / "r.jpg")
+    assert got.shape == (20, 10, 3)  # displayed upright: portrait
+    assert got[:10].mean() > 0.9 and got[10:].mean() < 0.1  # white on top after rotation
+
+
+def test_resize_longest_side(tmp_path):
+    Image.fromarray(np.zeros((300, 600, 3), np.uint8)).save(tmp_path / "big.jpg")
+    assert I.load_image(tmp_path / "big.jpg", 64).shape == (32, 64, 3)
+    Image.fromarray(np.zeros((30, 15, 3), np.uint8)).save(tmp_path / "small.png")
+    assert I.load_image(tmp_path / "small.png", 60).shape == (60, 30, 3)
+
+
+def test_decompression_bomb_refused(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "b.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(I.ImageError, match="image too large"):
+        I.load_image(tmp_path / "b.png")
+
+
+@pytest.mark.parametrize(("make", "msg"), [
+    (lambda p: None, "image not found"),
+    (lambda p: p.mkdir(), "expected an image file, got a directory"),
+    (lambda p: p.write_text("not an image"), "not an image"),
+])
+def test_load_errors(tmp_path, make, msg):
+    p = tmp_path / "x.png"
+    make(p)
+    with pytest.raises(I.ImageError, match=msg):
+        I.load_image(p)
+
+
+def test_truncated_image(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(
+        tmp_path / "t.png")
+    data = (tmp_path / "t.png").read_bytes()
+    (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(I.ImageError, match="truncated or corrupt"):
+        I.load_image(tmp_path / "t.png")
+
+
+def test_save_png_with_metadata_and_sidecar(tmp_path):
+    rgb = np.random.default_rng(0).uniform(size=(5, 7, 3))
+    out = I.save_image(tmp_path / "o.png", rgb, {"alpha": 1.5})
+    with Image.open(out) as im:
+        back = np.asarray(im, np.float64) / 255
+    np.testing.assert_allclose(back, rgb, atol=0.5 / 255 + 1e-9)
+    assert I.read_metadata(out) == {"alpha": 1.5}
+    assert json.loads((tmp_path / "o.png.json").read_text()) == {"alpha": 1.5}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png", "o.png.json"]
+
+
+def test_save_jpeg_by_extension(tmp_path):
+    out = I.save_image(tmp_path / "o.jpg", np.full((4, 4, 3), 0.5), {"k": 1})
+    with Image.open(out) as im:
+        assert im.format == "JPEG"
+    assert I.read_metadata(out) == {"k": 1}
+
+
+def test_save_refuses_overwrite(tmp_path):
+    (tmp_path / "o.png").write_bytes(b"precious")
+    with pytest.raises(I.ImageError, match="exists; pass --overwrite"):
+        I.save_image(tmp_path / "o.png", np.zeros((2, 2, 3)))
+    assert (tmp_path / "o.png").read_bytes() == b"precious"
+    I.save_image(tmp_path / "o.png", np.zeros((2, 2, 3)), overwrite=True)
+    with Image.open(tmp_path / "o.png") as im:
+        assert im.size == (2, 2)
+
+
+def test_save_errors(tmp_path):
+    with pytest.raises(I.ImageError, match="unknown extension '.gif'"):
+        I.save_image(tmp_path / "o.gif", np.zeros((2, 2, 3)))
+    with pytest.raises(I.ImageError, match="output folder does not exist"):
+        I.save_image(tmp_path / "nope" / "o.png", np.zeros((2, 2, 3)))
+
+
+def test_png_text_chunk_name():
+    info = PngImagePlugin.PngInfo()
+    info.add_text("nst_jax", "{}")
+    assert info.chunks  # the chunk the metadata lives in
