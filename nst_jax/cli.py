@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from nst_jax import weights as W
 
@@ -124,10 +126,7 @@ def parse_style_layers(spec: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
 
 
 def stylize_parser() -> argparse.ArgumentParser:
-    from nst_jax.config import INITS, OPTIMIZERS, Config
-    from nst_jax.losses import NORMALIZATIONS
-
-    d = Config()
+    """The ``stylize.py`` argument parser (defaults from :class:`nst_jax.Config`)."""
     ap = argparse.ArgumentParser(
         prog="stylize.py", description=STYLIZE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -136,6 +135,18 @@ def stylize_parser() -> argparse.ArgumentParser:
     ap.add_argument("style", nargs="+", help="style image(s); several are blended (--style-weights)")
     ap.add_argument("-o", "--output", default=None,
                     help="output .png or .jpg (default: out/CONTENT-STYLE.png, numbered if taken)")
+    _add_common_args(ap)
+    ap.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
+                    help="also write every N-th iterate as OUT.NNNNNN.png (default: off)")
+    return ap
+
+
+def _add_common_args(ap: argparse.ArgumentParser) -> None:
+    """Flags shared by ``stylize.py`` and ``grid.py``: every knob of the core config."""
+    from nst_jax.config import INITS, OPTIMIZERS, Config
+    from nst_jax.losses import NORMALIZATIONS
+
+    d = Config()
     g = ap.add_argument_group("size and iterations")
     g.add_argument("--size", type=_positive_int, default=512,
                    help="longest side of the output in pixels (default: 512)")
@@ -178,23 +189,22 @@ def stylize_parser() -> argparse.ArgumentParser:
                    help="weights .h5 (default: weights/vgg19.h5, else weights/vgg16.h5)")
     r.add_argument("--device", choices=("cpu", "gpu", "tpu"), default=None,
                    help="JAX platform (default: JAX's choice)")
-    r.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
-                   help="also write every N-th iterate as OUT.NNNNNN.png (default: off)")
     r.add_argument("--report-every", type=_positive_int, default=d.report_every, metavar="N",
                    help=f"iterations fused per compiled call between progress updates (default: {d.report_every})")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     r.add_argument("--quiet", action="store_true", help="print only the final line")
-    return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``nst-jax {stylize,fetch-weights} ...``."""
+    """``nst-jax {stylize,grid,fetch-weights} ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["fetch-weights"]:
         return fetch_main(argv[1:])
     if argv[:1] == ["stylize"]:
         return stylize_main(argv[1:])
-    print("usage: nst-jax {stylize,fetch-weights} ... (see --help of each)", file=sys.stderr)
+    if argv[:1] == ["grid"]:
+        return grid_main(argv[1:])
+    print("usage: nst-jax {stylize,grid,fetch-weights} ... (see --help of each)", file=sys.stderr)
     return 2
 
 
@@ -283,26 +293,42 @@ def stylize_main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(e))
 
 
-def _stylize(args: argparse.Namespace) -> int:
-    import time
+@dataclasses.dataclass
+class Prepared:
+    """Everything a run needs, loaded and validated before any compilation."""
 
-    from nst_jax import image as I
+    params: dict
+    spec: Any
+    arch: str
+    config: Any
+    content: Any
+    styles: list
+    blend: list[float] | None
+    meta: dict
 
-    t_start = time.perf_counter()
-    # --- validate everything cheap before any compile or long computation
+
+def _check_folder(folder: W.Path) -> None:
+    if not folder.is_dir():
+        raise CliError(f"output folder does not exist: {folder}")
+    if not W.os.access(folder, W.os.W_OK):
+        raise CliError(f"output folder is not writable: {folder}")
+
+
+def _prepare(args: argparse.Namespace, report_every: int) -> Prepared:
+    """Select the device, parse the layer/blend specs, load weights and images, build
+    the :class:`Config`; every user error becomes a :class:`CliError`."""
+    import jax
+
     if args.device:
-        import jax
-
         jax.config.update("jax_platforms", args.device)
         try:
             jax.devices()
         except RuntimeError as e:
             raise CliError(f"--device {args.device}: not available ({str(e).splitlines()[0]})") from None
-    import jax
 
+    from nst_jax import image as I
     from nst_jax import vgg
     from nst_jax.config import Config
-    from nst_jax.optimize import iterate
 
     names, lw = parse_style_layers(args.style_layers)
     blend = None
@@ -314,18 +340,6 @@ def _stylize(args: argparse.Namespace) -> int:
         if len(blend) != len(args.style) or any(not b >= 0 for b in blend) or sum(blend) <= 0:
             raise CliError(f"--style-weights: expected {len(args.style)} non-negative weights "
                            f"with a positive sum (one per style image), got {args.style_weights!r}")
-    out = W.Path(args.output) if args.output else _default_output(args.content, args.style[0])
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise CliError(f"output {out}: unknown extension {out.suffix!r}, expected .png, .jpg or .jpeg")
-    if not args.output:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    folder = out.parent
-    if not folder.is_dir():
-        raise CliError(f"output folder does not exist: {folder}")
-    if not W.os.access(folder, W.os.W_OK):
-        raise CliError(f"output folder is not writable: {folder}")
-    if out.exists() and not args.overwrite:
-        raise CliError(f"{out} exists; pass --overwrite to replace it")
     wpath = find_weights(args.weights)
     try:
         params, spec = W.load_weights(wpath)
@@ -339,8 +353,7 @@ def _stylize(args: argparse.Namespace) -> int:
             content_layer=args.content_layer, style_layers=names, optimizer=args.optimizer,
             learning_rate=args.lr, iterations=args.iters, init=args.init,
             noise_ratio=args.noise_ratio, pooling=args.pooling, normalization=args.normalization,
-            lbfgs_history=args.lbfgs_history,
-            report_every=math.gcd(args.report_every, args.save_every or args.report_every),
+            lbfgs_history=args.lbfgs_history, report_every=report_every,
         ).validate(arch)
     except ValueError as e:
         raise CliError(str(e).replace("content_layer: ", "--content-layer: ")) from None
@@ -358,22 +371,43 @@ def _stylize(args: argparse.Namespace) -> int:
                 f"{what}: {img.shape[1]}x{img.shape[0]} after resizing is too small for "
                 f"{vgg.layer_names(arch)[deepest]}: the minimum is {need}x{need} pixels "
                 "(raise --size / --style-scale or use shallower layers)")
-
-    settings = {k: v for k, v in vars(args).items()}
+    settings = dict(vars(args))
     settings["style_layers"] = dict(zip(config.style_layers, config.style_weights, strict=True))
-    base_meta = {
+    meta = {
         "nst_jax": __import__("nst_jax").__version__, "jax": jax.__version__,
         "device": str(jax.devices()[0]), "settings": settings,
         "weights": {"path": str(wpath), "architecture": arch,
                     "source": meta_w.get("source"), "source_sha256": meta_w.get("source_sha256")},
         "license_note": "features from VGG weights by Simonyan & Zisserman, CC BY 4.0",
     }
-    bar = ProgressBar(config.iterations, args.quiet)
     if not args.quiet:
         print(f"nst_jax: {W.Path(args.content).name} in the style of "
               f"{', '.join(W.Path(s).name for s in args.style)}: {content.shape[1]}x{content.shape[0]}, "
               f"{arch} ({meta_w.get('source')}), {config.optimizer}, {config.iterations} iterations "
               f"on {jax.devices()[0].platform}", file=sys.stderr)
+    return Prepared(params, spec, arch, config, content, styles, blend, meta)
+
+
+def _stylize(args: argparse.Namespace) -> int:
+    import time
+
+    import jax
+
+    from nst_jax import image as I
+    from nst_jax.optimize import iterate
+
+    t_start = time.perf_counter()
+    out = W.Path(args.output) if args.output else _default_output(args.content, args.style[0])
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise CliError(f"output {out}: unknown extension {out.suffix!r}, expected .png, .jpg or .jpeg")
+    if not args.output:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    _check_folder(out.parent)
+    if out.exists() and not args.overwrite:
+        raise CliError(f"{out} exists; pass --overwrite to replace it")
+    pr = _prepare(args, math.gcd(args.report_every, args.save_every or args.report_every))
+    config, base_meta = pr.config, pr.meta
+    bar = ProgressBar(config.iterations, args.quiet)
 
     def meta_for(p, status: str) -> dict:
         return {**base_meta, "status": status, "steps": p.step, "evals": p.evals,
@@ -383,8 +417,8 @@ def _stylize(args: argparse.Namespace) -> int:
     last = None
     status = "done"
     try:
-        for p in iterate(content, styles, params, spec, config=config,
-                         key=jax.random.key(args.seed), style_blend=blend):
+        for p in iterate(pr.content, pr.styles, pr.params, pr.spec, config=config,
+                         key=jax.random.key(args.seed), style_blend=pr.blend):
             last = p
             bar.update(p)
             if args.save_every and p.step % args.save_every == 0 and not p.finished:
@@ -411,3 +445,170 @@ def _stylize(args: argparse.Namespace) -> int:
     if status == "interrupted":
         return 130
     return 1 if status != "done" else 0
+
+
+# ----------------------------------------------------------------------------- grid
+
+GRID_HELP = """Optimise one image per point of a grid of loss weights, in one compiled program
+(jax.vmap over the weights, sharded over all devices), and lay the results out on a
+labelled contact sheet.
+
+Example:
+  python scripts/grid.py examples/content_chelsea.png examples/style_swirls.png \\\\
+      --alphas 1,10 --betas 1e-5,1e-4,1e-3 --size 128 --iters 200 -o out/grid
+"""
+
+
+def parse_grid_values(flag: str, text: str | None) -> list[float] | None:
+    """``"1,10,100"`` -> ``[1.0, 10.0, 100.0]``; rejects empty, non-numeric and negative."""
+    if text is None:
+        return None
+    items = [x.strip() for x in text.split(",")]
+    if not text.strip() or any(not x for x in items):
+        raise CliError(f"{flag}: expected comma-separated numbers like 1,10,100, got {text!r}")
+    values = []
+    for x in items:
+        try:
+            v = float(x)
+        except ValueError:
+            raise CliError(f"{flag}: {x!r} is not a number") from None
+        if not v >= 0 or v == float("inf"):
+            raise CliError(f"{flag}: values must be finite and >= 0, got {x}")
+        values.append(v)
+    return values
+
+
+def grid_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="grid.py", description=GRID_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("content", help="content photo")
+    ap.add_argument("style", nargs="+", help="style image(s)")
+    ap.add_argument("-o", "--output", default=None,
+                    help="output folder (default: out/grid-CONTENT-STYLE, numbered if taken)")
+    ap.add_argument("--alphas", default=None, help="content weights, e.g. 1,10,100 (default: --alpha)")
+    ap.add_argument("--betas", default=None, help="style weights, e.g. 1e-5,1e-4,1e-3 (default: --beta)")
+    ap.add_argument("--tv-weights", default=None, help="TV weights to sweep too (default: --tv-weight)")
+    ap.add_argument("--chunk", type=_positive_int, default=None, metavar="K",
+                    help="optimise K points at a time to bound memory (default: all at once)")
+    ap.add_argument("--per-point-seeds", action="store_true",
+                    help="give each point its own initial noise (default: the same start everywhere)")
+    _add_common_args(ap)
+    ap.set_defaults(size=256)
+    return ap
+
+
+def grid_main(argv: Sequence[str] | None = None) -> int:
+    """``nst-jax grid`` / ``scripts/grid.py``."""
+    args = grid_parser().parse_args(argv)
+    try:
+        return _grid(args)
+    except CliError as e:
+        return _fail(str(e))
+
+
+def _fmt_num(v: float) -> str:
+    return f"{v:g}"
+
+
+def _grid(args: argparse.Namespace) -> int:
+    import csv
+    import io
+    import json
+    import time
+
+    import jax
+
+    from nst_jax import image as I
+    from nst_jax.grid import stylize_grid
+
+    t_start = time.perf_counter()
+    alphas = parse_grid_values("--alphas", args.alphas)
+    betas = parse_grid_values("--betas", args.betas)
+    tvs = parse_grid_values("--tv-weights", args.tv_weights)
+    if args.output:
+        out = W.Path(args.output)
+    else:
+        stem = f"grid-{W.Path(args.content).stem}-{W.Path(args.style[0]).stem}"
+        out, i = W.Path("out") / stem, 1
+        while out.exists():
+            out, i = W.Path("out") / f"{stem}-{i}", i + 1
+    _check_folder(out.parent if not out.exists() else out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"output {out} exists and is not a folder")
+    pr = _prepare(args, args.report_every)
+    alphas = alphas or [float(args.alpha)]
+    betas = betas or [float(args.beta)]
+    extra = {"tv_weight": tvs} if tvs else {}
+
+    def name_of(pt: dict) -> str:
+        parts = [f"a{_fmt_num(pt['alpha'])}", f"b{_fmt_num(pt['beta'])}"]
+        if "tv_weight" in pt:
+            parts.append(f"tv{_fmt_num(pt['tv_weight'])}")
+        return "_".join(parts) + ".png"
+
+    from nst_jax.grid import grid_points
+
+    planned, _ = grid_points({"alpha": alphas, "beta": betas, **extra})
+    files = [out / name_of(pt) for pt in planned] + [
+        out / "contact_sheet.png", out / "costs.csv", out / "costs.json"]
+    clash = [f for f in files if f.exists()]
+    if clash and not args.overwrite:
+        raise CliError(f"{clash[0]} exists; pass --overwrite to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+
+    total_steps = None
+    last_print = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        nonlocal total_steps
+        total_steps = total
+        if args.quiet:
+            return
+        now = time.perf_counter()
+        if done == total or now - last_print[0] > 1.0:
+            last_print[0] = now
+            el = now - t_start
+            print(f"[{'#' * int(24 * done / total):<24}] {done}/{total} iterations "
+                  f"({len(planned)} points), {_fmt_time(el)} elapsed", file=sys.stderr, flush=True)
+
+    try:
+        res = stylize_grid(pr.content, pr.styles, pr.params, pr.spec, config=pr.config,
+                           alphas=alphas, betas=betas, key=jax.random.key(args.seed),
+                           per_point_seeds=args.per_point_seeds, chunk_points=args.chunk,
+                           style_blend=pr.blend, callback=progress, **extra)
+    except KeyboardInterrupt:
+        print("interrupted: nothing written (a grid is saved only when complete)", file=sys.stderr)
+        return 130
+    rows_out = []
+    for i, pt in enumerate(res.points):
+        costs = {k: float(v[i]) for k, v in res.costs.items()}
+        meta = {**pr.meta, "status": "done" if res.ok[i] else "stopped: non-finite cost",
+                "point": pt, "steps": pr.config.iterations, "final_costs": costs}
+        I.save_image(out / name_of(pt), res.images[i], meta, overwrite=args.overwrite, sidecar=False)
+        rows_out.append({**pt, **costs, "ok": bool(res.ok[i]), "file": name_of(pt)})
+    n_a = len(alphas)
+    cols = len(res.points) // n_a
+    labels = []
+    for r in rows_out:
+        lab = f"a={_fmt_num(r['alpha'])} b={_fmt_num(r['beta'])}"
+        if "tv_weight" in r:
+            lab += f" tv={_fmt_num(r['tv_weight'])}"
+        labels.append(lab + f"\nJc={r['content']:.3g} Js={r['style']:.3g}")
+    sheet = I.contact_sheet(res.images, labels, n_a, cols,
+                            title=f"{pr.config.optimizer}, {pr.config.iterations} iterations, "
+                                  f"rows: alpha, columns: beta")
+    I.save_image(out / "contact_sheet.png", sheet,
+                 {**pr.meta, "points": rows_out}, overwrite=args.overwrite, sidecar=False)
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, fieldnames=list(rows_out[0]))
+    wr.writeheader()
+    wr.writerows(rows_out)
+    I.save_text(out / "costs.csv", buf.getvalue(), overwrite=args.overwrite)
+    I.save_text(out / "costs.json", json.dumps(
+        {"settings": pr.meta["settings"], "weights": pr.meta["weights"], "points": rows_out,
+         "compile_s": res.compile_s, "run_s": res.run_s}, indent=1, default=str) + "\n",
+        overwrite=args.overwrite)
+    print(f"done: wrote {len(rows_out)} images, {out / 'contact_sheet.png'} and {out / 'costs.csv'} "
+          f"in {_fmt_time(time.perf_counter() - t_start)} (compile+first call {res.compile_s:.1f}s)",
+          file=sys.stderr)
+    return 0 if res.ok.all() else 1

@@ -139,3 +139,42 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     with Image.open(path) as im:
         raw = im.info.get("nst_jax") or im.info.get("comment") or "{}"
     return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def contact_sheet(
+    images: np.ndarray, labels: list[str], rows: int, cols: int, *, title: str = ""
+) -> np.ndarray:
+    """Lay ``images (n, H, W, 3)`` out on a ``rows x cols`` grid with a label under each.
+
+    Returns an ``(H', W', 3)`` float image in [0, 1] (white background, black text).
+    """
+    from PIL import ImageDraw, ImageFont
+
+    n, h, w, _ = images.shape
+    if n != rows * cols or len(labels) != n:
+        raise ValueError(f"contact sheet: {n} images and {len(labels)} labels for a {rows}x{cols} grid")
+    font = ImageFont.load_default(size=max(10, min(16, w // 14)))
+    line_h = font.size + 4
+    n_lines = max(label.count("\n") + 1 for label in labels)
+    pad, band = 6, n_lines * line_h + 4
+    top = line_h + 2 * pad if title else pad
+    sheet = Image.new("RGB", (cols * (w + pad) + pad, top + rows * (h + band + pad)), "white")
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((pad, pad), title, fill="black", font=font)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        x, y = pad + c * (w + pad), top + r * (h + band + pad)
+        sheet.paste(Image.fromarray(to_uint8(images[i])), (x, y))
+        draw.multiline_text((x + 2, y + h + 2), labels[i], fill="black", font=font, spacing=4)
+    return np.asarray(sheet, np.float32) / 255.0
+
+
+def save_text(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:
+    """Write a text file atomically, refusing to replace one unless ``overwrite``."""
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise ImageError(f"{p} exists; pass --overwrite to replace it")
+    with atomic_path(p) as tmp:
+        tmp.write_text(text)
+    return p

@@ -219,3 +219,48 @@ def test_readme_demo_command_small(tmp_path):
     assert r.returncode == 0, r.stderr
     with Image.open(tmp_path / "demo.png") as im:
         assert im.size == (64, 43)
+
+
+# ----------------------------------------------------------------------------- grid.py
+
+
+def test_grid_cli_writes_sheet_csv_json(work, capsys):
+    from nst_jax.cli import grid_main
+
+    out = work / "grid"
+    argv = [str(work / "c.png"), str(work / "s.png"), "--weights", str(work / "tiny.h5"),
+            "--alphas", "1,2", "--betas", "1e-2,1e-1", "--size", "32", "--iters", "4",
+            "--report-every", "2", "-o", str(out)]
+    assert grid_main(argv) == 0
+    err = capsys.readouterr().err
+    assert "done: wrote 4 images" in err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["a1_b0.01.png", "a1_b0.1.png", "a2_b0.01.png", "a2_b0.1.png",
+                     "contact_sheet.png", "costs.csv", "costs.json"]
+    rows = (out / "costs.csv").read_text().splitlines()
+    assert rows[0].startswith("alpha,beta,") and len(rows) == 5
+    data = json.loads((out / "costs.json").read_text())
+    assert [p["file"] for p in data["points"]] == ["a1_b0.01.png", "a1_b0.1.png",
+                                                   "a2_b0.01.png", "a2_b0.1.png"]
+    with Image.open(out / "contact_sheet.png") as im:
+        assert im.width > 2 * 27 and im.height > 2 * 32
+        assert json.loads(im.info["nst_jax"])["points"][0]["alpha"] == 1.0
+    # a second run refuses to overwrite
+    assert grid_main(argv) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "value", "msg"), [
+    ("--alphas", "", "--alphas: expected comma-separated numbers like 1,10,100, got ''"),
+    ("--betas", "1,x", "--betas: 'x' is not a number"),
+    ("--betas", "1,-2", "--betas: values must be finite and >= 0, got -2"),
+    ("--alphas", "1,,2", "--alphas: expected comma-separated numbers"),
+])
+def test_grid_cli_bad_specs(work, tmp_path, capsys, flag, value, msg):
+    from nst_jax.cli import grid_main
+
+    code = grid_main([str(work / "c.png"), str(work / "s.png"), "--weights", str(work / "tiny.h5"),
+                      flag, value, "-o", str(tmp_path / "g")])
+    assert code == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
