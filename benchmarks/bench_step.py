@@ -102,6 +102,8 @@ def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int) ->
         "arch": arch, "size": size, "optimizer": optimizer, "chunk": chunk,
         "single_s_per_step": single, "fused_s_per_step": fused,
         "fused_vs_single": fused / single, "evals_per_step": statistics.median(evals),
+        "driver_path": "single" if optimizer == "lbfgs" else "fused",
+        "driver_s_per_step": single if optimizer == "lbfgs" else fused,
         "compile_single_s": compile_single, "compile_fused_s": compile_fused,
         "xla_memory_mb": mem_mb, "xla_flops_per_call": flops,
     }
@@ -123,7 +125,7 @@ def main() -> int:
     dev = jax.devices()[0]
     rows = []
     hdr = (f"{'arch':6} {'size':>5} {'opt':6} {'single s/step':>13} {'fused s/step':>12} "
-           f"{'fused/single':>12} {'evals/step':>10} {'compile s':>9} {'XLA MB':>8}")
+           f"{'fused/single':>12} {'driver':>6} {'evals/step':>10} {'compile s':>9} {'XLA MB':>8}")
     print(f"device: {dev.platform} ({dev.device_kind}), jax {jax.__version__}, "
           f"conv VJP: {'plain' if args.plain_conv else 'custom'}")
     print(hdr)
@@ -135,7 +137,7 @@ def main() -> int:
                 rows.append(r)
                 mem = f"{r['xla_memory_mb']:8.0f}" if r["xla_memory_mb"] is not None else "       -"
                 print(f"{arch:6} {size:5d} {opt:6} {r['single_s_per_step']:13.3f} "
-                      f"{r['fused_s_per_step']:12.3f} {r['fused_vs_single']:12.2f} "
+                      f"{r['fused_s_per_step']:12.3f} {r['fused_vs_single']:12.2f} {r['driver_path']:>6} "
                       f"{r['evals_per_step']:10.1f} {r['compile_fused_s']:9.1f} {mem}", flush=True)
     path = Path(args.json) if args.json else (
         Path(__file__).parent / "results" / f"bench_step-{dev.platform}.json")

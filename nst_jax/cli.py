@@ -532,9 +532,14 @@ def _grid(args: argparse.Namespace) -> int:
         out, i = W.Path("out") / stem, 1
         while out.exists():
             out, i = W.Path("out") / f"{stem}-{i}", i + 1
-    _check_folder(out.parent if not out.exists() else out)
     if out.exists() and not out.is_dir():
         raise CliError(f"output {out} exists and is not a folder")
+    anc = out
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise CliError(f"cannot create output folder {out}: {anc} is not a folder")
+    _check_folder(anc)
     pr = _prepare(args, args.report_every)
     alphas = alphas or [float(args.alpha)]
     betas = betas or [float(args.beta)]
