@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -138,6 +140,11 @@ def stylize_parser() -> argparse.ArgumentParser:
     _add_common_args(ap)
     ap.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
                     help="also write every N-th iterate as OUT.NNNNNN.png (default: off)")
+    ap.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="N",
+                    help="save a resumable checkpoint OUT.ckpt every N iterations and on "
+                         "Ctrl-C (default: off)")
+    ap.add_argument("--resume", default=None, metavar="CKPT",
+                    help="continue the run saved in CKPT (give the same inputs and settings)")
     return ap
 
 
@@ -172,6 +179,26 @@ def _add_common_args(ap: argparse.ArgumentParser) -> None:
                    help=f"cost normalisation convention (default: {d.normalization})")
     w.add_argument("--pooling", choices=("max", "avg"), default=d.pooling,
                    help=f"VGG pooling (default: {d.pooling}; Gatys et al. suggest avg)")
+    c = ap.add_argument_group("colour, scales, averaging, stopping")
+    c.add_argument("--preserve-color", choices=("none", "luminance", "histogram"),
+                   default=d.preserve_color,
+                   help="keep the content's colours: 'luminance' optimises the luminance only "
+                        "(Gatys et al. 2017), 'histogram' matches the style's colour statistics "
+                        f"to the content first (default: {d.preserve_color})")
+    c.add_argument("--original-colors", action="store_true",
+                   help="post-hoc luminance swap onto the content's colours (default: off)")
+    c.add_argument("--scales", type=_positive_int, default=d.scales,
+                   help=f"coarse-to-fine scales, each --iters iterations (default: {d.scales})")
+    c.add_argument("--min-size", type=_positive_int, default=None,
+                   help="longest side of the first scale (default: --size / 2^(scales-1))")
+    c.add_argument("--avg-decay", type=_nonneg_float, default=d.avg_decay,
+                   help="output the bias-corrected exponential moving average of the iterates "
+                        f"with this decay, e.g. 0.9 (default: {d.avg_decay:g}, off)")
+    c.add_argument("--tol", type=_nonneg_float, default=d.tol,
+                   help="stop a scale when the cost changes by less than this fraction over "
+                        f"--tol-window iterations; --iters becomes a maximum (default: {d.tol:g}, off)")
+    c.add_argument("--tol-window", type=_positive_int, default=d.tol_window,
+                   help=f"(default: {d.tol_window})")
     o = ap.add_argument_group("optimizer")
     o.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
                    help=f"(default: {d.optimizer})")
@@ -354,6 +381,9 @@ def _prepare(args: argparse.Namespace, report_every: int) -> Prepared:
             learning_rate=args.lr, iterations=args.iters, init=args.init,
             noise_ratio=args.noise_ratio, pooling=args.pooling, normalization=args.normalization,
             lbfgs_history=args.lbfgs_history, report_every=report_every,
+            preserve_color=args.preserve_color, original_colors=args.original_colors,
+            avg_decay=args.avg_decay, tol=args.tol, tol_window=args.tol_window,
+            scales=args.scales, min_size=args.min_size or 0,
         ).validate(arch)
     except ValueError as e:
         raise CliError(str(e).replace("content_layer: ", "--content-layer: ")) from None
@@ -365,12 +395,18 @@ def _prepare(args: argparse.Namespace, report_every: int) -> Prepared:
         styles = [I.load_image(s, style_size) for s in args.style]
     except I.ImageError as e:
         raise CliError(str(e)) from None
+    from nst_jax.optimize import scale_sizes
+
+    first = scale_sizes(*content.shape[:2], config)[0]
+    ratio = first[0] / content.shape[0]
     for what, img in [(args.content, content), *zip(args.style, styles, strict=True)]:
-        if min(img.shape[:2]) < need:
+        h, w = (round(d * ratio) for d in img.shape[:2])
+        if min(h, w) < need:
+            where = " at the first scale" if config.scales > 1 else " after resizing"
             raise CliError(
-                f"{what}: {img.shape[1]}x{img.shape[0]} after resizing is too small for "
+                f"{what}: {w}x{h}{where} is too small for "
                 f"{vgg.layer_names(arch)[deepest]}: the minimum is {need}x{need} pixels "
-                "(raise --size / --style-scale or use shallower layers)")
+                "(raise --size / --min-size / --style-scale or use shallower layers)")
     settings = dict(vars(args))
     settings["style_layers"] = dict(zip(config.style_layers, config.style_weights, strict=True))
     meta = {
@@ -405,29 +441,71 @@ def _stylize(args: argparse.Namespace) -> int:
     _check_folder(out.parent)
     if out.exists() and not args.overwrite:
         raise CliError(f"{out} exists; pass --overwrite to replace it")
-    pr = _prepare(args, math.gcd(args.report_every, args.save_every or args.report_every))
+    every = math.gcd(args.report_every, math.gcd(args.save_every or args.report_every,
+                                                  args.checkpoint_every or args.report_every))
+    pr = _prepare(args, every)
     config, base_meta = pr.config, pr.meta
-    bar = ProgressBar(config.iterations, args.quiet)
+    ckpt_path = out.with_name(out.name + ".ckpt")
+    run_settings = {k: v for k, v in vars(args).items()
+                    if k not in ("output", "resume", "checkpoint_every", "save_every",
+                                 "overwrite", "quiet", "report_every", "device", "weights")}
+    resume = None
+    if args.resume:
+        from nst_jax.checkpoint import CheckpointError, load_checkpoint
+
+        try:
+            resume, saved = load_checkpoint(args.resume)
+        except CheckpointError as e:
+            raise CliError(str(e)) from None
+        diff = sorted(k for k in set(saved) | set(run_settings)
+                      if saved.get(k) != json.loads(json.dumps(run_settings.get(k), default=str)))
+        if diff:
+            raise CliError(f"--resume {args.resume}: settings differ from the checkpoint's: "
+                           + ", ".join(f"{k} (checkpoint {saved.get(k)!r}, now "
+                                       f"{run_settings.get(k)!r})" for k in diff))
+    bar = ProgressBar(config.iterations * config.scales, args.quiet)
 
     def meta_for(p, status: str) -> dict:
         return {**base_meta, "status": status, "steps": p.step, "evals": p.evals,
+                "scale": p.scale, "converged": p.converged,
                 "final_costs": p.costs, "compile_s": round(p.compile_s, 3),
                 "iterate_s": round(p.run_s, 3)}
 
+    def checkpoint(p) -> None:
+        from nst_jax.checkpoint import save_checkpoint
+
+        save_checkpoint(ckpt_path, p.snapshot, run_settings)
+
+    stop = {"requested": False}
+
+    def on_sigint(signum, frame):  # first Ctrl-C: stop at the next report; second: now
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     last = None
     status = "done"
     try:
         for p in iterate(pr.content, pr.styles, pr.params, pr.spec, config=config,
-                         key=jax.random.key(args.seed), style_blend=pr.blend):
+                         key=jax.random.key(args.seed), style_blend=pr.blend, resume=resume):
             last = p
             bar.update(p)
             if args.save_every and p.step % args.save_every == 0 and not p.finished:
                 frame = out.with_name(f"{out.stem}.{p.step:06d}{out.suffix}")
                 I.save_image(frame, p.image, meta_for(p, "frame"), overwrite=args.overwrite)
+            if args.checkpoint_every and (p.step % args.checkpoint_every == 0 or
+                                          stop["requested"]) and not p.finished:
+                checkpoint(p)
             if p.error:
                 status = "stopped: " + p.error
+            if stop["requested"]:
+                status = "interrupted"
+                break
     except KeyboardInterrupt:
         status = "interrupted"
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if last is None:
         print("error: interrupted before the first iterate was computed; nothing saved",
               file=sys.stderr)
@@ -443,6 +521,9 @@ def _stylize(args: argparse.Namespace) -> int:
           f"content {c['content']:.4g}, style {c['style']:.4g}, total {c['total']:.4g}",
           file=sys.stderr)
     if status == "interrupted":
+        if args.checkpoint_every:
+            print(f"to continue, run the same command with --resume {ckpt_path} --overwrite",
+                  file=sys.stderr)
         return 130
     return 1 if status != "done" else 0
 

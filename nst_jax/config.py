@@ -15,6 +15,7 @@ from typing import Any
 from flax import struct
 
 from nst_jax import vgg
+from nst_jax.color import PRESERVE_COLOR
 from nst_jax.losses import NORMALIZATIONS
 
 OPTIMIZERS = ("adam", "lbfgs", "sgd")
@@ -53,6 +54,24 @@ class Config:
       normalization: ``lecture`` (default), ``gatys``, ``jcjohnson`` or ``tf-tutorial``.
       lbfgs_history: L-BFGS memory size (default 10).
       report_every: steps fused into one compiled call between progress reports.
+      preserve_color: ``none`` (default); ``luminance``: optimise the luminance only and
+        give the output the content's chroma (Gatys et al. 2017); ``histogram``: match the
+        style image's colour mean/covariance to the content's before optimising.
+      original_colors: post-hoc luminance swap onto the content's colours (older tools).
+      avg_decay: ``d`` of the exponential moving average of G returned as the result
+        (bias-corrected, ``avg_t / (1 - d^t)``); 0 (default) returns the last iterate.
+      tol: stop when ``|J_t - J_{t-w}| / |J_{t-w}| < tol`` over ``tol_window`` steps
+        (checked inside the compiled loop); 0 (default) runs all iterations.
+      tol_window: ``w`` above (default 20).
+      scales: coarse-to-fine scales (default 1: the full size only). With ``n > 1`` the
+        image is optimised at ``n`` sizes growing geometrically from ``min_size`` to the
+        full size, each for ``iterations`` steps, G upsampled to start the next scale;
+        targets are recomputed per scale and the optimizer state is reset (its moments
+        and L-BFGS pairs belong to the old pixel grid).
+      min_size: longest side of the first scale (default 0: full size / 2^(scales-1)).
+      box_weight: L-BFGS only: weight of the penalty ``sum(dist(X, [0, 1])^2)`` that keeps
+        pixels in the box (default 1e4; Adam and SGD clip instead). Raise it with alpha
+        and beta if you scale them up by a lot.
     """
 
     alpha: float = 1.0
@@ -70,6 +89,14 @@ class Config:
     normalization: str = _static("lecture")
     lbfgs_history: int = _static(10)
     report_every: int = _static(25)
+    preserve_color: str = _static("none")
+    original_colors: bool = _static(False)
+    avg_decay: float = _static(0.0)
+    tol: float = _static(0.0)
+    tol_window: int = _static(20)
+    scales: int = _static(1)
+    min_size: int = _static(0)
+    box_weight: float = _static(1e4)
 
     def validate(self, arch: str = "vgg19") -> Config:
         """Check every static field (and numeric leaves that are plain numbers).
@@ -98,6 +125,18 @@ class Config:
         need(0.0 <= self.noise_ratio <= 1.0,
              f"noise_ratio: expected a value in [0, 1], got {self.noise_ratio}")
         need(self.lbfgs_history > 0, f"lbfgs_history: expected > 0, got {self.lbfgs_history}")
+        need(self.preserve_color in PRESERVE_COLOR,
+             f"preserve_color: expected one of {PRESERVE_COLOR}, got {self.preserve_color!r}")
+        need(0.0 <= self.avg_decay < 1.0,
+             f"avg_decay: expected a value in [0, 1), got {self.avg_decay}")
+        need(self.tol >= 0.0, f"tol: expected >= 0, got {self.tol}")
+        need(isinstance(self.tol_window, int) and self.tol_window > 0,
+             f"tol_window: expected a positive integer, got {self.tol_window!r}")
+        need(isinstance(self.scales, int) and self.scales > 0,
+             f"scales: expected a positive integer, got {self.scales!r}")
+        need(isinstance(self.min_size, int) and self.min_size >= 0,
+             f"min_size: expected an integer >= 0, got {self.min_size!r}")
+        need(self.box_weight >= 0, f"box_weight: expected >= 0, got {self.box_weight}")
         need(len(self.style_layers) > 0, "style_layers: expected at least one layer")
         need(len(self.style_weights) == len(self.style_layers),
              f"style_weights: expected {len(self.style_layers)} values (one per style layer), "

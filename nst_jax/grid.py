@@ -38,12 +38,16 @@ from jax.sharding import PartitionSpec as P
 from nst_jax import vgg
 from nst_jax.config import Config
 from nst_jax.optimize import (
+    averaged,
     compute_targets,
-    fresh_state,
     init_image,
+    init_loop_state,
     make_optimizer,
     make_run_fn,
+    network_inputs,
     objective,
+    output_image,
+    to_variable,
 )
 
 Array = jax.Array
@@ -144,12 +148,19 @@ def stylize_grid(
     n = len(points)
     content_rgb = jnp.asarray(content_rgb, jnp.float32)
     key = jax.random.key(0) if key is None else key
-    targets = compute_targets(params, spec, content_rgb, style_rgb, config, style_blend)
+    styles = [style_rgb] if hasattr(style_rgb, "ndim") else list(style_rgb)
+    c_net, s_net = network_inputs(content_rgb, styles, config)
+    targets = compute_targets(params, spec, c_net, s_net, config, style_blend)
     tx = make_optimizer(config)
+
+    def start(k: Array) -> Array:
+        return to_variable(init_image(content_rgb, config, key=k), config)
+
     if per_point_seeds:
-        G0 = jax.vmap(lambda k: init_image(content_rgb, config, key=k))(jax.random.split(key, n))
+        G0 = jax.vmap(start)(jax.random.split(key, n))
     else:
-        G0 = jnp.broadcast_to(init_image(content_rgb, config, key=key), (n, *content_rgb.shape))
+        x0 = start(key)
+        G0 = jnp.broadcast_to(x0, (n, *x0.shape))
 
     devices = list(devices) if devices is not None else jax.devices()
     mesh = Mesh(np.asarray(devices), ("grid",))
@@ -159,8 +170,11 @@ def stylize_grid(
         jax.vmap(make_run_fn(tx, spec, per_call), in_axes=(0, 0, None, None, 0, None)),
         donate_argnums=(0, 1),
     )
-    measure = jax.jit(jax.vmap(lambda g, p, t, c: objective(g, p, t, c, spec)[1],
-                               in_axes=(0, None, None, 0)))
+    def _measure(X, ls, p, t, c):
+        Xr = averaged(X, ls, c)
+        return output_image(Xr, content_rgb, c), objective(Xr, p, t, c, spec)[1]
+
+    measure = jax.jit(jax.vmap(_measure, in_axes=(0, 0, None, None, 0)))
     params_r = jax.device_put(params, repl)
     targets_r = jax.device_put(targets, repl)
 
@@ -175,7 +189,7 @@ def stylize_grid(
         pad = np.concatenate([idx, np.full(k - len(idx), idx[-1])]).astype(np.int32)
         G = jax.device_put(jnp.take(G0, pad, axis=0), shard)
         cfg = jax.device_put(jax.tree.map(lambda x: jnp.take(x, pad, axis=0), stacked), shard)
-        state = jax.device_put(jax.vmap(lambda g: fresh_state(tx, g))(G), shard)
+        state = jax.device_put(jax.vmap(lambda g: init_loop_state(tx, g, config))(G), shard)
         hist = []
         ok = np.ones(k, bool)
         done = 0
@@ -195,13 +209,13 @@ def stylize_grid(
             done_all += m
             if callback is not None:
                 callback(done_all, total)
-        final = measure(G, params_r, targets_r, cfg)
+        out_img, final = measure(G, state, params_r, targets_r, cfg)
         keep = slice(0, len(idx))
-        images.append(np.asarray(G)[keep])
+        images.append(np.asarray(out_img)[keep])
         hists.append(np.concatenate(hist, axis=1)[keep])
         costs.append({name: np.asarray(v)[keep] for name, v in final.items()})
         oks.append(ok[keep])
-        last_sharding = G.sharding
+        last_sharding = out_img.sharding
     result = GridResult(
         points=points, shape=shape, axes=tuple(axes), images=np.concatenate(images),
         history=np.concatenate(hists),

@@ -87,6 +87,7 @@ def test_targets_computed_once_outside_the_vmapped_loop(params16, images, monkey
         return real(params, spec, rgb, layers, pooling)
 
     monkeypatch.setattr(O, "vgg_features_rgb", counting)
+    O._targets.clear_cache()  # trace the target computation again, with the counter
     C, S = images
     Gd.stylize_grid(C, S, params16, SPEC, config=CFG, alphas=[1.0, 2.0, 3.0], betas=[1e-2, 1e-1])
     style = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")

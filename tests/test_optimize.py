@@ -213,7 +213,7 @@ def test_real_weights_style_cost_falls(real16):
 
 @pytest.mark.parametrize("opt", ["adam", "lbfgs"])
 def test_stepwise_run_equals_fused(params16, images, opt):
-    from nst_jax.optimize import fresh_state, make_run
+    from nst_jax.optimize import init_loop_state, make_run
 
     C, S = images
     cfg = TINY.replace(optimizer=opt).validate("vgg16")
@@ -222,8 +222,8 @@ def test_stepwise_run_equals_fused(params16, images, opt):
     outs = []
     for fused in (True, False):
         G = init_image(jnp.asarray(C), cfg, key=jax.random.key(0))
-        outs.append(make_run(tx, SPEC, 5, fused=fused)(G, fresh_state(tx, G), params16, t, cfg,
-                                                       jnp.int32(4)))
+        outs.append(make_run(tx, SPEC, 5, fused=fused)(G, init_loop_state(tx, G, cfg), params16,
+                                                       t, cfg, jnp.int32(4)))
     (Ga, _, ca, ea, da, oka), (Gb, _, cb, eb, db, okb) = outs
     np.testing.assert_allclose(Ga, Gb, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ca, cb, rtol=1e-5)  # NaN at the unused 5th slot in both

@@ -1,0 +1,63 @@
+"""[I/O] Checkpoints of a run: ``Progress.snapshot`` plus the settings, in one msgpack file.
+
+A checkpoint holds X, the loop state (optimizer state: Adam moments or L-BFGS memory;
+the running average; the step count; the cost window), the scale index, the step,
+the cost history and the PRNG key data, serialised with ``flax.serialization``
+(msgpack), and the run's settings as JSON so a resume can check it continues the
+same run. Written atomically (temp file, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flax import serialization
+
+from nst_jax.weights import atomic_path
+
+FORMAT = "nst_jax-checkpoint-1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not belong to this run."""
+
+
+def save_checkpoint(path: str | os.PathLike, snapshot: dict[str, Any],
+                    settings: dict[str, Any]) -> Path:
+    """Write ``{"format", "settings" (JSON text), "snapshot"}`` atomically to ``path``."""
+    snap = dict(snapshot)
+    leaves = snap.pop("loop_state")
+    snap["loop_state"] = {str(i): np.asarray(v) for i, v in enumerate(leaves)}
+    state = {"format": FORMAT, "settings": json.dumps(settings, sort_keys=True, default=str),
+             "snapshot": serialization.to_state_dict(snap)}
+    data = serialization.msgpack_serialize(state)
+    p = Path(path)
+    with atomic_path(p) as tmp:
+        tmp.write_bytes(data)
+    return p
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(snapshot, settings)`` from a file written by :func:`save_checkpoint`.
+
+    The snapshot's loop state is stored as its list of leaves (``jax.tree.leaves``
+    order); :func:`nst_jax.optimize.iterate` puts them back into a fresh
+    :class:`~nst_jax.optimize.LoopState` of the same structure.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        state = serialization.msgpack_restore(p.read_bytes())
+    except Exception as e:
+        raise CheckpointError(f"{p}: not a readable checkpoint ({e})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: not an nst_jax checkpoint (expected format {FORMAT})")
+    snap = state["snapshot"]
+    ls = snap["loop_state"]
+    snap["loop_state"] = [np.asarray(ls[k]) for k in sorted(ls, key=int)]
+    return snap, json.loads(state["settings"])
