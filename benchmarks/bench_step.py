@@ -33,7 +33,13 @@ import jax.numpy as jnp  # noqa: E402
 
 from nst_jax import vgg  # noqa: E402
 from nst_jax.config import Config  # noqa: E402
-from nst_jax.optimize import compute_targets, make_optimizer, make_run, make_step  # noqa: E402
+from nst_jax.optimize import (  # noqa: E402
+    compute_targets,
+    init_loop_state,
+    make_optimizer,
+    make_run,
+    make_step,
+)
 
 
 def _block(x):
@@ -69,7 +75,8 @@ def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int) ->
 
     # fused loop
     run = make_run(tx, spec, chunk)
-    G, s = fresh()
+    G, _ = fresh()
+    s = init_loop_state(tx, G, cfg)
     n = jnp.int32(chunk)
     t0 = time.perf_counter()
     lowered = run.lower(G, s, params, targets, cfg, n)

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Make examples/style_swirls.png: a painting-like image of swirling brush strokes.
+"""Make the bundled style images (deterministic, seeded; CC0 with this script).
+
+examples/style_swirls.png: a painting-like image of swirling brush strokes.
 
 Thousands of short strokes follow a flow field made of a few vortices, coloured
 from a night-sky palette (deep blues, teal, warm yellow), drawn on a dark ground
@@ -7,7 +9,10 @@ with slightly varying width and brightness, which gives the thick, directional
 texture that style transfer picks up well. Deterministic (seeded); released CC0
 together with this script.
 
-    python examples/make_style.py            # writes examples/style_swirls.png
+examples/style_mosaic.png: a stained-glass mosaic of warm and red cells with dark
+leading, a second, very different style for the blending examples.
+
+    python examples/make_style.py            # writes both
 """
 
 from pathlib import Path
@@ -58,6 +63,30 @@ def main() -> None:
     img = img.filter(ImageFilter.SMOOTH_MORE)
     out = Path(__file__).with_name("style_swirls.png")
     img.save(out, optimize=True)
+    print(f"wrote {out}")
+    mosaic()
+
+
+def mosaic() -> None:
+    """Voronoi cells in a warm palette, outlined in dark 'lead', lightly textured."""
+    rng = np.random.default_rng(11)
+    h, w = 400, 512
+    pts = rng.uniform(0, 1, (260, 2)) * [h, w]
+    palette = np.array([(196, 48, 36), (232, 128, 40), (244, 196, 72), (150, 30, 60),
+                        (90, 140, 60), (240, 230, 200), (60, 40, 30)], np.float64)
+    cols = palette[rng.integers(0, len(palette), len(pts))] * rng.uniform(0.8, 1.1, (len(pts), 1))
+    yy, xx = np.mgrid[0:h, 0:w]
+    d = (yy[..., None] - pts[:, 0]) ** 2 + (xx[..., None] - pts[:, 1]) ** 2
+    order = np.argsort(d, axis=-1)[..., :2]
+    d1 = np.take_along_axis(d, order[..., :1], -1)[..., 0]
+    d2 = np.take_along_axis(d, order[..., 1:2], -1)[..., 0]
+    img = cols[order[..., 0]]
+    edge = (np.sqrt(d2) - np.sqrt(d1)) < 2.5
+    img[edge] = (25, 20, 18)
+    img = img * rng.uniform(0.93, 1.07, (h, w, 1))
+    out = Path(__file__).with_name("style_mosaic.png")
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).filter(
+        ImageFilter.SMOOTH).save(out, optimize=True)
     print(f"wrote {out}")
 
 

@@ -69,6 +69,8 @@ class Config:
         targets are recomputed per scale and the optimizer state is reset (its moments
         and L-BFGS pairs belong to the old pixel grid).
       min_size: longest side of the first scale (default 0: full size / 2^(scales-1)).
+      precision: ``f32`` (default) or ``bf16``: the VGG convolutions of G in bfloat16;
+        targets, Gram matrices (float32 accumulation) and costs stay float32.
       box_weight: L-BFGS only: weight of the penalty ``sum(dist(X, [0, 1])^2)`` that keeps
         pixels in the box (default 1e4; Adam and SGD clip instead). Raise it with alpha
         and beta if you scale them up by a lot.
@@ -97,6 +99,7 @@ class Config:
     scales: int = _static(1)
     min_size: int = _static(0)
     box_weight: float = _static(1e4)
+    precision: str = _static("f32")
 
     def validate(self, arch: str = "vgg19") -> Config:
         """Check every static field (and numeric leaves that are plain numbers).
@@ -136,6 +139,8 @@ class Config:
              f"scales: expected a positive integer, got {self.scales!r}")
         need(isinstance(self.min_size, int) and self.min_size >= 0,
              f"min_size: expected an integer >= 0, got {self.min_size!r}")
+        need(self.precision in ("f32", "bf16"),
+             f"precision: expected 'f32' or 'bf16', got {self.precision!r}")
         need(self.box_weight >= 0, f"box_weight: expected >= 0, got {self.box_weight}")
         need(len(self.style_layers) > 0, "style_layers: expected at least one layer")
         need(len(self.style_weights) == len(self.style_layers),

@@ -165,10 +165,12 @@ def output_image(X: Array, content_rgb: Array, config: Config) -> Array:
 
 
 def vgg_features_rgb(
-    params: vgg.Params, spec: vgg.Preprocessing, rgb: Array, layers: Sequence[str], pooling: str
+    params: vgg.Params, spec: vgg.Preprocessing, rgb: Array, layers: Sequence[str], pooling: str,
+    dtype: Any = jnp.float32,
 ) -> dict[str, Array]:
-    """:func:`vgg.vgg_features` of an RGB image in [0, 1]."""
-    return vgg.vgg_features(params, vgg.preprocess(rgb, spec), layers, pooling=pooling)
+    """:func:`vgg.vgg_features` of an RGB image in [0, 1], computed in ``dtype``."""
+    x = vgg.preprocess(jnp.asarray(rgb, jnp.float32), spec).astype(dtype)
+    return vgg.vgg_features(params, x, layers, pooling=pooling)
 
 
 def objective(
@@ -178,7 +180,8 @@ def objective(
     ``(H, W, 1)`` in luminance mode); see :func:`losses.total_cost`."""
     G = network_image(X, config)
     layers = [config.content_layer, *config.style_layers]
-    feats = vgg_features_rgb(params, spec, G, layers, config.pooling)
+    dtype = jnp.bfloat16 if config.precision == "bf16" else jnp.float32
+    feats = vgg_features_rgb(params, spec, G, layers, config.pooling, dtype)
     return losses.total_cost(
         targets["content"], targets["style"], feats[config.content_layer],
         {k: feats[k] for k in config.style_layers}, G,

@@ -264,3 +264,40 @@ def test_grid_cli_bad_specs(work, tmp_path, capsys, flag, value, msg):
     assert code == 2
     assert msg in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
+
+
+# ----------------------------------------------------------------------------- quality flags
+
+
+def test_quality_flags_end_to_end(work):
+    assert run(work, "--preserve-color", "luminance", "--avg-decay", "0.5", "--scales", "2",
+               "--min-size", "20", "--tol", "0.001", out="q.png") == 0
+    with Image.open(work / "q.png") as im:
+        meta = json.loads(im.info["nst_jax"])
+        assert im.size == (27, 32)
+    assert meta["settings"]["preserve_color"] == "luminance" and meta["scale"] == 1
+    assert run(work, "--preserve-color", "histogram", "--original-colors", out="h.png") == 0
+
+
+def test_checkpoint_and_resume_cli_equals_uninterrupted(work, capsys):
+    args = ["--iters", "6", "--report-every", "2", "--checkpoint-every", "2", "--seed", "3"]
+    assert run(work, *args, out="full.png") == 0
+    ckpt = work / "full.png.ckpt"
+    assert ckpt.exists()  # the last checkpoint, written at step 4
+    from nst_jax.checkpoint import load_checkpoint
+
+    snap, _ = load_checkpoint(ckpt)
+    assert snap["steps"] == 4
+    assert run(work, *args, "--resume", str(ckpt), out="resumed.png") == 0
+    with Image.open(work / "full.png") as a, Image.open(work / "resumed.png") as b:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    capsys.readouterr()
+    assert run(work, *args, "--beta", "0.5", "--resume", str(ckpt), out="other.png") == 2
+    assert "settings differ from the checkpoint's: beta" in capsys.readouterr().err
+    assert run(work, *args, "--resume", str(work / "nope.ckpt"), out="o2.png") == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_first_scale_too_small_cli(work, capsys):
+    assert run(work, "--scales", "3", out="small.png") == 2
+    assert "at the first scale is too small for conv5_1: the minimum is 16x16" in capsys.readouterr().err

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Quality measurements with real weights on the bundled examples.
+
+1. Adam vs L-BFGS at the same number of cost+gradient evaluations (``--evals``, at
+   ``--size`` px): the final total cost of each.
+2. Resolution-aware weights: with the default settings, the content/style balance
+   ``alpha J_content / (beta J_style)`` at the end of a run at each of ``--sizes``.
+
+    python benchmarks/quality.py                          # weights/vgg16.h5 (or vgg19)
+    python benchmarks/quality.py --sizes 128 256 --evals 100
+
+Prints tables and writes JSON (default ``benchmarks/results/quality-<platform>.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+
+from nst_jax import Config, load_weights, stylize  # noqa: E402
+from nst_jax.cli import find_weights  # noqa: E402
+from nst_jax.image import load_image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--size", type=int, default=256, help="size of the Adam/L-BFGS comparison")
+    ap.add_argument("--evals", type=int, default=300)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
+    ap.add_argument("--iters", type=int, default=200, help="Adam iterations of the balance runs")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    wpath = find_weights(args.weights)
+    params, spec = load_weights(wpath)
+    content_path = ROOT / "examples" / "content_chelsea.png"
+    style_path = ROOT / "examples" / "style_swirls.png"
+    out: dict = {"weights": str(wpath), "date": time.strftime("%Y-%m-%d"),
+                 "device": str(jax.devices()[0])}
+
+    C = load_image(content_path, args.size)
+    S = load_image(style_path, args.size)
+    t0 = time.perf_counter()
+    _, adam = stylize(C, S, params, spec, config=Config(iterations=args.evals))
+    t_adam = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _, lb = stylize(C, S, params, spec,
+                    config=Config(optimizer="lbfgs", iterations=args.evals, report_every=1),
+                    callback=lambda p: p.evals >= args.evals)
+    t_lb = time.perf_counter() - t0
+    cmp = {
+        "size": args.size, "evals": args.evals,
+        "adam": {"total": adam["costs"]["total"], "evals": adam["evals"], "steps": adam["steps"],
+                 "wall_s": t_adam, **adam["costs"]},
+        "lbfgs": {"total": lb["costs"]["total"], "evals": lb["evals"], "steps": lb["steps"],
+                  "wall_s": t_lb, **lb["costs"]},
+    }
+    out["adam_vs_lbfgs"] = cmp
+    print(f"Adam vs L-BFGS, {args.size} px, {args.evals} evaluations ({wpath.name})")
+    print(f"{'optimizer':10} {'evals':>6} {'iters':>6} {'J total':>10} {'J content':>10} "
+          f"{'J style':>10} {'wall s':>7}")
+    for name in ("adam", "lbfgs"):
+        r = cmp[name]
+        print(f"{name:10} {r['evals']:6d} {r['steps']:6d} {r['total']:10.4g} {r['content']:10.4g} "
+              f"{r['style']:10.4g} {r['wall_s']:7.1f}")
+
+    rows = []
+    cfg = Config(iterations=args.iters)
+    print(f"\ncontent/style balance with the defaults (alpha={cfg.alpha:g}, beta={cfg.beta:g}, "
+          f"{args.iters} Adam steps)")
+    print(f"{'size':>5} {'alpha*Jc':>10} {'beta*Js':>10} {'ratio':>7}")
+    for size in args.sizes:
+        C = load_image(content_path, size)
+        S = load_image(style_path, size)
+        _, h = stylize(C, S, params, spec, config=cfg)
+        ac, bs = cfg.alpha * h["costs"]["content"], cfg.beta * h["costs"]["style"]
+        rows.append({"size": size, "alpha_Jc": ac, "beta_Js": bs, "ratio": ac / bs})
+        print(f"{size:5d} {ac:10.4g} {bs:10.4g} {ac / bs:7.3f}")
+    out["balance"] = rows
+    path = Path(args.json) if args.json else (
+        Path(__file__).parent / "results" / f"quality-{jax.devices()[0].platform}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
