@@ -25,13 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import numpy as np
 
-from nst_jax import vgg  # noqa: E402
-from nst_jax.config import Config  # noqa: E402
-from nst_jax.grid import stylize_grid  # noqa: E402
-from nst_jax.optimize import stylize  # noqa: E402
+from nst_jax import vgg
+from nst_jax.config import Config
+from nst_jax.grid import stylize_grid
+from nst_jax.optimize import stylize
 
 
 def main() -> int:

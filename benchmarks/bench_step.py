@@ -28,12 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
+import jax.numpy as jnp
 
-from nst_jax import vgg  # noqa: E402
-from nst_jax.config import Config  # noqa: E402
-from nst_jax.optimize import (  # noqa: E402
+from nst_jax import vgg
+from nst_jax.config import Config
+from nst_jax.optimize import (
     compute_targets,
     init_loop_state,
     make_optimizer,
@@ -64,12 +64,12 @@ def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int) ->
     step = jax.jit(make_step(tx, spec), donate_argnums=(0, 1))
     G, s = fresh()
     t0 = time.perf_counter()
-    G, s, info = _block(step(G, s, params, targets, cfg))
+    G, s, _ = _block(step(G, s, params, targets, cfg))
     compile_single = time.perf_counter() - t0
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        G, s, info = _block(step(G, s, params, targets, cfg))
+        G, s, _ = _block(step(G, s, params, targets, cfg))
         times.append(time.perf_counter() - t0)
     single = statistics.median(times)
 

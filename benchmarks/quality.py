@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax  # noqa: E402
+import jax
 
-from nst_jax import Config, load_weights, stylize  # noqa: E402
-from nst_jax.cli import find_weights  # noqa: E402
-from nst_jax.image import load_image  # noqa: E402
+from nst_jax import Config, load_weights, stylize
+from nst_jax.cli import find_weights
+from nst_jax.image import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -220,7 +220,8 @@ def _add_common_args(ap: argparse.ArgumentParser) -> None:
     r.add_argument("--device", choices=("cpu", "gpu", "tpu"), default=None,
                    help="JAX platform (default: JAX's choice)")
     r.add_argument("--report-every", type=_positive_int, default=d.report_every, metavar="N",
-                   help=f"iterations fused per compiled call between progress updates (default: {d.report_every})")
+                   help="iterations fused per compiled call between progress updates "
+                        f"(default: {d.report_every})")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     r.add_argument("--quiet", action="store_true", help="print only the final line")
 
@@ -268,7 +269,7 @@ def _default_output(content: str, style: str) -> W.Path:
 
 
 def _fmt_time(s: float) -> str:
-    s = int(round(s))
+    s = round(s)
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
@@ -296,7 +297,8 @@ class ProgressBar:
         bar = "#" * int(24 * frac)
         c = p.costs
         msg = (f"[{bar:<24}] {p.step}/{self.total} "
-               f"{f'{rate:.2f} it/s' if rate else '-- it/s'} ETA {_fmt_time(eta) if eta is not None else '--'} | "
+               f"{f'{rate:.2f} it/s' if rate else '-- it/s'} "
+               f"ETA {_fmt_time(eta) if eta is not None else '--'} | "
                f"content {c['content']:.4g} style {c['style']:.4g} total {c['total']:.4g}")
         if self.tty:
             self.stream.write("\r" + msg + "\033[K")
@@ -366,7 +368,8 @@ def _prepare(args: argparse.Namespace, report_every: int) -> Prepared:
         try:
             blend = [float(x) for x in args.style_weights.split(",")]
         except ValueError:
-            raise CliError(f"--style-weights: expected numbers like 0.7,0.3, got {args.style_weights!r}") from None
+            raise CliError("--style-weights: expected numbers like 0.7,0.3, "
+                           f"got {args.style_weights!r}") from None
         if len(blend) != len(args.style) or any(not b >= 0 for b in blend) or sum(blend) <= 0:
             raise CliError(f"--style-weights: expected {len(args.style)} non-negative weights "
                            f"with a positive sum (one per style image), got {args.style_weights!r}")

@@ -188,7 +188,7 @@ def stylize_grid(
         idx = np.arange(start, min(start + k, n))
         pad = np.concatenate([idx, np.full(k - len(idx), idx[-1])]).astype(np.int32)
         G = jax.device_put(jnp.take(G0, pad, axis=0), shard)
-        cfg = jax.device_put(jax.tree.map(lambda x: jnp.take(x, pad, axis=0), stacked), shard)
+        cfg = jax.device_put(jax.tree.map(lambda x, p=pad: jnp.take(x, p, axis=0), stacked), shard)
         state = jax.device_put(jax.vmap(lambda g: init_loop_state(tx, g, config))(G), shard)
         hist = []
         ok = np.ones(k, bool)

@@ -17,7 +17,6 @@ import hashlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -457,7 +456,7 @@ def download(
                     f.write(chunk)
                     done += len(chunk)
                     _progress(done, total, t0, progress)
-        except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as e:
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
             raise NetworkError(f"cannot download {url}: {e}") from None
         finally:
             if progress is not None:

@@ -108,7 +108,7 @@ def test_bad_axes(axes, msg):
 
 
 def test_negative_weight_rejected(params16, images):
-    with pytest.raises(ValueError, match="grid axis 'beta': expected values >= 0, got -1.0"):
+    with pytest.raises(ValueError, match=r"grid axis 'beta': expected values >= 0, got -1\.0"):
         Gd.stylize_grid(*images, params16, SPEC, config=CFG, betas=[-1.0])
 
 

@@ -133,7 +133,7 @@ def test_save_refuses_overwrite(tmp_path):
 
 
 def test_save_errors(tmp_path):
-    with pytest.raises(I.ImageError, match="unknown extension '.gif'"):
+    with pytest.raises(I.ImageError, match=r"unknown extension '\.gif'"):
         I.save_image(tmp_path / "o.gif", np.zeros((2, 2, 3)))
     with pytest.raises(I.ImageError, match="output folder does not exist"):
         I.save_image(tmp_path / "nope" / "o.png", np.zeros((2, 2, 3)))

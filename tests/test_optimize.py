@@ -58,7 +58,8 @@ def test_objective_grad_matches_finite_differences(params16):
     t = compute_targets(params16, SPEC, C, S, cfg)
     G = np.asarray(rand_image(16, 16, 6), np.float64)
     f = jax.jit(lambda g: objective(g, params16, t, cfg, SPEC)[0])
-    grad = np.asarray(jax.grad(lambda g: objective(g, params16, t, cfg, SPEC)[0])(jnp.asarray(G, jnp.float32)))
+    grad_fn = jax.grad(lambda g: objective(g, params16, t, cfg, SPEC)[0])
+    grad = np.asarray(grad_fn(jnp.asarray(G, jnp.float32)))
     eps = 1e-2
     rng = np.random.default_rng(1)
     for idx in [tuple(int(v) for v in rng.integers(0, [16, 16, 3])) for _ in range(6)]:
@@ -192,7 +193,8 @@ def test_config_validation(field, value, msg):
 
 
 def test_too_small_image_is_refused(params16):
-    with pytest.raises(ValueError, match=r"content image 8x8 is too small: the deepest layer used needs at least 16x16"):
+    with pytest.raises(ValueError, match=r"content image 8x8 is too small: the deepest layer "
+                                         r"used needs at least 16x16"):
         stylize(rand_image(8, 8), rand_image(32, 32), params16, SPEC, config=TINY)
 
 

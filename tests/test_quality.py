@@ -123,11 +123,11 @@ def test_tolerance_stops_early(params16, images):
     C, S = images
     cfg = TINY.replace(iterations=400, report_every=10, tol=0.05, tol_window=5,
                        learning_rate=0.002)
-    img, hist = stylize(C, S, params16, SPEC, config=cfg)
+    _, hist = stylize(C, S, params16, SPEC, config=cfg)
     assert hist["converged"] and hist["steps"] < 400
     h = hist["total"]
     assert abs(h[-1] - h[-6]) < 0.05 * abs(h[-6])  # the test that stopped it
-    never, hist2 = stylize(C, S, params16, SPEC, config=cfg.replace(tol=0.0, iterations=40))
+    _, hist2 = stylize(C, S, params16, SPEC, config=cfg.replace(tol=0.0, iterations=40))
     assert not hist2["converged"] and hist2["steps"] == 40
 
 
@@ -186,7 +186,7 @@ def test_checkpoint_file_round_trip(params16, images, tmp_path):
     b = list(iterate(C, S, params16, SPEC, config=cfg, resume=snap))[-1]
     np.testing.assert_array_equal(a.image, b.image)
     (tmp_path / "bad.ckpt").write_bytes(b"junk")
-    with pytest.raises(CheckpointError, match="not a readable checkpoint|not an nst_jax checkpoint"):
+    with pytest.raises(CheckpointError, match=r"not a readable checkpoint|not an nst_jax checkpoint"):
         load_checkpoint(tmp_path / "bad.ckpt")
     with pytest.raises(ValueError, match="does not match these settings"):
         list(iterate(C, S, params16, SPEC, config=cfg.replace(optimizer="adam"), resume=snap))
@@ -198,13 +198,14 @@ def test_checkpoint_file_round_trip(params16, images, tmp_path):
 @pytest.mark.real_weights
 def test_lbfgs_beats_adam_at_equal_evaluations(real16, capsys):
     params, spec = real16
-    from nst_jax.image import load_image
     from conftest import ROOT
+
+    from nst_jax.image import load_image
 
     C = load_image(ROOT / "examples" / "content_chelsea.png", 64)
     S = load_image(ROOT / "examples" / "style_swirls.png", 64)
     budget = 40
-    adam_img, adam = stylize(C, S, params, spec, config=Config(iterations=budget, report_every=10))
+    _, adam = stylize(C, S, params, spec, config=Config(iterations=budget, report_every=10))
     lb_cfg = Config(optimizer="lbfgs", iterations=budget, report_every=1)
     lb = None
 

@@ -69,7 +69,8 @@ def test_layer_aliases_and_vgg19(params19):
 
 
 def test_unknown_layer_lists_valid_ones(params16):
-    with pytest.raises(ValueError, match=r"unknown layer 'conv3_4' for vgg16: valid layers are conv1_1, conv1_2"):
+    with pytest.raises(ValueError,
+                       match=r"unknown layer 'conv3_4' for vgg16: valid layers are conv1_1, conv1_2"):
         vgg.vgg_features(params16, jnp.zeros((8, 8, 3)), ["conv3_4"])
     with pytest.raises(ValueError, match="unknown layer 'pool5'"):
         vgg.canonical_layer("pool5", "vgg19")

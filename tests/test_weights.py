@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import urllib.request
 from pathlib import Path
+from typing import ClassVar
 
 import h5py
 import numpy as np
@@ -211,7 +212,8 @@ def test_rejects_unknown_format_version(tmp_path):
     _write_ours(tmp_path / "w.h5")
     with h5py.File(tmp_path / "w.h5", "a") as f:
         f.attrs["format_version"] = 99
-    with pytest.raises(W.WeightsError, match=r"unsupported format_version 99 \(this nst_jax reads version 1\)"):
+    with pytest.raises(W.WeightsError,
+                       match=r"unsupported format_version 99 \(this nst_jax reads version 1\)"):
         W.load_weights(tmp_path / "w.h5")
 
 
@@ -238,7 +240,7 @@ def test_download_verifies_md5(tmp_path):
     good = W._digest(src, "md5")
     out = W.download(src.as_uri(), tmp_path / "ok.bin", md5=good, progress=None)
     assert out.read_bytes() == src.read_bytes()
-    with pytest.raises(W.WeightsError, match="checksum mismatch .* md5 expected 0+, got"):
+    with pytest.raises(W.WeightsError, match=r"checksum mismatch .* md5 expected 0+, got"):
         W.download(src.as_uri(), tmp_path / "bad.bin", md5="0" * 32, progress=None)
     assert not (tmp_path / "bad.bin").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
@@ -254,7 +256,7 @@ def test_download_verifies_sha256_prefix(tmp_path):
 
 def test_interrupted_download_leaves_no_file(tmp_path, monkeypatch):
     class Broken(io.BytesIO):
-        headers = {"Content-Length": "10000000"}
+        headers: ClassVar[dict[str, str]] = {"Content-Length": "10000000"}
 
         def read(self, n=-1):
             if self.tell() > 0:
