@@ -393,26 +393,20 @@ def _prepare(args: argparse.Namespace, report_every: int) -> Prepared:
         ).validate(arch)
     except ValueError as e:
         raise CliError(str(e).replace("content_layer: ", "--content-layer: ")) from None
-    deepest = max(vgg.layer_names(arch).index(x) for x in (config.content_layer, *config.style_layers))
-    need = vgg.min_image_size(vgg.layer_names(arch)[deepest])
     try:
         content = I.load_image(args.content, args.size)
         style_size = max(1, round(args.size * args.style_scale))
         styles = [I.load_image(s, style_size) for s in args.style]
     except I.ImageError as e:
         raise CliError(str(e)) from None
-    from nst_jax.optimize import scale_sizes
+    from nst_jax.optimize import check_sizes
 
-    first = scale_sizes(*content.shape[:2], config)[0]
-    ratio = first[0] / content.shape[0]
-    for what, img in [(args.content, content), *zip(args.style, styles, strict=True)]:
-        h, w = (round(d * ratio) for d in img.shape[:2])
-        if min(h, w) < need:
-            where = " at the first scale" if config.scales > 1 else " after resizing"
-            raise CliError(
-                f"{what}: {w}x{h}{where} is too small for "
-                f"{vgg.layer_names(arch)[deepest]}: the minimum is {need}x{need} pixels "
-                "(raise --size / --min-size / --style-scale or use shallower layers)")
+    try:
+        check_sizes(content.shape, [s.shape for s in styles], arch, config,
+                    names=[args.content, *args.style])
+    except ValueError as e:
+        raise CliError(f"{e} (raise --size / --min-size / --style-scale or use shallower "
+                       "layers)") from None
     settings = dict(vars(args))
     settings["style_layers"] = dict(zip(config.style_layers, config.style_weights, strict=True))
     meta = {

@@ -406,6 +406,32 @@ def scale_sizes(height: int, width: int, config: Config) -> list[tuple[int, int]
     return [(max(1, round(height * s / longest)), max(1, round(width * s / longest))) for s in sides]
 
 
+def check_sizes(
+    content_shape: Sequence[int],
+    style_shapes: Sequence[Sequence[int]],
+    arch: str,
+    config: Config,
+    names: Sequence[str] = ("content image", "style image"),
+) -> None:
+    """Raise ``ValueError`` when C or an S is too small for the deepest layer used.
+
+    Sizes are checked at the first coarse-to-fine scale (styles scale with C). ``names``
+    are the labels used in the message (file names, in the CLI); the last one repeats.
+    """
+    layers = vgg.layer_names(arch)
+    deepest = layers[max(layers.index(x) for x in (config.content_layer, *config.style_layers))]
+    need = vgg.min_image_size(deepest)
+    first = scale_sizes(content_shape[0], content_shape[1], config)[0]
+    ratio = first[0] / content_shape[0]
+    for i, shape in enumerate([content_shape, *style_shapes]):
+        h, w = (round(d * ratio) for d in shape[:2])
+        if min(h, w) < need:
+            where = " at the first scale" if config.scales > 1 else ""
+            raise ValueError(
+                f"{names[min(i, len(names) - 1)]}: {w}x{h}{where} is too small for {deepest}: "
+                f"the minimum is {need}x{need} pixels")
+
+
 def resize(rgb: Array, hw: tuple[int, int]) -> Array:
     """Antialiased bilinear resize of ``(H, W, C)`` to ``hw``."""
     if tuple(rgb.shape[:2]) == tuple(hw):
@@ -457,20 +483,8 @@ def iterate(
     if content_rgb.ndim != 3 or content_rgb.shape[-1] != 3:
         raise ValueError(f"content_rgb: expected shape (H, W, 3), got {content_rgb.shape}")
     styles = [style_rgb] if hasattr(style_rgb, "ndim") else list(style_rgb)
-    names = vgg.layer_names(vgg.arch_of(params))
-    deepest = max(names.index(x) for x in (config.content_layer, *config.style_layers))
-    need = vgg.min_image_size(names[deepest])
+    check_sizes(content_rgb.shape, [s.shape for s in styles], vgg.arch_of(params), config)
     sizes = scale_sizes(*content_rgb.shape[:2], config)
-    first = sizes[0]
-    for what, hw in [("content", first)] + [
-        ("style", tuple(round(d * first[0] / content_rgb.shape[0]) for d in s.shape[:2]))
-        for s in styles
-    ]:
-        if min(hw) < need:
-            raise ValueError(
-                f"{what} image {hw[1]}x{hw[0]}{' (first scale)' if len(sizes) > 1 else ''} "
-                f"is too small: the deepest layer used needs at least {need}x{need} pixels"
-            )
     key = jax.random.key(0) if key is None else key
     tx, run, measure = _compiled(config.optimizer, config.learning_rate, config.lbfgs_history,
                                  spec, min(config.report_every, config.iterations))

@@ -193,8 +193,8 @@ def test_config_validation(field, value, msg):
 
 
 def test_too_small_image_is_refused(params16):
-    with pytest.raises(ValueError, match=r"content image 8x8 is too small: the deepest layer "
-                                         r"used needs at least 16x16"):
+    with pytest.raises(ValueError, match=r"content image: 8x8 is too small for conv5_1: "
+                                         r"the minimum is 16x16 pixels"):
         stylize(rand_image(8, 8), rand_image(32, 32), params16, SPEC, config=TINY)
 
 

@@ -151,7 +151,7 @@ def test_coarse_to_fine_runs_each_scale(params16):
 
 
 def test_first_scale_too_small_is_refused(params16):
-    with pytest.raises(ValueError, match=r"\(first scale\) is too small"):
+    with pytest.raises(ValueError, match=r"content image: 8x8 at the first scale is too small"):
         list(iterate(rand_image(32, 32), rand_image(32, 32), params16, SPEC,
                      config=TINY.replace(scales=3)))
 
