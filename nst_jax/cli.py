@@ -407,6 +407,7 @@ def _prepare(args: argparse.Namespace, report_every: int) -> Prepared:
     except ValueError as e:
         raise CliError(f"{e} (raise --size / --min-size / --style-scale or use shallower "
                        "layers)") from None
+    _check_memory(arch, content.shape, config, points=getattr(args, "points_at_once", 1))
     settings = dict(vars(args))
     settings["style_layers"] = dict(zip(config.style_layers, config.style_weights, strict=True))
     meta = {
@@ -422,6 +423,25 @@ def _prepare(args: argparse.Namespace, report_every: int) -> Prepared:
               f"{arch} ({meta_w.get('source')}), {config.optimizer}, {config.iterations} iterations "
               f"on {jax.devices()[0].platform}", file=sys.stderr)
     return Prepared(params, spec, arch, config, content, styles, blend, meta)
+
+
+def _check_memory(arch: str, shape: tuple[int, ...], config: Any, points: int = 1) -> None:
+    """Refuse, before compiling, a run whose predicted peak memory exceeds what is free."""
+    from nst_jax import memory, vgg
+
+    deepest = max((config.content_layer, *config.style_layers), key=vgg.layer_names(arch).index)
+    kw = {"optimizer": config.optimizer, "precision": config.precision, "points": points,
+          "deepest": deepest, "lbfgs_history": config.lbfgs_history}
+    need = memory.predict_bytes(arch, shape[0], shape[1], **kw)
+    avail = memory.available_bytes()
+    if avail is None or need <= 0.9 * avail:  # leave room for the runtime itself
+        return
+    best = memory.largest_size(avail, arch, aspect=shape[0] / shape[1], **kw)
+    hint = f"the largest size that fits is about --size {best}" if best else "nothing fits"
+    extra = "" if config.precision == "bf16" else "; --precision bf16 halves the activations"
+    raise CliError(f"{shape[1]}x{shape[0]} needs about {need / 2**30:.1f} GiB (predicted) but "
+                   f"{avail / 2**30:.1f} GiB are available: {hint}{extra}"
+                   + (f" (or a smaller --chunk than {points} points)" if points > 1 else ""))
 
 
 def _stylize(args: argparse.Namespace) -> int:
@@ -621,6 +641,8 @@ def _grid(args: argparse.Namespace) -> int:
     if not anc.is_dir():
         raise CliError(f"cannot create output folder {out}: {anc} is not a folder")
     _check_folder(anc)
+    n_points = len(alphas or [0]) * len(betas or [0]) * len(tvs or [0])
+    args.points_at_once = min(args.chunk or n_points, n_points)
     pr = _prepare(args, args.report_every)
     alphas = alphas or [float(args.alpha)]
     betas = betas or [float(args.beta)]

@@ -301,3 +301,13 @@ def test_checkpoint_and_resume_cli_equals_uninterrupted(work, capsys):
 def test_first_scale_too_small_cli(work, capsys):
     assert run(work, "--scales", "3", out="small.png") == 2
     assert "at the first scale is too small for conv5_1: the minimum is 16x16" in capsys.readouterr().err
+
+
+def test_size_that_cannot_fit_is_refused_with_a_suggestion(work, capsys, monkeypatch):
+    from nst_jax import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 70 * 2**20)
+    assert run(work, "--size", "4096", out="huge.png") == 2
+    err = capsys.readouterr().err
+    assert "needs about" in err and "GiB (predicted) but 0.1 GiB are available" in err
+    assert "the largest size that fits is about --size" in err

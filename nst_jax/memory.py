@@ -1,0 +1,132 @@
+"""Predict the peak memory of a run before compiling anything.
+
+Model (bytes)::
+
+    peak = weights + targets + C0 + points * (K * activations * act_bytes + images * H * W * 3 * 4)
+
+- ``weights``: all conv parameters (the whole params pytree is an argument; float32);
+- ``targets``: the content activations and the style Grams;
+- ``C0 = 16 MiB``: size-independent workspace;
+- ``activations``: ``sum_l H_l W_l C_l`` over the conv layers up to the deepest layer
+  used (post-ReLU outputs kept for the backward pass), ``act_bytes`` 4 (f32) or 2 (bf16);
+- ``K = 2.55``: the forward activations plus the backward pass's transient buffers,
+  fitted to XLA's buffer assignment of the fused step (``compiled.memory_analysis()``)
+  for VGG16/VGG19 at 128-512 px on CPU; :func:`xla_bytes` gives that number for a given
+  configuration, and the tests check the model against it within 20%;
+- ``images``: G, the running average and the optimizer state (Adam: 2 moments;
+  L-BFGS: 2 per history pair plus ~4).
+
+:func:`largest_size` inverts the model for a memory budget; the CLI uses
+:func:`available_bytes` to refuse a size that cannot fit, with a suggestion.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from nst_jax import vgg
+
+K_ACTIVATIONS = 2.55
+C0_BYTES = 16 * 2**20
+
+
+def _layers_used(arch: str, deepest: str) -> list[str]:
+    names = vgg.layer_names(arch)
+    return list(names[: names.index(vgg.canonical_layer(deepest, arch)) + 1])
+
+
+def predict_bytes(
+    arch: str,
+    height: int,
+    width: int,
+    *,
+    optimizer: str = "adam",
+    precision: str = "f32",
+    points: int = 1,
+    deepest: str = "conv5_1",
+    lbfgs_history: int = 10,
+) -> int:
+    """Predicted peak bytes of optimising ``points`` images of ``height x width``."""
+    shapes = vgg.conv_shapes(arch)
+    used = _layers_used(arch, deepest)
+    weights = sum(4 * (9 * k[2] * k[3] + b[0]) for k, b in shapes.values())
+    acts, h, w, targets = 0, height, width, 0
+    for n in used:
+        if n.endswith("_1") and n != "conv1_1":
+            h, w = h // 2, w // 2
+        c = shapes[n][0][3]
+        acts += h * w * c
+        targets = max(targets, 4 * h * w * c) if n == "conv4_2" else targets
+        targets += 4 * c * c if n.endswith("_1") else 0
+    act_bytes = 2 if precision == "bf16" else 4
+    images = 2 + (2 if optimizer == "adam" else 2 * lbfgs_history + 4 if optimizer == "lbfgs" else 0)
+    per_point = K_ACTIVATIONS * acts * act_bytes + images * height * width * 3 * 4
+    return int(weights + targets + C0_BYTES + points * per_point)
+
+
+def largest_size(budget_bytes: int, arch: str, *, aspect: float = 1.0, **kw: Any) -> int:
+    """The largest longest side (pixels) whose prediction fits ``budget_bytes``.
+
+    ``aspect`` is height / width of the image (<= 1 for landscape).
+    """
+    def fits(side: int) -> bool:
+        h, w = (side, round(side / aspect)) if aspect > 1 else (round(side * aspect), side)
+        return predict_bytes(arch, max(h, 1), max(w, 1), **kw) <= budget_bytes
+
+    lo, hi = 16, 16
+    while fits(hi * 2) and hi < 1 << 16:
+        hi *= 2
+    hi *= 2
+    if not fits(lo):
+        return 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def available_bytes(device: Any = None) -> int | None:
+    """Memory the run may use: the accelerator's limit, or the host's available RAM."""
+    import jax
+
+    device = device or jax.devices()[0]
+    try:
+        stats = device.memory_stats()
+    except Exception:  # not every backend reports
+        stats = None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def xla_bytes(arch: str, height: int, width: int, *, optimizer: str = "adam",
+              precision: str = "f32") -> int:
+    """XLA's own buffer assignment for the fused step (compiles it; for validation)."""
+    import jax
+    import jax.numpy as jnp
+
+    from nst_jax.config import Config
+    from nst_jax.optimize import compute_targets, init_loop_state, make_optimizer, make_run
+
+    params = vgg.synthetic_params(arch, vgg.CHANNELS, key=jax.random.key(0))
+    cfg = Config(optimizer=optimizer, precision=precision, iterations=2,
+                 report_every=2).validate(arch)
+    C = jnp.full((height, width, 3), 0.5)
+    targets = compute_targets(params, vgg.CAFFE, C, C, cfg)
+    tx = make_optimizer(cfg)
+    run = make_run(tx, vgg.CAFFE, 2)
+    m = run.lower(C, init_loop_state(tx, C, cfg), params, targets, cfg,
+                  jnp.int32(2)).compile().memory_analysis()
+    return int(m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes
+               - m.alias_size_in_bytes)

@@ -1,0 +1,37 @@
+"""The memory model against XLA's own buffer assignment, and its inverse."""
+
+from __future__ import annotations
+
+import pytest
+
+from nst_jax import memory
+
+
+@pytest.mark.parametrize(("arch", "h", "w", "opt"), [
+    ("vgg16", 128, 128, "adam"), ("vgg16", 96, 160, "adam"), ("vgg19", 128, 128, "lbfgs"),
+])
+def test_prediction_within_20_percent_of_xla(arch, h, w, opt):
+    predicted = memory.predict_bytes(arch, h, w, optimizer=opt)
+    measured = memory.xla_bytes(arch, h, w, optimizer=opt)
+    assert abs(predicted - measured) <= 0.2 * measured, (predicted, measured)
+
+
+def test_prediction_grows_with_points_size_and_precision():
+    one = memory.predict_bytes("vgg16", 256, 256)
+    assert memory.predict_bytes("vgg16", 256, 256, points=4) > 3 * (one - 60e6)
+    assert memory.predict_bytes("vgg16", 512, 512) > 3 * (one - 60e6)
+    assert memory.predict_bytes("vgg16", 256, 256, precision="bf16") < one
+    assert memory.predict_bytes("vgg16", 256, 256, deepest="conv2_1") < one
+
+
+def test_largest_size_is_the_inverse():
+    budget = 2**30
+    side = memory.largest_size(budget, "vgg19")
+    assert memory.predict_bytes("vgg19", side, side) <= budget
+    assert memory.predict_bytes("vgg19", side + 1, side + 1) > budget
+    assert memory.largest_size(10, "vgg19") == 0
+
+
+def test_available_bytes_is_positive():
+    avail = memory.available_bytes()
+    assert avail is None or avail > 0
