@@ -306,8 +306,8 @@ def test_first_scale_too_small_cli(work, capsys):
 def test_size_that_cannot_fit_is_refused_with_a_suggestion(work, capsys, monkeypatch):
     from nst_jax import memory
 
-    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 70 * 2**20)
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 400 * 2**20)
     assert run(work, "--size", "4096", out="huge.png") == 2
     err = capsys.readouterr().err
-    assert "needs about" in err and "GiB (predicted) but 0.1 GiB are available" in err
+    assert "needs about" in err and "GiB (predicted) but 0.4 GiB are available" in err
     assert "the largest size that fits is about --size" in err
