@@ -73,6 +73,25 @@ def main() -> int:
         print(f"{name:10} {r['evals']:6d} {r['steps']:6d} {r['total']:10.4g} {r['content']:10.4g} "
               f"{r['style']:10.4g} {r['wall_s']:7.1f}")
 
+    # bf16 vs f32: same run, final cost and pixel difference
+    C = load_image(content_path, args.size)
+    S = load_image(style_path, args.size)
+    res = {}
+    for prec in ("f32", "bf16"):
+        res[prec] = stylize(C, S, params, spec, config=Config(iterations=args.evals, precision=prec))
+    (i32, h32), (i16, h16) = res["f32"], res["bf16"]
+    rel = (h16["costs"]["total"] - h32["costs"]["total"]) / h32["costs"]["total"]
+    diff = float(abs(i16 - i32).mean())
+    out["bf16_vs_f32"] = {"size": args.size, "steps": args.evals, "f32_total": h32["costs"]["total"],
+                          "bf16_total": h16["costs"]["total"], "rel_cost_diff": rel,
+                          "mean_abs_pixel_diff": diff,
+                          "f32_s_per_step": h32["run_s"] / max(1, args.evals - 25),
+                          "bf16_s_per_step": h16["run_s"] / max(1, args.evals - 25)}
+    print(f"\nbf16 vs f32, {args.size} px, {args.evals} Adam steps: J f32 {h32['costs']['total']:.4g}, "
+          f"bf16 {h16['costs']['total']:.4g} ({100 * rel:+.2f}%), mean |pixel diff| {diff:.4f} "
+          f"(of 1); s/step f32 {out['bf16_vs_f32']['f32_s_per_step']:.3f}, "
+          f"bf16 {out['bf16_vs_f32']['bf16_s_per_step']:.3f}")
+
     rows = []
     cfg = Config(iterations=args.iters)
     print(f"\ncontent/style balance with the defaults (alpha={cfg.alpha:g}, beta={cfg.beta:g}, "
