@@ -311,3 +311,14 @@ def test_size_that_cannot_fit_is_refused_with_a_suggestion(work, capsys, monkeyp
     err = capsys.readouterr().err
     assert "needs about" in err and "GiB (predicted) but 0.4 GiB are available" in err
     assert "the largest size that fits is about --size" in err
+
+
+def test_style_scale_sets_the_style_size(work):
+    from nst_jax.cli import _prepare, stylize_parser
+
+    args = stylize_parser().parse_args(
+        [str(work / "c.png"), str(work / "s.png"), "--weights", str(work / "tiny.h5"),
+         "--size", "40", "--style-scale", "1.5", "--quiet"])
+    pr = _prepare(args, 10)
+    assert pr.content.shape[:2] == (40, 33)
+    assert max(pr.styles[0].shape[:2]) == 60
