@@ -679,14 +679,32 @@ def _grid(args: argparse.Namespace) -> int:
             print(f"[{'#' * int(24 * done / total):<24}] {done}/{total} iterations "
                   f"({len(planned)} points), {_fmt_time(el)} elapsed", file=sys.stderr, flush=True)
 
+    class _Stop(Exception):
+        pass
+
+    stop = {"requested": False}
+
+    def on_sigint(signum, frame):  # first Ctrl-C: stop after the current call; second: now
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+
+    def progress_or_stop(done: int, total: int) -> None:
+        progress(done, total)
+        if stop["requested"]:
+            raise _Stop
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         res = stylize_grid(pr.content, pr.styles, pr.params, pr.spec, config=pr.config,
                            alphas=alphas, betas=betas, key=jax.random.key(args.seed),
                            per_point_seeds=args.per_point_seeds, chunk_points=args.chunk,
-                           style_blend=pr.blend, callback=progress, **extra)
-    except KeyboardInterrupt:
+                           style_blend=pr.blend, callback=progress_or_stop, **extra)
+    except (_Stop, KeyboardInterrupt):
         print("interrupted: nothing written (a grid is saved only when complete)", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
     rows_out = []
     for i, pt in enumerate(res.points):
         costs = {k: float(v[i]) for k, v in res.costs.items()}

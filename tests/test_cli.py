@@ -322,3 +322,21 @@ def test_style_scale_sets_the_style_size(work):
     pr = _prepare(args, 10)
     assert pr.content.shape[:2] == (40, 33)
     assert max(pr.styles[0].shape[:2]) == 60
+
+
+def test_grid_sigint_exits_130_and_writes_nothing(work):
+    out = work / "gint"
+    cmd = [sys.executable, str(ROOT / "scripts" / "grid.py"), str(work / "c.png"),
+           str(work / "s.png"), "--weights", str(work / "tiny.h5"), "--size", "32", "--beta",
+           "1e-2", "--betas", "1e-2,1e-1", "--iters", "100000", "--report-every", "5",
+           "-o", str(out)]
+    with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) as p:
+        deadline = time.time() + 120
+        for line in p.stderr:
+            if "iterations (2 points)" in line or time.time() > deadline:
+                break
+        p.send_signal(signal.SIGINT)
+        err = p.stderr.read()
+        assert p.wait(timeout=120) == 130, err
+    assert "interrupted: nothing written" in err
+    assert not list(out.glob("*.png"))
