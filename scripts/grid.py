@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nst_jax.cli import grid_main  # noqa: E402
+from nst_jax.cli import grid_main
 
 if __name__ == "__main__":
     sys.exit(grid_main())
