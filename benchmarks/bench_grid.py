@@ -62,16 +62,23 @@ def main() -> int:
         _, hist = stylize(C, S, params, vgg.CAFFE, config=cfg.replace(**pt))
         seq += hist["run_s"] / (args.iters - per_call) * args.iters
     wall_grid = res.compile_s + res.run_s
+    from nst_jax import memory
+
+    mem_grid = memory.predict_bytes(args.arch, args.size, args.size, points=n) / 2**20
+    mem_seq = memory.predict_bytes(args.arch, args.size, args.size, points=1) / 2**20
     dev = jax.devices()[0]
     row = {
         "points": n, "size": args.size, "iters": args.iters, "arch": args.arch,
         "devices": len(jax.devices()), "device": f"{dev.platform} {dev.device_kind}",
         "vmapped_s": grid_iter, "vmapped_first_call_s": wall_grid,
         "sequential_s": seq, "speedup": seq / grid_iter,
+        "vmapped_peak_mb_predicted": mem_grid, "sequential_peak_mb_predicted": mem_seq,
     }
     print(f"device: {row['device']} x{row['devices']}, jax {jax.__version__}")
-    print(f"{'points':>6} {'size':>5} {'iters':>5} {'vmapped s':>10} {'sequential s':>13} {'speed-up':>9}")
-    print(f"{n:6d} {args.size:5d} {args.iters:5d} {grid_iter:10.1f} {seq:13.1f} {seq / grid_iter:9.2f}")
+    print(f"{'points':>6} {'size':>5} {'iters':>5} {'vmapped s':>10} {'sequential s':>13} "
+          f"{'speed-up':>9} {'vmapped MB':>10} {'sequential MB':>13}")
+    print(f"{n:6d} {args.size:5d} {args.iters:5d} {grid_iter:10.1f} {seq:13.1f} "
+          f"{seq / grid_iter:9.2f} {mem_grid:10.0f} {mem_seq:13.0f}")
     path = Path(args.json) if args.json else (
         Path(__file__).parent / "results" / f"bench_grid-{dev.platform}.json")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -143,7 +143,7 @@ class TorchNST:
             self.opt.step()
             with self.torch.no_grad():
                 self.G.clamp_(0.0, 1.0)
-        return float(j)
+        return float(j.detach())
 
 
 def main() -> int:
