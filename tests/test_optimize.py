@@ -70,13 +70,17 @@ def test_objective_grad_matches_finite_differences(params16):
         np.testing.assert_allclose(grad[idx], fd, rtol=5e-2, atol=1e-3 * np.abs(grad).max())
 
 
-def test_step_jit_equals_no_jit(params16, images):
+def _step_setup(params, images, cfg=TINY):
+    """(cfg, targets, tx, step, G0) for a tiny problem."""
     C, S = images
-    cfg = TINY.validate("vgg16")
-    t = compute_targets(params16, SPEC, C, S, cfg)
+    cfg = cfg.validate("vgg16")
     tx = make_optimizer(cfg)
-    step = make_step(tx, SPEC)
     G = init_image(jnp.asarray(C), cfg, key=jax.random.key(0))
+    return cfg, compute_targets(params, SPEC, C, S, cfg), tx, make_step(tx, SPEC), G
+
+
+def test_step_jit_equals_no_jit(params16, images):
+    cfg, t, tx, step, G = _step_setup(params16, images)
     a = step(G, tx.init(G), params16, t, cfg)
     b = jax.jit(step)(G, tx.init(G), params16, t, cfg)
     np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-6)
@@ -84,12 +88,7 @@ def test_step_jit_equals_no_jit(params16, images):
 
 
 def test_step_vmap_over_alpha_beta_equals_loop(params16, images):
-    C, S = images
-    cfg = TINY.validate("vgg16")
-    t = compute_targets(params16, SPEC, C, S, cfg)
-    tx = make_optimizer(cfg)
-    step = make_step(tx, SPEC)
-    G = init_image(jnp.asarray(C), cfg, key=jax.random.key(0))
+    cfg, t, tx, step, G = _step_setup(params16, images)
     alphas, betas = jnp.array([1.0, 2.0, 0.5]), jnp.array([1e-2, 1e-3, 1e-1])
     batched = jax.vmap(lambda a, b: step(G, tx.init(G), params16, t, cfg.replace(alpha=a, beta=b)))(
         alphas, betas)
