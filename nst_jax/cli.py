@@ -508,7 +508,8 @@ def _stylize(args: argparse.Namespace) -> int:
     status = "done"
     try:
         for p in iterate(pr.content, pr.styles, pr.params, pr.spec, config=config,
-                         key=jax.random.key(args.seed), style_blend=pr.blend, resume=resume):
+                         key=jax.random.key(args.seed), style_blend=pr.blend, resume=resume,
+                         snapshots=bool(args.checkpoint_every)):
             last = p
             bar.update(p)
             if args.save_every and p.step % args.save_every == 0 and not p.finished:

@@ -455,7 +455,7 @@ class Progress:
     error: str | None = None     # set when a non-finite cost stopped the run
     converged: bool = False      # the tolerance test stopped this scale early
     scale: int = 0               # index of the current coarse-to-fine scale
-    snapshot: dict[str, Any] | None = None  # everything needed to resume (see :func:`iterate`)
+    snapshot: dict[str, Any] | None = None  # with snapshots=True: what resume= needs
 
 
 def iterate(
@@ -469,11 +469,13 @@ def iterate(
     style_blend: Sequence[float] | None = None,
     init: Array | None = None,
     resume: dict[str, Any] | None = None,
+    snapshots: bool = False,
 ) -> Iterator[Progress]:
     """Run the optimisation, yielding a :class:`Progress` every ``config.report_every`` steps.
 
     The driver syncs with the host only between chunks. Stop early by leaving the loop;
-    the last yielded ``Progress.image`` is a complete image. ``Progress.snapshot`` (a
+    the last yielded ``Progress.image`` is a complete image. With ``snapshots=True``
+    (a host copy of X and the loop state at each report), ``Progress.snapshot`` (a
     pytree of arrays and ints) passed back as ``resume=`` continues the run exactly
     where it was: same chunks, same compiled programs, so the final image is bitwise
     that of an uninterrupted run on CPU.
@@ -552,7 +554,7 @@ def iterate(
             finished = error is not None or (last_scale and (
                 done >= config.iterations or converged))
             history = np.concatenate(hist)
-            snapshot = {
+            snapshot = None if not snapshots else {
                 "X": np.asarray(X), "loop_state": [np.asarray(v) for v in jax.tree.leaves(ls)],
                 "scale": si, "step_in_scale": done, "steps": total_done, "evals": evals,
                 "history": history, "key": np.asarray(jax.random.key_data(key)),

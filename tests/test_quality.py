@@ -163,7 +163,7 @@ def test_first_scale_too_small_is_refused(params16):
 def test_resume_is_bitwise_equal_to_uninterrupted(params16, images, opt):
     C, S = images
     cfg = TINY.replace(optimizer=opt, avg_decay=0.5, scales=2, min_size=16, iterations=8)
-    full = list(iterate(C, S, params16, SPEC, config=cfg, key=jax.random.key(7)))
+    full = list(iterate(C, S, params16, SPEC, config=cfg, key=jax.random.key(7), snapshots=True))
     for cut in (1, 2):  # mid-scale, and exactly at the end of the first scale
         snap = full[cut - 1].snapshot
         resumed = list(iterate(C, S, params16, SPEC, config=cfg, key=jax.random.key(99),
@@ -178,7 +178,7 @@ def test_checkpoint_file_round_trip(params16, images, tmp_path):
 
     C, S = images
     cfg = TINY.replace(optimizer="lbfgs")
-    first = next(iterate(C, S, params16, SPEC, config=cfg))
+    first = next(iterate(C, S, params16, SPEC, config=cfg, snapshots=True))
     save_checkpoint(tmp_path / "c.ckpt", first.snapshot, {"beta": 0.01})
     snap, settings = load_checkpoint(tmp_path / "c.ckpt")
     assert settings == {"beta": 0.01}
