@@ -46,13 +46,15 @@ def _block(x):
     return jax.block_until_ready(x)
 
 
-def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int) -> dict:
+def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int,
+              precision: str = "f32") -> dict:
     params = vgg.synthetic_params(arch, vgg.CHANNELS, key=jax.random.key(0))
     spec = vgg.CAFFE
     k1, k2 = jax.random.split(jax.random.key(1))
     C = jax.random.uniform(k1, (size, size, 3))
     S = jax.random.uniform(k2, (size, size, 3))
-    cfg = Config(optimizer=optimizer, iterations=chunk, report_every=chunk).validate(arch)
+    cfg = Config(optimizer=optimizer, iterations=chunk, report_every=chunk,
+                 precision=precision).validate(arch)
     targets = compute_targets(params, spec, C, S, cfg)
     tx = make_optimizer(cfg)
 
@@ -106,7 +108,7 @@ def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int) ->
         G, s = out[0], out[1]
     fused = statistics.median(times)
     return {
-        "arch": arch, "size": size, "optimizer": optimizer, "chunk": chunk,
+        "arch": arch, "size": size, "optimizer": optimizer, "chunk": chunk, "precision": precision,
         "single_s_per_step": single, "fused_s_per_step": fused,
         "fused_vs_single": fused / single, "evals_per_step": statistics.median(evals),
         "driver_path": "single" if optimizer == "lbfgs" else "fused",
@@ -121,6 +123,7 @@ def main() -> int:
     ap.add_argument("--arch", nargs="+", default=["vgg16", "vgg19"])
     ap.add_argument("--sizes", nargs="+", type=int, default=[128, 256, 512])
     ap.add_argument("--optimizers", nargs="+", default=["adam", "lbfgs"])
+    ap.add_argument("--precisions", nargs="+", default=["f32"], choices=["f32", "bf16"])
     ap.add_argument("--repeats", type=int, default=6, help="timed single steps (fused: same count of steps)")
     ap.add_argument("--chunk", type=int, default=3, help="steps per fused call")
     ap.add_argument("--plain-conv", action="store_true",
@@ -131,7 +134,7 @@ def main() -> int:
         vgg.conv3x3 = vgg._conv  # the 'before' of the custom VJP
     dev = jax.devices()[0]
     rows = []
-    hdr = (f"{'arch':6} {'size':>5} {'opt':6} {'single s/step':>13} {'fused s/step':>12} "
+    hdr = (f"{'arch':6} {'size':>5} {'opt':6} {'prec':4} {'single s/step':>13} {'fused s/step':>12} "
            f"{'fused/single':>12} {'driver':>6} {'evals/step':>10} {'compile s':>9} {'XLA MB':>8}")
     print(f"device: {dev.platform} ({dev.device_kind}), jax {jax.__version__}, "
           f"conv VJP: {'plain' if args.plain_conv else 'custom'}")
@@ -139,11 +142,11 @@ def main() -> int:
     print("-" * len(hdr))
     for arch in args.arch:
         for size in args.sizes:
-            for opt in args.optimizers:
-                r = bench_one(arch, size, opt, args.repeats, args.chunk)
+            for opt, prec in [(o, p) for o in args.optimizers for p in args.precisions]:
+                r = bench_one(arch, size, opt, args.repeats, args.chunk, prec)
                 rows.append(r)
                 mem = f"{r['xla_memory_mb']:8.0f}" if r["xla_memory_mb"] is not None else "       -"
-                print(f"{arch:6} {size:5d} {opt:6} {r['single_s_per_step']:13.3f} "
+                print(f"{arch:6} {size:5d} {opt:6} {prec:4} {r['single_s_per_step']:13.3f} "
                       f"{r['fused_s_per_step']:12.3f} {r['fused_vs_single']:12.2f} {r['driver_path']:>6} "
                       f"{r['evals_per_step']:10.1f} {r['compile_fused_s']:9.1f} {mem}", flush=True)
     path = Path(args.json) if args.json else (
