@@ -13,6 +13,21 @@ from typing import Any
 
 from nst_jax import weights as W
 
+#: XLA:CPU scheduler setting the command-line tools use unless XLA_FLAGS already sets it:
+#: measured 44-48% less memory for the fused step (VGG16: 255 -> 142 MB at 256 px,
+#: 784 -> 407 MB at 512 px) at the same or slightly better speed. Read by XLA when the
+#: backend starts, so it is set before any computation.
+CPU_XLA_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+
+
+def default_xla_flags() -> None:
+    """Add :data:`CPU_XLA_FLAG` to ``XLA_FLAGS`` unless the user set that flag."""
+    import os
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_enable_concurrency_optimized_scheduler" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAG}".strip()
+
 
 class CliError(Exception):
     """A user error: printed as one line, exit code 2."""
@@ -318,6 +333,7 @@ class ProgressBar:
 def stylize_main(argv: Sequence[str] | None = None) -> int:
     """``nst-jax stylize`` / ``scripts/stylize.py``: exit 0 done, 1 stopped (non-finite
     cost), 2 bad input, 130 interrupted (the current image is saved)."""
+    default_xla_flags()
     args = stylize_parser().parse_args(argv)
     try:
         return _stylize(args)
@@ -601,6 +617,7 @@ def grid_parser() -> argparse.ArgumentParser:
 
 def grid_main(argv: Sequence[str] | None = None) -> int:
     """``nst-jax grid`` / ``scripts/grid.py``."""
+    default_xla_flags()
     args = grid_parser().parse_args(argv)
     try:
         return _grid(args)

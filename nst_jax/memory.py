@@ -6,15 +6,17 @@ Model (bytes)::
 
 - ``weights``: all conv parameters (the whole params pytree is an argument; float32);
 - ``targets``: the content activations and the style Grams;
-- ``C0 = 16 MiB``: size-independent workspace;
+- ``C0 = -15 MiB``: a fitted offset;
 - ``activations``: ``sum_l H_l W_l C_l`` over the conv layers up to the deepest layer
   used (post-ReLU outputs kept for the backward pass), ``act_bytes`` 4 (f32) or 2 (bf16);
-- ``K = 2.55``: the forward activations plus the backward pass's transient buffers,
+- ``K = 1.25``: the forward activations plus the backward pass's transient buffers,
   fitted to XLA's buffer assignment of the fused step (``compiled.memory_analysis()``)
-  for VGG16/VGG19 at 128-512 px on CPU; :func:`xla_bytes` gives that number for a given
-  configuration, and the tests check the model against it within 20%;
+  for VGG16/VGG19, Adam and L-BFGS, at 128-512 px on CPU with the command-line tools'
+  XLA setting (``nst_jax.cli.CPU_XLA_FLAG``; without it XLA:CPU uses ~1.8x more);
+  :func:`xla_bytes` gives that number for a given configuration, and the tests check
+  the model against it within 20%;
 - ``images``: G, the running average and the optimizer state (Adam: 2 moments;
-  L-BFGS: 2 per history pair plus ~4).
+  L-BFGS: ~4 per history pair plus 8, line-search copies included).
 
 :func:`largest_size` inverts the model for a memory budget; the CLI uses
 :func:`available_bytes` to refuse a size that cannot fit, with a suggestion.
@@ -27,8 +29,8 @@ from typing import Any
 
 from nst_jax import vgg
 
-K_ACTIVATIONS = 2.55
-C0_BYTES = 16 * 2**20
+K_ACTIVATIONS = 1.25
+C0_BYTES = -15 * 2**20
 
 
 def _layers_used(arch: str, deepest: str) -> list[str]:
@@ -60,7 +62,7 @@ def predict_bytes(
         targets = max(targets, 4 * h * w * c) if n == "conv4_2" else targets
         targets += 4 * c * c if n.endswith("_1") else 0
     act_bytes = 2 if precision == "bf16" else 4
-    images = 2 + (2 if optimizer == "adam" else 2 * lbfgs_history + 4 if optimizer == "lbfgs" else 0)
+    images = 2 + (2 if optimizer == "adam" else 4 * lbfgs_history + 8 if optimizer == "lbfgs" else 0)
     per_point = K_ACTIVATIONS * acts * act_bytes + images * height * width * 3 * 4
     return int(weights + targets + C0_BYTES + points * per_point)
 

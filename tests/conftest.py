@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# The command-line tools' XLA:CPU setting (nst_jax.cli.CPU_XLA_FLAG), before JAX starts.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_cpu_enable_concurrency_optimized_scheduler=false").strip()
 
 import jax
 import numpy as np
