@@ -303,10 +303,7 @@ class ProgressBar:
         if not self.compile_reported:
             self.compile_reported = True
             self._line(f"compiled and ran the first {p.step} iterations in {p.compile_s:.1f}s")
-        timed = p.step - (self.first_step if hasattr(self, "first_step") else p.step)
-        if not hasattr(self, "first_step"):
-            self.first_step = p.step
-        rate = timed / p.run_s if p.run_s > 0 and timed > 0 else None
+        rate = p.run_steps / p.run_s if p.run_s > 0 and p.run_steps > 0 else None
         eta = (self.total - p.step) / rate if rate else None
         frac = p.step / self.total
         bar = "#" * int(24 * frac)

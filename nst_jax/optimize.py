@@ -451,6 +451,7 @@ class Progress:
     evals: int                   # cost+gradient evaluations so far (L-BFGS: > steps)
     compile_s: float             # time of the first call of each scale (compilation included)
     run_s: float                 # time in compiled iterations after those first calls
+    run_steps: int               # steps taken in the calls that ``run_s`` times
     finished: bool
     error: str | None = None     # set when a non-finite cost stopped the run
     converged: bool = False      # the tolerance test stopped this scale early
@@ -494,6 +495,7 @@ def iterate(
     hist: list[np.ndarray] = []
     total_done = evals = 0
     compile_s = run_s = 0.0
+    run_steps = 0
     start_scale, start_step = 0, 0
     if resume is not None:
         start_scale, start_step = int(resume["scale"]), int(resume["step_in_scale"])
@@ -543,6 +545,7 @@ def iterate(
                 first_call = False
             else:
                 run_s += dt
+                run_steps += n_done
             done += n_done
             total_done += n_done
             evals += int(n_evals)
@@ -560,8 +563,8 @@ def iterate(
                 "history": history, "key": np.asarray(jax.random.key_data(key)),
             }
             yield Progress(total_done, np.asarray(image), {k: float(v) for k, v in c.items()},
-                           history, evals, compile_s, run_s, finished, error, converged, si,
-                           snapshot)
+                           history, evals, compile_s, run_s, run_steps, finished, error,
+                           converged, si, snapshot)
             if error is not None:
                 return
         if Xr is None:  # resumed exactly at the end of a scale

@@ -186,18 +186,23 @@ def test_subprocess_bad_input_exit_code(work):
     assert "Traceback" not in r.stderr
 
 
-def test_sigint_saves_a_complete_image(work):
-    out = work / "int.png"
-    with subprocess.Popen(_cmd(work, "--size", "32", "--beta", "1e-2", "--iters", "100000",
-                               "--report-every", "5", "-o", str(out)),
-                          stderr=subprocess.PIPE, text=True) as p:
+def _interrupt(cmd: list[str], marker: str) -> str:
+    """Run ``cmd``, send SIGINT once ``marker`` appears on stderr; assert exit 130."""
+    with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) as p:
         deadline = time.time() + 120
         for line in p.stderr:
-            if "5/100000" in line or time.time() > deadline:
+            if marker in line or time.time() > deadline:
                 break
         p.send_signal(signal.SIGINT)
         err = p.stderr.read()
         assert p.wait(timeout=120) == 130, err
+    return err
+
+
+def test_sigint_saves_a_complete_image(work):
+    out = work / "int.png"
+    err = _interrupt(_cmd(work, "--size", "32", "--beta", "1e-2", "--iters", "100000",
+                          "--report-every", "5", "-o", str(out)), "5/100000")
     assert "interrupted: wrote" in err
     with Image.open(out) as im:
         im.load()
@@ -330,13 +335,6 @@ def test_grid_sigint_exits_130_and_writes_nothing(work):
            str(work / "s.png"), "--weights", str(work / "tiny.h5"), "--size", "32", "--beta",
            "1e-2", "--betas", "1e-2,1e-1", "--iters", "100000", "--report-every", "5",
            "-o", str(out)]
-    with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) as p:
-        deadline = time.time() + 120
-        for line in p.stderr:
-            if "iterations (2 points)" in line or time.time() > deadline:
-                break
-        p.send_signal(signal.SIGINT)
-        err = p.stderr.read()
-        assert p.wait(timeout=120) == 130, err
+    err = _interrupt(cmd, "iterations (2 points)")
     assert "interrupted: nothing written" in err
     assert not list(out.glob("*.png"))
