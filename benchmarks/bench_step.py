@@ -1,37 +1,57 @@
 #!/usr/bin/env python3
-"""Seconds per iteration, compile time and memory of the style-transfer step.
+"""Seconds per iteration, compile time, memory and FLOP rate of the style-transfer step.
 
-For each (arch, size, optimizer) it times
+One command runs the grid (VGG16/VGG19 x 256/512/1024 px x Adam/L-BFGS x f32/bf16 by
+default) and, for each row, in a fresh subprocess so that rows cannot disturb each
+other's memory:
   * ``single``: one jitted ``step`` per Python call (what a naive loop does), and
-  * ``fused``:  ``make_run``'s compiled while_loop of ``--chunk`` steps per call
-    (what ``stylize`` uses),
-reporting the median over ``--repeats`` calls after a warm-up, the compile time, and
-XLA's own memory analysis of the compiled fused program (arguments + temporaries).
-Random weights of the real shapes are used (timing does not depend on the values).
+  * ``fused``:  ``make_run``'s compiled while_loop of ``--chunk`` steps per call;
+  * ``driver``: the one of the two that ``stylize`` uses (Adam: fused; L-BFGS: single);
+reporting medians over the timed calls after a warm-up, the compile time of the fused
+program, the evaluations of J per iteration (L-BFGS: its line search), the achieved
+GFLOP/s of the driver path (analytic FLOPs, ``benchmarks/common.step_gflop``) as a share
+of this machine's measured float32 matmul peak, and three memory figures:
+  * ``XLA MB``: XLA's buffer assignment of the compiled fused program;
+  * ``measured MB``: the process's resident high-water mark during the driver's timed
+    calls above the resident size just before them, plus the bytes of the program's
+    arguments (weights, targets, image, optimizer state) already resident then;
+  * ``predicted MB``: ``nst_jax.memory.predict_bytes`` for the row (what the CLI's
+    refusal uses), and its ratio to the measurement.
+Random weights of the real shapes (timing does not depend on the values). Rows at
+>= 1024 px time half as many steps, 2 per fused call.
 
-    python benchmarks/bench_step.py                       # the default grid
-    python benchmarks/bench_step.py --sizes 256 --arch vgg16 --plain-conv   # before/after
-    python benchmarks/bench_step.py --json out.json
+    python benchmarks/bench_step.py                                  # the full grid
+    python benchmarks/bench_step.py --arch vgg16 --sizes 256 --precisions f32
+    python benchmarks/bench_step.py --sizes 256 --plain-conv         # before/after the conv VJP
 
-Prints a table and writes JSON (default ``benchmarks/results/bench_step-<platform>.json``).
+XLA:CPU runs with the command-line tools' flag (``nst_jax.cli.CPU_XLA_FLAG``) unless
+``XLA_FLAGS`` is set. Prints a table and writes JSON (default
+``benchmarks/results/bench_step-<platform>.json``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nst_jax.cli import CPU_XLA_FLAG
+
+os.environ.setdefault("XLA_FLAGS", CPU_XLA_FLAG)
+
 import jax
 import jax.numpy as jnp
 
-from nst_jax import vgg
+from benchmarks.common import ProcessMemory, matmul_peak_gflops, step_gflop
+from nst_jax import memory, vgg
 from nst_jax.config import Config
 from nst_jax.optimize import (
     compute_targets,
@@ -46,9 +66,16 @@ def _block(x):
     return jax.block_until_ready(x)
 
 
+def _nbytes(*trees) -> int:
+    return sum(x.nbytes for t in trees for x in jax.tree.leaves(t) if hasattr(x, "nbytes"))
+
+
 def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int,
               precision: str = "f32") -> dict:
+    """One row, measured in this process (see the module docstring)."""
+    mem = ProcessMemory()
     params = vgg.synthetic_params(arch, vgg.CHANNELS, key=jax.random.key(0))
+    params = vgg.with_backward_kernels(params)  # as the driver (optimize.iterate) does
     spec = vgg.CAFFE
     k1, k2 = jax.random.split(jax.random.key(1))
     C = jax.random.uniform(k1, (size, size, 3))
@@ -57,6 +84,15 @@ def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int,
                  precision=precision).validate(arch)
     targets = compute_targets(params, spec, C, S, cfg)
     tx = make_optimizer(cfg)
+    driver = "single" if optimizer == "lbfgs" else "fused"
+    memory_row: dict = {}
+
+    def measure_from(args_bytes: int) -> None:
+        memory_row["base"] = mem.reset()
+        memory_row["args"] = args_bytes
+
+    def measure_to() -> None:
+        memory_row["measured"] = mem.peak() - memory_row["base"] + memory_row["args"]
 
     def fresh():
         G = C + 0.0
@@ -65,15 +101,19 @@ def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int,
     # single jitted steps
     step = jax.jit(make_step(tx, spec), donate_argnums=(0, 1))
     G, s = fresh()
-    t0 = time.perf_counter()
-    G, s, _ = _block(step(G, s, params, targets, cfg))
-    compile_single = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
+    G, s, _ = _block(step(G, s, params, targets, cfg))  # compile + warm-up
+    times, evals_single = [], []
+    for i in range(repeats):
+        if driver == "single" and i == 1:
+            measure_from(_nbytes(params, targets, G, s))
         t0 = time.perf_counter()
-        G, s, _ = _block(step(G, s, params, targets, cfg))
+        G, s, info = _block(step(G, s, params, targets, cfg))
         times.append(time.perf_counter() - t0)
+        evals_single.append(int(info.evals))
+    if driver == "single":
+        measure_to()
     single = statistics.median(times)
+    del G, s, step
 
     # fused loop
     run = make_run(tx, spec, chunk)
@@ -81,82 +121,141 @@ def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int,
     s = init_loop_state(tx, G, cfg)
     n = jnp.int32(chunk)
     t0 = time.perf_counter()
-    lowered = run.lower(G, s, params, targets, cfg, n)
-    compiled = lowered.compile()
+    compiled = run.lower(G, s, params, targets, cfg, n).compile()
     compile_fused = time.perf_counter() - t0
-    mem = compiled.memory_analysis()
-    mem_mb = None
-    if mem is not None:
-        mem_mb = (mem.argument_size_in_bytes + mem.temp_size_in_bytes
-                  + mem.output_size_in_bytes - mem.alias_size_in_bytes) / 2**20
-    flops = None
-    try:
-        ca = compiled.cost_analysis()
-        ca = ca[0] if isinstance(ca, list) else ca
-        flops = float(ca.get("flops", 0.0)) or None
-    except Exception:  # cost analysis is best-effort across backends
-        flops = None
+    ma = compiled.memory_analysis()
+    xla_mb = None if ma is None else (ma.argument_size_in_bytes + ma.temp_size_in_bytes
+                                      + ma.output_size_in_bytes - ma.alias_size_in_bytes) / 2**20
     out = _block(run(G, s, params, targets, cfg, n))  # warm-up
     G, s = out[0], out[1]
-    times = []
-    evals = []
-    for _ in range(max(1, repeats // chunk) if chunk > 1 else repeats):
+    times, evals = [], []
+    for i in range(max(2, -(-repeats // chunk))):
+        if driver == "fused" and i == 1:
+            measure_from(_nbytes(params, targets, G, s))
         t0 = time.perf_counter()
         out = _block(run(G, s, params, targets, cfg, n))
         times.append((time.perf_counter() - t0) / chunk)
         evals.append(int(out[3]) / chunk)
         G, s = out[0], out[1]
+    if driver == "fused":
+        measure_to()
     fused = statistics.median(times)
+    driver_s = single if driver == "single" else fused
+    driver_evals = statistics.median(evals_single if driver == "single" else evals)
+    measured = memory_row["measured"] if mem.ok else None
     return {
         "arch": arch, "size": size, "optimizer": optimizer, "chunk": chunk, "precision": precision,
-        "single_s_per_step": single, "fused_s_per_step": fused,
-        "fused_vs_single": fused / single, "evals_per_step": statistics.median(evals),
-        "driver_path": "single" if optimizer == "lbfgs" else "fused",
-        "driver_s_per_step": single if optimizer == "lbfgs" else fused,
-        "compile_single_s": compile_single, "compile_fused_s": compile_fused,
-        "xla_memory_mb": mem_mb, "xla_flops_per_call": flops,
+        "repeats": repeats,
+        "single_s_per_step": single, "fused_s_per_step": fused, "fused_vs_single": fused / single,
+        "evals_per_step_single": statistics.median(evals_single),
+        "evals_per_step_fused": statistics.median(evals),
+        "driver_path": driver, "driver_s_per_step": driver_s, "driver_evals_per_step": driver_evals,
+        "gflop_per_eval": step_gflop(arch, size),
+        "driver_gflops": driver_evals * step_gflop(arch, size) / driver_s,
+        "compile_fused_s": compile_fused,
+        "xla_memory_mb": xla_mb,
+        "measured_memory_mb": None if measured is None else measured / 2**20,
     }
+
+
+def add_derived(r: dict, peak: float) -> dict:
+    """Adds the share of the matmul peak and the memory model's prediction to a row."""
+    pred = memory.predict_bytes(r["arch"], r["size"], r["size"], optimizer=r["optimizer"],
+                                precision=r["precision"]) / 2**20
+    meas = r.get("measured_memory_mb")
+    return {**r, "pct_peak": 100 * r["driver_gflops"] / peak, "predicted_memory_mb": pred,
+            "predicted_over_measured": pred / meas if meas else None}
+
+
+def _row_in_subprocess(arch: str, size: int, opt: str, prec: str, repeats: int, chunk: int,
+                       plain_conv: bool) -> dict:
+    cmd = [sys.executable, __file__, "--row", arch, str(size), opt, prec,
+           "--repeats", str(repeats), "--chunk", str(chunk)] + (["--plain-conv"] if plain_conv else [])
+    res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("ROW ")]
+    if res.returncode != 0 or not lines:
+        sys.stderr.write(res.stderr[-4000:])
+        raise SystemExit(f"error: row {arch} {size} {opt} {prec} failed (exit {res.returncode})")
+    return json.loads(lines[-1][4:])
+
+
+def _fmt(x, spec: str) -> str:
+    return "-" if x is None else f"{x:{spec}}"
+
+
+HEADER = "\n".join([
+    "| arch | size | opt | prec | single s/step | fused s/step | fused/single | driver | evals/step "
+    "| GFLOP/s | % peak | compile s | XLA MB | measured MB | predicted MB | pred/meas |",
+    "|" + "---|" * 16])
+
+
+def _line(r: dict) -> str:
+    """One Markdown table row (the printed table pastes into the README as it is)."""
+    return (f"| {r['arch']} | {r['size']} | {r['optimizer']} | {r['precision']} | "
+            f"{r['single_s_per_step']:.3f} | {r['fused_s_per_step']:.3f} | {r['fused_vs_single']:.2f} | "
+            f"{r['driver_path']} | {r['driver_evals_per_step']:.1f} | {r['driver_gflops']:.0f} | "
+            f"{r['pct_peak']:.0f}% | {r['compile_fused_s']:.1f} | {_fmt(r['xla_memory_mb'], '.0f')} | "
+            f"{_fmt(r['measured_memory_mb'], '.0f')} | {r['predicted_memory_mb']:.0f} | "
+            f"{_fmt(r['predicted_over_measured'], '.2f')} |")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", nargs="+", default=["vgg16", "vgg19"])
-    ap.add_argument("--sizes", nargs="+", type=int, default=[128, 256, 512])
-    ap.add_argument("--optimizers", nargs="+", default=["adam", "lbfgs"])
-    ap.add_argument("--precisions", nargs="+", default=["f32"], choices=["f32", "bf16"])
-    ap.add_argument("--repeats", type=int, default=6, help="timed single steps (fused: same count of steps)")
+    ap.add_argument("--sizes", nargs="+", type=int, default=[256, 512, 1024])
+    ap.add_argument("--optimizers", nargs="+", default=["adam", "lbfgs"], choices=["adam", "lbfgs", "sgd"])
+    ap.add_argument("--precisions", nargs="+", default=["f32", "bf16"], choices=["f32", "bf16"])
+    ap.add_argument("--repeats", type=int, default=6, help="timed single steps (fused: about as many)")
     ap.add_argument("--chunk", type=int, default=3, help="steps per fused call")
     ap.add_argument("--plain-conv", action="store_true",
                     help="use lax.conv's own autodiff instead of the custom input-gradient (before/after)")
+    ap.add_argument("--in-process", action="store_true", help="measure every row in this process")
+    ap.add_argument("--row", nargs=4, metavar=("ARCH", "SIZE", "OPT", "PREC"), help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--show", metavar="JSON", help="print the table of an earlier run (current memory model)")
     args = ap.parse_args()
     if args.plain_conv:
         vgg.conv3x3 = vgg._conv  # the 'before' of the custom VJP
+        vgg.conv3x3_pre = lambda x, k, _: vgg._conv(x, k)
+    if args.row:
+        arch, size, opt, prec = args.row
+        print("ROW " + json.dumps(bench_one(arch, int(size), opt, args.repeats, args.chunk, prec)))
+        return 0
+    if args.show:
+        saved = json.loads(Path(args.show).read_text())
+        print(f"{saved['device']}, jax {saved['jax']}, {saved['date']}, XLA_FLAGS={saved['xla_flags']!r}, "
+              f"f32 matmul peak {saved['matmul_peak_gflops']:.0f} GFLOP/s")
+        print(HEADER)
+        for r in saved["rows"]:
+            print(_line(add_derived(r, saved["matmul_peak_gflops"])))
+        return 0
     dev = jax.devices()[0]
-    rows = []
-    hdr = (f"{'arch':6} {'size':>5} {'opt':6} {'prec':4} {'single s/step':>13} {'fused s/step':>12} "
-           f"{'fused/single':>12} {'driver':>6} {'evals/step':>10} {'compile s':>9} {'XLA MB':>8}")
+    peak = matmul_peak_gflops()
     print(f"device: {dev.platform} ({dev.device_kind}), jax {jax.__version__}, "
-          f"conv VJP: {'plain' if args.plain_conv else 'custom'}")
-    print(hdr)
-    print("-" * len(hdr))
+          f"conv VJP: {'plain' if args.plain_conv else 'custom'}, XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}")
+    print(f"measured f32 matmul peak (numpy, {os.cpu_count()} cpus): {peak:.0f} GFLOP/s")
+    print(HEADER)
+    rows = []
     for arch in args.arch:
         for size in args.sizes:
             for opt, prec in [(o, p) for o in args.optimizers for p in args.precisions]:
-                r = bench_one(arch, size, opt, args.repeats, args.chunk, prec)
+                repeats, chunk = args.repeats, args.chunk
+                if size >= 1024:
+                    repeats, chunk = max(2, repeats // 2), min(chunk, 2)
+                if args.in_process:
+                    r = bench_one(arch, size, opt, repeats, chunk, prec)
+                else:
+                    r = _row_in_subprocess(arch, size, opt, prec, repeats, chunk, args.plain_conv)
                 rows.append(r)
-                mem = f"{r['xla_memory_mb']:8.0f}" if r["xla_memory_mb"] is not None else "       -"
-                print(f"{arch:6} {size:5d} {opt:6} {prec:4} {r['single_s_per_step']:13.3f} "
-                      f"{r['fused_s_per_step']:12.3f} {r['fused_vs_single']:12.2f} {r['driver_path']:>6} "
-                      f"{r['evals_per_step']:10.1f} {r['compile_fused_s']:9.1f} {mem}", flush=True)
+                print(_line(add_derived(r, peak)), flush=True)
     path = Path(args.json) if args.json else (
         Path(__file__).parent / "results" / f"bench_step-{dev.platform}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "device": f"{dev.platform} {dev.device_kind}",
-        "machine": platform.machine(), "cpus": __import__("os").cpu_count(),
-        "jax": jax.__version__, "conv_vjp": "plain" if args.plain_conv else "custom",
-        "rows": rows,
+        "machine": platform.machine(), "cpus": os.cpu_count(), "jax": jax.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS"), "matmul_peak_gflops": peak,
+        "conv_vjp": "plain" if args.plain_conv else "custom", "rows": rows,
     }, indent=1))
     print(f"wrote {path}")
     return 0

@@ -2,11 +2,11 @@
 
 Model (bytes)::
 
-    peak = weights + targets + C0 + points * (K * activations * act_bytes + images * H * W * 3 * 4)
+    peak = weights + targets + points * (K * activations * act_bytes + images * H * W * 3 * 4)
 
-- ``weights``: all conv parameters (the whole params pytree is an argument; float32);
+- ``weights``: the conv parameters of the layers used, kernels twice (the driver keeps
+  each kernel's flipped copy for the input gradient, :func:`nst_jax.vgg.with_backward_kernels`);
 - ``targets``: the content activations and the style Grams;
-- ``C0 = -15 MiB``: a fitted offset;
 - ``activations``: ``sum_l H_l W_l C_l`` over the conv layers up to the deepest layer
   used (post-ReLU outputs kept for the backward pass), ``act_bytes`` 4 (f32) or 2 (bf16);
 - ``K = 1.25``: the forward activations plus the backward pass's transient buffers,
@@ -30,7 +30,6 @@ from typing import Any
 from nst_jax import vgg
 
 K_ACTIVATIONS = 1.25
-C0_BYTES = -15 * 2**20
 
 
 def _layers_used(arch: str, deepest: str) -> list[str]:
@@ -52,7 +51,8 @@ def predict_bytes(
     """Predicted peak bytes of optimising ``points`` images of ``height x width``."""
     shapes = vgg.conv_shapes(arch)
     used = _layers_used(arch, deepest)
-    weights = sum(4 * (9 * k[2] * k[3] + b[0]) for k, b in shapes.values())
+    # the layers used, each kernel twice (as given and flipped for the input gradient)
+    weights = sum(4 * (2 * 9 * k[2] * k[3] + b[0]) for n, (k, b) in shapes.items() if n in used)
     acts, h, w, targets = 0, height, width, 0
     for n in used:
         if n.endswith("_1") and n != "conv1_1":
@@ -64,7 +64,7 @@ def predict_bytes(
     act_bytes = 2 if precision == "bf16" else 4
     images = 2 + (2 if optimizer == "adam" else 4 * lbfgs_history + 8 if optimizer == "lbfgs" else 0)
     per_point = K_ACTIVATIONS * acts * act_bytes + images * height * width * 3 * 4
-    return int(weights + targets + C0_BYTES + points * per_point)
+    return int(weights + targets + points * per_point)
 
 
 def largest_size(budget_bytes: int, arch: str, *, aspect: float = 1.0, **kw: Any) -> int:
@@ -121,7 +121,7 @@ def xla_bytes(arch: str, height: int, width: int, *, optimizer: str = "adam",
     from nst_jax.config import Config
     from nst_jax.optimize import compute_targets, init_loop_state, make_optimizer, make_run
 
-    params = vgg.synthetic_params(arch, vgg.CHANNELS, key=jax.random.key(0))
+    params = vgg.with_backward_kernels(vgg.synthetic_params(arch, vgg.CHANNELS, key=jax.random.key(0)))
     cfg = Config(optimizer=optimizer, precision=precision, iterations=2,
                  report_every=2).validate(arch)
     C = jnp.full((height, width, 3), 0.5)

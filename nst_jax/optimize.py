@@ -320,6 +320,8 @@ def make_run_fn(tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk
     guarded = _guarded_step(make_step(tx, spec))
 
     def run(X, ls, params, targets, config, n):
+        params = vgg.with_backward_kernels(params)  # flipped once per call, not per step
+
         def cond(c):
             i, _, ls, _, _, ok = c
             return (i < n) & ok & ~ls.converged
@@ -487,6 +489,7 @@ def iterate(
         raise ValueError(f"content_rgb: expected shape (H, W, 3), got {content_rgb.shape}")
     styles = [style_rgb] if hasattr(style_rgb, "ndim") else list(style_rgb)
     check_sizes(content_rgb.shape, [s.shape for s in styles], vgg.arch_of(params), config)
+    params = jax.jit(vgg.with_backward_kernels)(params)  # once, for every step and scale
     sizes = scale_sizes(*content_rgb.shape[:2], config)
     key = jax.random.key(0) if key is None else key
     tx, run, measure = _compiled(config.optimizer, config.learning_rate, config.lbfgs_history,

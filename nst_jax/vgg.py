@@ -186,6 +186,48 @@ def _conv3x3_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
+def backward_kernel(kernel: Array) -> Array:
+    """``kernel[::-1, ::-1]`` with in/out channels swapped: ``(3, 3, Cout, Cin)``.
+
+    The input gradient of ``y = x * k`` is ``dx = dy * backward_kernel(k)``."""
+    return jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+
+
+@jax.custom_vjp
+def conv3x3_pre(x: Array, kernel: Array, kernel_t: Array) -> Array:
+    """:func:`conv3x3` with the backward kernel given (``kernel_t = backward_kernel(kernel)``).
+
+    Computing ``kernel_t`` once, outside the optimisation loop
+    (:func:`with_backward_kernels`), saves re-flipping every kernel at every step
+    (measured: 11 transposes, ~18 ms of a 0.46 s VGG16 step at 256 px on CPU).
+    ``kernel_t`` gets no gradient.
+    """
+    return _conv(x, kernel)
+
+
+def _conv3x3_pre_fwd(x: Array, kernel: Array, kernel_t: Array):
+    return _conv(x, kernel), (x, kernel, kernel_t)
+
+
+def _conv3x3_pre_bwd(res: tuple[Array, Array, Array], g: Array):
+    x, kernel, kernel_t = res
+    _, vjp_k = jax.vjp(lambda k: _conv(x, k), kernel)  # unused w.r.t. the image; XLA drops it
+    return _conv(g, kernel_t), vjp_k(g)[0], jnp.zeros_like(kernel_t)
+
+
+conv3x3_pre.defvjp(_conv3x3_pre_fwd, _conv3x3_pre_bwd)
+
+
+def with_backward_kernels(params: Params) -> dict[str, dict[str, Array]]:
+    """``params`` with ``"kernel_t" = backward_kernel(kernel)`` added to every layer.
+
+    :func:`vgg_features` then uses :func:`conv3x3_pre`. Costs the kernels' memory
+    once more; idempotent (layers that have it keep theirs).
+    """
+    return {name: dict(p) if "kernel_t" in p else {**p, "kernel_t": backward_kernel(jnp.asarray(p["kernel"]))}
+            for name, p in params.items()}
+
+
 def pool2x2(x: Array, kind: str = "max") -> Array:
     """2x2, stride-2, VALID pooling of ``(H, W, C)`` -> ``(H // 2, W // 2, C)``.
 
@@ -214,7 +256,8 @@ def vgg_features(
     is built only up to the deepest requested layer.
 
     Args:
-      params: ``{layer: {"kernel": (3, 3, Cin, Cout), "bias": (Cout,)}}``.
+      params: ``{layer: {"kernel": (3, 3, Cin, Cout), "bias": (Cout,)}}``, optionally
+        with ``"kernel_t"`` (see :func:`with_backward_kernels`).
       image: network input ``(H, W, 3)`` (see :func:`preprocess`); batch with ``jax.vmap``.
       layers: names such as ``"conv4_2"``, ``"relu4_2"`` or ``"block4_conv2"``.
       pooling: ``"max"`` (VGG's own) or ``"avg"`` (Gatys et al. 2016 recommend it).
@@ -241,7 +284,9 @@ def vgg_features(
         if i > 0 and name.endswith("_1"):
             x = pool2x2(x, pooling)
         p = params[name]
-        x = jax.nn.relu(conv3x3(x, p["kernel"].astype(x.dtype)) + p["bias"].astype(x.dtype)[None, None, :])
+        k = p["kernel"].astype(x.dtype)
+        y = conv3x3_pre(x, k, p["kernel_t"].astype(x.dtype)) if "kernel_t" in p else conv3x3(x, k)
+        x = jax.nn.relu(y + p["bias"].astype(x.dtype)[None, None, :])
         for given, canon in wanted.items():
             if canon == name:
                 out[given] = x

@@ -77,6 +77,27 @@ def test_gram_matches_loops(t, shape):
     np.testing.assert_allclose(t(L.gram_matrix)(a), np_gram(a), rtol=1e-5)
 
 
+def test_gram_derivatives_match_the_plain_product():
+    # gram_matrix has a hand-written JVP (one product in the gradient): reverse mode,
+    # forward mode and second order must equal autodiff of the plain einsum.
+    a = jnp.asarray(_pair((5, 4, 3))[0]) - 1.0
+    T = jnp.asarray(np.random.default_rng(3).normal(size=(3, 3)), jnp.float32)
+
+    def f(a):
+        return jnp.sum(L.gram_matrix(a) * T)
+
+    def ref(a):
+        return jnp.sum(jnp.einsum("hwc,hwd->cd", a, a, precision="highest") * T)
+
+    np.testing.assert_allclose(jax.grad(f)(a), jax.grad(ref)(a), rtol=1e-5, atol=1e-6)
+    v = jnp.cos(a)
+    np.testing.assert_allclose(jax.jvp(f, (a,), (v,))[1], jax.jvp(ref, (a,), (v,))[1], rtol=1e-5)
+    np.testing.assert_allclose(jax.hessian(f)(a), jax.hessian(ref)(a), rtol=1e-5, atol=1e-6)
+    # the gradient of sum(G * T) is a (T + T^T): check against numpy directly too
+    want = np.asarray(a).reshape(-1, 3) @ (np.asarray(T) + np.asarray(T).T)
+    np.testing.assert_allclose(jax.grad(f)(a).reshape(-1, 3), want, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("t", TRANSFORMS)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("norm", L.NORMALIZATIONS)

@@ -59,6 +59,34 @@ def test_custom_conv_vjp_matches_autodiff():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+def test_precomputed_backward_kernels_same_values_and_gradients(params16):
+    # conv3x3_pre with backward_kernel(k) is conv3x3; with_backward_kernels changes nothing
+    # but where the flip happens (value, image gradient, kernel gradient).
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(6, 5, 3)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(3, 3, 3, 4)), jnp.float32)
+    g = jnp.asarray(rng.normal(size=(6, 5, 4)), jnp.float32)
+    flipped = np.transpose(np.asarray(k)[::-1, ::-1], (0, 1, 3, 2))
+    np.testing.assert_array_equal(vgg.backward_kernel(k), flipped)
+    y1, vjp1 = jax.vjp(vgg.conv3x3, x, k)
+    y2, vjp2 = jax.vjp(lambda x, k: vgg.conv3x3_pre(x, k, vgg.backward_kernel(k)), x, k)
+    np.testing.assert_array_equal(y1, y2)
+    for a, b in zip(vjp1(g), vjp2(g), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    prepared = vgg.with_backward_kernels(params16)
+    assert set(prepared["conv2_1"]) == {"kernel", "bias", "kernel_t"}
+    again = vgg.with_backward_kernels(prepared)
+    assert again["conv2_1"]["kernel_t"] is prepared["conv2_1"]["kernel_t"]
+    im = jnp.asarray(rand_image(12, 10))
+
+    def cost(p):
+        return lambda im: sum(jnp.sum(jnp.sin(f)) for f in vgg.vgg_features(p, im, ["conv3_1"]).values())
+
+    np.testing.assert_allclose(jax.jit(cost(prepared))(im), cost(params16)(im), rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(jax.grad(cost(prepared)))(im), jax.grad(cost(params16))(im),
+                               rtol=1e-5, atol=1e-7)
+
+
 def test_layer_aliases_and_vgg19(params19):
     x = jnp.asarray(rand_image(16, 16))
     f = vgg.vgg_features(params19, x, ["conv3_4", "relu3_4", "block3_conv4", "conv5_4"])

@@ -1,0 +1,87 @@
+"""Shared measuring helpers of the benchmark scripts (not part of the package).
+
+* :func:`matmul_peak_gflops`: this machine's float32 matmul rate, the "peak" that
+  every table's ``% peak`` column divides by;
+* :func:`step_gflop`: the analytic FLOPs of one cost + gradient evaluation;
+* :class:`ProcessMemory`: the process's resident memory (Linux ``/proc``), with the
+  high-water mark reset between measurements.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from nst_jax import vgg
+
+
+def _timed(f: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5, dtype: str = "float32") -> float:
+    """Best measured ``n x n`` matmul throughput of numpy (BLAS) on this machine, GFLOP/s."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
+    b = np.random.default_rng(1).standard_normal((n, n)).astype(dtype)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def step_gflop(arch: str, height: int, width: int | None = None, deepest: str = "conv5_1") -> float:
+    """Analytic GFLOPs of one evaluation of J and dJ/dG.
+
+    Every conv up to ``deepest`` costs ``2 H_l W_l C_in C_out 9`` in the forward pass
+    and the same again for its input gradient (no kernel gradient is needed); ReLU,
+    pooling and the Grams are not counted (< 1%).
+    """
+    width = height if width is None else width
+    total, h, w = 0.0, height, width
+    last = vgg.canonical_layer(deepest, arch)
+    for name, ((_, _, cin, cout), _) in vgg.conv_shapes(arch).items():
+        if name.endswith("_1") and name != "conv1_1":
+            h, w = h // 2, w // 2
+        total += 2.0 * h * w * cin * cout * 9
+        if name == last:
+            break
+    return 2 * total / 1e9
+
+
+class ProcessMemory:
+    """Resident memory of this process (Linux), in bytes.
+
+    ``reset()`` returns freed heap pages to the OS (``malloc_trim``) and resets the
+    kernel's high-water mark (``/proc/self/clear_refs`` = 5); ``peak()`` then reads the
+    largest resident size since. Unavailable (``ok`` False) off Linux.
+    """
+
+    def __init__(self) -> None:
+        self.ok = Path("/proc/self/status").exists()
+        try:
+            self._trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except OSError:
+            self._trim = None
+
+    def _read(self, key: str) -> int:
+        text = Path("/proc/self/status").read_text()
+        return int(re.search(rf"{key}:\s+(\d+) kB", text).group(1)) * 1024
+
+    def reset(self) -> int:
+        """Trim, reset the high-water mark; returns the resident bytes now."""
+        if self._trim is not None:
+            self._trim(0)
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            self.ok = False
+        return self._read("VmRSS") if self.ok else 0
+
+    def peak(self) -> int:
+        return self._read("VmHWM") if self.ok else 0
