@@ -31,10 +31,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nst_jax.cli import CPU_XLA_FLAG
+
+os.environ.setdefault("XLA_FLAGS", CPU_XLA_FLAG)  # what the command-line tools use
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.common import _timed, matmul_peak_gflops, step_gflop
 from nst_jax import load_weights, vgg
 from nst_jax.config import Config
 from nst_jax.optimize import (
@@ -47,33 +52,6 @@ from nst_jax.optimize import (
 
 CONTENT = "conv4_2"
 STYLE = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
-
-
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Measured float32 matmul throughput of numpy (BLAS) on this machine."""
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def _timed(f) -> float:
-    t0 = time.perf_counter()
-    f()
-    return time.perf_counter() - t0
-
-
-def step_gflop(arch: str, size: int) -> float:
-    """Analytic FLOPs of one step: forward + input-gradient of every conv up to conv5_1."""
-    total, h = 0.0, size
-    for name, ((_, _, cin, cout), _) in vgg.conv_shapes(arch).items():
-        if name.endswith("_1") and name != "conv1_1":
-            h //= 2
-        total += 2.0 * h * h * cin * cout * 9
-        if name == "conv5_1":
-            break
-    return 2 * total / 1e9
 
 
 class TorchNST:
@@ -174,6 +152,7 @@ def main() -> int:
             params, spec = load_weights(args.weights)
         else:
             params, spec = vgg.synthetic_params(arch, vgg.CHANNELS, key=jax.random.key(0)), vgg.CAFFE
+        jparams = vgg.with_backward_kernels(params)  # as the driver (optimize.iterate) does
         for size in args.sizes:
             rng = np.random.default_rng(size)
             C = rng.uniform(0.2, 0.8, (size, size, 3)).astype(np.float32)
@@ -183,7 +162,7 @@ def main() -> int:
             ref = TorchNST(torch, params, spec, C, S, cfg, cfg.learning_rate)
             # correctness: J and dJ/dG at the same image
             G0 = rng.uniform(0, 1, C.shape).astype(np.float32)
-            jj, gj = jax.value_and_grad(lambda g: objective(g, params, targets, cfg, spec)[0])(  # noqa: B023
+            jj, gj = jax.value_and_grad(lambda g: objective(g, jparams, targets, cfg, spec)[0])(  # noqa: B023
                 jnp.asarray(G0))
             gt = ref.to_t(G0).clone().requires_grad_(True)
             jt = ref.cost(gt)
@@ -196,14 +175,14 @@ def main() -> int:
             run = make_run(tx, spec, args.steps)
             X = jnp.asarray(C)
             ls = init_loop_state(tx, X, cfg)
-            out = jax.block_until_ready(run(X, ls, params, targets, cfg, jnp.int32(args.steps)))
+            out = jax.block_until_ready(run(X, ls, jparams, targets, cfg, jnp.int32(args.steps)))
             X, ls = out[0], out[1]
             ref.steps(1)  # warm-up
             tt, tj = [], []
             for _ in range(args.rounds):
                 tt.append(_timed(lambda: ref.steps(args.steps)) / args.steps)  # noqa: B023
                 t0 = time.perf_counter()
-                out = jax.block_until_ready(run(X, ls, params, targets, cfg, jnp.int32(args.steps)))
+                out = jax.block_until_ready(run(X, ls, jparams, targets, cfg, jnp.int32(args.steps)))
                 tj.append((time.perf_counter() - t0) / args.steps)
                 X, ls = out[0], out[1]
             st, sj = statistics.median(tt), statistics.median(tj)
