@@ -93,6 +93,9 @@ def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int,
 
     def measure_to() -> None:
         memory_row["measured"] = mem.peak() - memory_row["base"] + memory_row["args"]
+        stats = jax.devices()[0].memory_stats() or {}
+        if jax.devices()[0].platform != "cpu" and "peak_bytes_in_use" in stats:
+            memory_row["measured"] = stats["peak_bytes_in_use"]  # accelerator memory, whole process
 
     def fresh():
         G = C + 0.0
@@ -103,6 +106,7 @@ def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int,
     G, s = fresh()
     G, s, _ = _block(step(G, s, params, targets, cfg))  # compile + warm-up
     times, evals_single = [], []
+    times_single = times
     for i in range(repeats):
         if driver == "single" and i == 1:
             measure_from(_nbytes(params, targets, G, s))
@@ -141,27 +145,42 @@ def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int,
         measure_to()
     fused = statistics.median(times)
     driver_s = single if driver == "single" else fused
-    driver_evals = statistics.median(evals_single if driver == "single" else evals)
-    measured = memory_row["measured"] if mem.ok else None
+    on_cpu = jax.devices()[0].platform == "cpu"
+    measured = memory_row.get("measured") if (mem.ok or not on_cpu) else None
+    gflop = step_gflop(arch, size)
     return {
         "arch": arch, "size": size, "optimizer": optimizer, "chunk": chunk, "precision": precision,
         "repeats": repeats,
         "single_s_per_step": single, "fused_s_per_step": fused, "fused_vs_single": fused / single,
-        "evals_per_step_single": statistics.median(evals_single),
-        "evals_per_step_fused": statistics.median(evals),
-        "driver_path": driver, "driver_s_per_step": driver_s, "driver_evals_per_step": driver_evals,
-        "gflop_per_eval": step_gflop(arch, size),
-        "driver_gflops": driver_evals * step_gflop(arch, size) / driver_s,
+        "single_times_s": times_single, "single_evals": evals_single,
+        "fused_times_s_per_step": times, "fused_evals_per_step": evals,
+        "evals_per_step_single": statistics.mean(evals_single),
+        "evals_per_step_fused": statistics.mean(evals),
+        "driver_path": driver, "driver_s_per_step": driver_s, "gflop_per_eval": gflop,
         "compile_fused_s": compile_fused,
         "xla_memory_mb": xla_mb,
         "measured_memory_mb": None if measured is None else measured / 2**20,
     }
 
 
-def add_derived(r: dict, peak: float) -> dict:
-    """Adds the share of the matmul peak and the memory model's prediction to a row."""
+def add_derived(r: dict, peak: float, platform: str = "cpu") -> dict:
+    """Adds the driver's evaluations per step and GFLOP/s, their share of the matmul
+    peak and the memory model's prediction to a row.
+
+    L-BFGS steps vary in line-search evaluations (1-6 here), so the rate is the
+    analytic FLOPs of one evaluation over the median of per-step ``time / evaluations``.
+    """
+    if r["driver_path"] == "single":
+        t, e = r.get("single_times_s"), r.get("single_evals")
+    else:
+        t, e = r.get("fused_times_s_per_step"), r.get("fused_evals_per_step")
+    if t:  # (rows saved before the per-step lists were kept carry their own figures)
+        per_eval = statistics.median(ti / max(ei, 1e-9) for ti, ei in zip(t, e, strict=True))
+        r = {**r, "driver_evals_per_step": statistics.mean(e),
+             "driver_gflops": r["gflop_per_eval"] / per_eval}
+    peak = r.get("matmul_peak_gflops", peak)  # the row's own, where rows of two runs were merged
     pred = memory.predict_bytes(r["arch"], r["size"], r["size"], optimizer=r["optimizer"],
-                                precision=r["precision"]) / 2**20
+                                precision=r["precision"], platform=platform) / 2**20
     meas = r.get("measured_memory_mb")
     return {**r, "pct_peak": 100 * r["driver_gflops"] / peak, "predicted_memory_mb": pred,
             "predicted_over_measured": pred / meas if meas else None}
@@ -227,7 +246,7 @@ def main() -> int:
               f"f32 matmul peak {saved['matmul_peak_gflops']:.0f} GFLOP/s")
         print(HEADER)
         for r in saved["rows"]:
-            print(_line(add_derived(r, saved["matmul_peak_gflops"])))
+            print(_line(add_derived(r, saved["matmul_peak_gflops"], saved["device"].split()[0])))
         return 0
     dev = jax.devices()[0]
     peak = matmul_peak_gflops()
@@ -246,8 +265,8 @@ def main() -> int:
                     r = bench_one(arch, size, opt, repeats, chunk, prec)
                 else:
                     r = _row_in_subprocess(arch, size, opt, prec, repeats, chunk, args.plain_conv)
-                rows.append(r)
-                print(_line(add_derived(r, peak)), flush=True)
+                rows.append(add_derived(r, peak, dev.platform))
+                print(_line(rows[-1]), flush=True)
     path = Path(args.json) if args.json else (
         Path(__file__).parent / "results" / f"bench_step-{dev.platform}.json")
     path.parent.mkdir(parents=True, exist_ok=True)

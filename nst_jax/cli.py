@@ -443,15 +443,19 @@ def _check_memory(arch: str, shape: tuple[int, ...], config: Any, points: int = 
     from nst_jax import memory, vgg
 
     deepest = max((config.content_layer, *config.style_layers), key=vgg.layer_names(arch).index)
+    import jax
+
     kw = {"optimizer": config.optimizer, "precision": config.precision, "points": points,
-          "deepest": deepest, "lbfgs_history": config.lbfgs_history}
+          "deepest": deepest, "lbfgs_history": config.lbfgs_history,
+          "platform": jax.devices()[0].platform}
     need = memory.predict_bytes(arch, shape[0], shape[1], **kw)
     avail = memory.available_bytes()
     if avail is None or need <= 0.9 * avail:  # leave room for the runtime itself
         return
     best = memory.largest_size(avail, arch, aspect=shape[0] / shape[1], **kw)
     hint = f"the largest size that fits is about --size {best}" if best else "nothing fits"
-    extra = "" if config.precision == "bf16" else "; --precision bf16 halves the activations"
+    extra = "" if config.precision == "bf16" or kw["platform"] == "cpu" else (
+        "; --precision bf16 halves the activations")
     raise CliError(f"{shape[1]}x{shape[0]} needs about {need / 2**30:.1f} GiB (predicted) but "
                    f"{avail / 2**30:.1f} GiB are available: {hint}{extra}"
                    + (f" (or a smaller --chunk than {points} points)" if points > 1 else ""))

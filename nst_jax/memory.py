@@ -2,21 +2,30 @@
 
 Model (bytes)::
 
-    peak = weights + targets + points * (K * activations * act_bytes + images * H * W * 3 * 4)
+    peak = weights + runtime + targets
+           + points * (K * activations * act_bytes + extra + images * H * W * 3 * 4)
 
 - ``weights``: the conv parameters of the layers used, kernels twice (the driver keeps
   each kernel's flipped copy for the input gradient, :func:`nst_jax.vgg.with_backward_kernels`);
+- ``runtime``: one more copy of those kernels, which the process holds outside XLA's
+  buffer assignment (XLA:CPU's convolution library packs each kernel into its own
+  layout); ``runtime=False`` leaves it out, to compare with :func:`xla_bytes`;
 - ``targets``: the content activations and the style Grams;
 - ``activations``: ``sum_l H_l W_l C_l`` over the conv layers up to the deepest layer
-  used (post-ReLU outputs kept for the backward pass), ``act_bytes`` 4 (f32) or 2 (bf16);
-- ``K = 1.25``: the forward activations plus the backward pass's transient buffers,
-  fitted to XLA's buffer assignment of the fused step (``compiled.memory_analysis()``)
-  for VGG16/VGG19, Adam and L-BFGS, at 128-512 px on CPU with the command-line tools'
-  XLA setting (``nst_jax.cli.CPU_XLA_FLAG``; without it XLA:CPU uses ~1.8x more);
-  :func:`xla_bytes` gives that number for a given configuration, and the tests check
-  the model against it within 20%;
+  used (post-ReLU outputs kept for the backward pass);
+- ``K = 1.25``: the forward activations plus the backward pass's transient buffers;
+- ``act_bytes``: 4 in f32; in bf16 2 on GPUs/TPUs (not measured here), but 4 on CPU,
+  where XLA computes bf16 convolutions in f32 and the fused loop (Adam, SGD) also
+  holds bf16 copies: ``extra = 2 * kernels + activations`` bytes (L-BFGS: 0);
 - ``images``: G, the running average and the optimizer state (Adam: 2 moments;
-  L-BFGS: ~4 per history pair plus 8, line-search copies included).
+  L-BFGS: the history pairs plus 6 line-search copies, as measured on the driver's
+  single-step path).
+
+Fitted and validated on CPU with the command-line tools' XLA setting
+(``nst_jax.cli.CPU_XLA_FLAG``; without it XLA:CPU uses ~1.8x more) against the
+process's measured resident memory (``benchmarks/bench_step.py``, VGG16/VGG19,
+256-1024 px, Adam/L-BFGS, f32/bf16: every row within 20%); the tests check the XLA
+part against XLA's own buffer assignment (:func:`xla_bytes`).
 
 :func:`largest_size` inverts the model for a memory budget; the CLI uses
 :func:`available_bytes` to refuse a size that cannot fit, with a suggestion.
@@ -47,12 +56,19 @@ def predict_bytes(
     points: int = 1,
     deepest: str = "conv5_1",
     lbfgs_history: int = 10,
+    platform: str = "cpu",
+    runtime: bool = True,
 ) -> int:
-    """Predicted peak bytes of optimising ``points`` images of ``height x width``."""
+    """Predicted peak bytes of optimising ``points`` images of ``height x width``.
+
+    ``platform``: ``jax.devices()[0].platform`` of the run (``cpu``, ``gpu``, ``tpu``);
+    it changes only what bf16 costs. ``runtime=False``: XLA's buffers only.
+    """
     shapes = vgg.conv_shapes(arch)
     used = _layers_used(arch, deepest)
-    # the layers used, each kernel twice (as given and flipped for the input gradient)
-    weights = sum(4 * (2 * 9 * k[2] * k[3] + b[0]) for n, (k, b) in shapes.items() if n in used)
+    kernels = sum(4 * 9 * k[2] * k[3] for n, (k, _) in shapes.items() if n in used)
+    biases = sum(4 * b[0] for n, (_, b) in shapes.items() if n in used)
+    weights = 2 * kernels + biases + (kernels if runtime else 0)
     acts, h, w, targets = 0, height, width, 0
     for n in used:
         if n.endswith("_1") and n != "conv1_1":
@@ -61,9 +77,11 @@ def predict_bytes(
         acts += h * w * c
         targets = max(targets, 4 * h * w * c) if n == "conv4_2" else targets
         targets += 4 * c * c if n.endswith("_1") else 0
-    act_bytes = 2 if precision == "bf16" else 4
-    images = 2 + (2 if optimizer == "adam" else 4 * lbfgs_history + 8 if optimizer == "lbfgs" else 0)
-    per_point = K_ACTIVATIONS * acts * act_bytes + images * height * width * 3 * 4
+    bf16_cpu = precision == "bf16" and platform == "cpu"
+    act_bytes = 2 if precision == "bf16" and not bf16_cpu else 4
+    extra = 2 * kernels + acts if bf16_cpu and optimizer != "lbfgs" else 0
+    images = 2 + (2 if optimizer == "adam" else 2 * lbfgs_history + 6 if optimizer == "lbfgs" else 0)
+    per_point = K_ACTIVATIONS * acts * act_bytes + extra + images * height * width * 3 * 4
     return int(weights + targets + points * per_point)
 
 

@@ -11,7 +11,7 @@ from nst_jax import memory
     ("vgg16", 128, 128, "adam"), ("vgg16", 96, 160, "adam"), ("vgg19", 128, 128, "lbfgs"),
 ])
 def test_prediction_within_20_percent_of_xla(arch, h, w, opt):
-    predicted = memory.predict_bytes(arch, h, w, optimizer=opt)
+    predicted = memory.predict_bytes(arch, h, w, optimizer=opt, runtime=False)
     measured = memory.xla_bytes(arch, h, w, optimizer=opt)
     assert abs(predicted - measured) <= 0.2 * measured, (predicted, measured)
 
@@ -20,7 +20,11 @@ def test_prediction_grows_with_points_size_and_precision():
     one = memory.predict_bytes("vgg16", 256, 256)
     assert memory.predict_bytes("vgg16", 256, 256, points=4) > 3 * (one - 60e6)
     assert memory.predict_bytes("vgg16", 512, 512) > 3 * (one - 60e6)
-    assert memory.predict_bytes("vgg16", 256, 256, precision="bf16") < one
+    # bf16 halves the activations on accelerators; XLA:CPU computes in f32 and the
+    # fused loop keeps bf16 copies besides (measured), so there it costs more
+    assert memory.predict_bytes("vgg16", 256, 256, precision="bf16", platform="gpu") < one
+    assert memory.predict_bytes("vgg16", 256, 256, precision="bf16", platform="cpu") > one
+    assert memory.predict_bytes("vgg16", 256, 256, runtime=False) < one
     assert memory.predict_bytes("vgg16", 256, 256, deepest="conv2_1") < one
 
 
