@@ -348,9 +348,9 @@ def make_run(
     ``fused=False``: a host loop of ``n`` calls of one jitted (donating) guarded step,
     dispatched asynchronously: the host syncs only when the caller reads the results,
     once per chunk. Measured on XLA:CPU (``benchmarks/bench_step.py``), the fused
-    loop is 10-15% faster per step for Adam, while L-BFGS, whose zoom line search is
-    itself a while loop, runs 1.1-2x slower nested in another loop, so the driver
-    uses ``fused=False`` for L-BFGS.
+    loop is 2-9% faster per step for Adam, while L-BFGS, whose zoom line search is
+    itself a while loop, was 6% slower nested in another loop over a real 100-iteration
+    run (identical images), so the driver uses ``fused=False`` for L-BFGS.
     """
     if fused:
         return jax.jit(make_run_fn(tx, spec, chunk), donate_argnums=(0, 1))
