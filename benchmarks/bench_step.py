@@ -25,7 +25,7 @@ Random weights of the real shapes (timing does not depend on the values). Rows a
     python benchmarks/bench_step.py --sizes 256 --plain-conv         # before/after the conv VJP
 
 XLA:CPU runs with the command-line tools' flag (``nst_jax.cli.CPU_XLA_FLAG``) unless
-``XLA_FLAGS`` is set. Prints a table and writes JSON (default
+``XLA_FLAGS`` already sets it. Prints a table and writes JSON (default
 ``benchmarks/results/bench_step-<platform>.json``).
 """
 
@@ -43,15 +43,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nst_jax.cli import CPU_XLA_FLAG
-
-os.environ.setdefault("XLA_FLAGS", CPU_XLA_FLAG)
-
 import jax
 import jax.numpy as jnp
 
 from benchmarks.common import ProcessMemory, matmul_peak_gflops, step_gflop
 from nst_jax import memory, vgg
+from nst_jax.cli import default_xla_flags
 from nst_jax.config import Config
 from nst_jax.optimize import (
     compute_targets,
@@ -61,6 +58,7 @@ from nst_jax.optimize import (
     make_step,
 )
 
+default_xla_flags()  # what the command-line tools use; read when the backend starts
 
 def _block(x):
     return jax.block_until_ready(x)

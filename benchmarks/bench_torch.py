@@ -31,16 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nst_jax.cli import CPU_XLA_FLAG
-
-os.environ.setdefault("XLA_FLAGS", CPU_XLA_FLAG)  # what the command-line tools use
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import _timed, matmul_peak_gflops, step_gflop
 from nst_jax import load_weights, vgg
+from nst_jax.cli import default_xla_flags
 from nst_jax.config import Config
 from nst_jax.optimize import (
     compute_targets,
@@ -50,6 +47,7 @@ from nst_jax.optimize import (
     objective,
 )
 
+default_xla_flags()  # what the command-line tools use; read when the backend starts
 CONTENT = "conv4_2"
 STYLE = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 

@@ -196,6 +196,9 @@ def fresh_state(tx: optax.GradientTransformation, G: Array) -> Any:
     return jax.tree.map(lambda x: jnp.array(x, copy=True), tx.init(G))
 
 
+_with_backward_kernels = jax.jit(vgg.with_backward_kernels)
+
+
 class StepInfo(NamedTuple):
     """What one step reports: the cost at the start of the step and evaluations used."""
 
@@ -489,7 +492,7 @@ def iterate(
         raise ValueError(f"content_rgb: expected shape (H, W, 3), got {content_rgb.shape}")
     styles = [style_rgb] if hasattr(style_rgb, "ndim") else list(style_rgb)
     check_sizes(content_rgb.shape, [s.shape for s in styles], vgg.arch_of(params), config)
-    params = jax.jit(vgg.with_backward_kernels)(params)  # once, for every step and scale
+    params = _with_backward_kernels(params)  # once, for every step and scale
     sizes = scale_sizes(*content_rgb.shape[:2], config)
     key = jax.random.key(0) if key is None else key
     tx, run, measure = _compiled(config.optimizer, config.learning_rate, config.lbfgs_history,

@@ -158,34 +158,6 @@ def _conv(x: Array, kernel: Array) -> Array:
     )[0]
 
 
-@jax.custom_vjp
-def conv3x3(x: Array, kernel: Array) -> Array:
-    """``y = x * kernel`` (3x3, stride 1, SAME), ``x (H, W, Cin)``, ``kernel (3, 3, Cin, Cout)``.
-
-    Same values as ``lax.conv_general_dilated``; the custom VJP computes the input
-    gradient as an ordinary forward convolution of the cotangent with the spatially
-    flipped, in/out-transposed kernel. XLA:CPU otherwise lowers the input gradient
-    to a slow path when the step sits inside a loop body (``lax.scan``, the L-BFGS
-    line search); see ``benchmarks/bench_step.py``.
-    """
-    return _conv(x, kernel)
-
-
-def _conv3x3_fwd(x: Array, kernel: Array) -> tuple[Array, tuple[Array, Array]]:
-    return _conv(x, kernel), (x, kernel)
-
-
-def _conv3x3_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
-    x, kernel = res
-    dx = _conv(g, jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2)))
-    # Kernel gradient (unused when differentiating w.r.t. the image; XLA removes it).
-    _, vjp_k = jax.vjp(lambda k: _conv(x, k), kernel)
-    return dx, vjp_k(g)[0]
-
-
-conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
-
-
 def backward_kernel(kernel: Array) -> Array:
     """``kernel[::-1, ::-1]`` with in/out channels swapped: ``(3, 3, Cout, Cin)``.
 
@@ -216,6 +188,19 @@ def _conv3x3_pre_bwd(res: tuple[Array, Array, Array], g: Array):
 
 
 conv3x3_pre.defvjp(_conv3x3_pre_fwd, _conv3x3_pre_bwd)
+
+
+def conv3x3(x: Array, kernel: Array) -> Array:
+    """``y = x * kernel`` (3x3, stride 1, SAME), ``x (H, W, Cin)``, ``kernel (3, 3, Cin, Cout)``.
+
+    Same values as ``lax.conv_general_dilated``; the custom VJP (:func:`conv3x3_pre`)
+    computes the input gradient as an ordinary forward convolution of the cotangent
+    with the spatially flipped, in/out-transposed kernel. XLA:CPU otherwise lowers the
+    input gradient to a slow path when the step sits inside a loop body (``lax.scan``,
+    the L-BFGS line search); see ``benchmarks/bench_step.py``. The flip is computed
+    here, per call; :func:`with_backward_kernels` computes it once instead.
+    """
+    return conv3x3_pre(x, kernel, backward_kernel(kernel))
 
 
 def with_backward_kernels(params: Params) -> dict[str, dict[str, Array]]:
