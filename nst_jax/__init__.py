@@ -3,6 +3,8 @@
 The public API: pure VGG features and costs, the weights loader, and the optimiser.
 """
 
+from importlib import metadata as _metadata
+
 from nst_jax.config import Config
 from nst_jax.losses import (
     content_cost,
@@ -17,7 +19,10 @@ from nst_jax.optimize import compute_targets, iterate, make_run, make_step, obje
 from nst_jax.vgg import Preprocessing, deprocess, preprocess, vgg_features
 from nst_jax.weights import WeightsError, fetch_weights, load_weights
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("nst-jax")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Config",

@@ -17,9 +17,12 @@ from typing import Any
 import numpy as np
 from flax import serialization
 
-from nst_jax.weights import atomic_path
+from nst_jax import files
 
 FORMAT = "nst_jax-checkpoint-1"
+#: What :func:`nst_jax.optimize.iterate` needs from a snapshot to resume.
+SNAPSHOT_KEYS = frozenset({"X", "loop_state", "scale", "step_in_scale", "steps", "evals",
+                           "history", "key"})
 
 
 class CheckpointError(ValueError):
@@ -35,10 +38,7 @@ def save_checkpoint(path: str | os.PathLike, snapshot: dict[str, Any],
     state = {"format": FORMAT, "settings": json.dumps(settings, sort_keys=True, default=str),
              "snapshot": serialization.to_state_dict(snap)}
     data = serialization.msgpack_serialize(state)
-    p = Path(path)
-    with atomic_path(p) as tmp:
-        tmp.write_bytes(data)
-    return p
+    return files.write_bytes(path, data, overwrite=True)
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -57,7 +57,14 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
         raise CheckpointError(f"{p}: not a readable checkpoint ({e})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not an nst_jax checkpoint (expected format {FORMAT})")
-    snap = state["snapshot"]
-    ls = snap["loop_state"]
-    snap["loop_state"] = [np.asarray(ls[k]) for k in sorted(ls, key=int)]
-    return snap, json.loads(state["settings"])
+    snap = state.get("snapshot")
+    missing = sorted(SNAPSHOT_KEYS - set(snap)) if isinstance(snap, dict) else ["snapshot"]
+    if missing:
+        raise CheckpointError(f"{p}: damaged checkpoint (missing {', '.join(missing)})")
+    try:
+        ls = snap["loop_state"]
+        snap["loop_state"] = [np.asarray(ls[k]) for k in sorted(ls, key=int)]
+        settings = json.loads(state["settings"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{p}: damaged checkpoint ({type(e).__name__}: {e})") from None
+    return snap, settings

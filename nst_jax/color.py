@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
-# Rows: Y, I, Q as linear combinations of R, G, B (FCC NTSC).
-_RGB_TO_YIQ = jnp.array([
+# Rows: Y, I, Q as linear combinations of R, G, B (FCC NTSC). NumPy constants, so that
+# importing the package starts no JAX backend (devices and XLA flags are still the
+# user's to choose after ``import nst_jax``); jnp turns them into constants when traced.
+_RGB_TO_YIQ = np.array([
     [0.299, 0.587, 0.114],
     [0.595716, -0.274453, -0.321263],
     [0.211456, -0.522591, 0.311135],
-], jnp.float32)
-_YIQ_TO_RGB = jnp.linalg.inv(_RGB_TO_YIQ)
+], np.float32)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ.astype(np.float64)).astype(np.float32)
 
 PRESERVE_COLOR = ("none", "luminance", "histogram")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin
 
-from nst_jax.weights import atomic_path
+from nst_jax import files
 
 
 class ImageError(ValueError):
@@ -41,6 +42,17 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"), np.float32) / 255.0
 
 
+def _check_file(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(f"image not found: {p}")
+    if p.is_dir():
+        raise ImageError(f"expected an image file, got a directory: {p}")
+    if not p.is_file():  # a FIFO, socket or device would block or never end
+        raise ImageError(f"expected a regular image file, got a special file: {p}")
+    return p
+
+
 def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     """Read an image as ``(H, W, 3)`` float32 RGB in [0, 1].
 
@@ -52,11 +64,7 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     Raises:
       ImageError: missing file, a directory, not an image, truncated or too large.
     """
-    p = Path(path)
-    if not p.exists():
-        raise ImageError(f"image not found: {p}")
-    if p.is_dir():
-        raise ImageError(f"expected an image file, got a directory: {p}")
+    p = _check_file(path)
     if size is not None and size <= 0:
         raise ImageError(f"size: expected a positive number of pixels, got {size}")
     try:
@@ -82,9 +90,77 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
         raise ImageError(f"cannot read image {p}: truncated or corrupt ({e})") from None
 
 
+def image_shape(path: str | os.PathLike, size: int | None = None) -> tuple[int, int]:
+    """``(H, W)`` that :func:`load_image` will return, read from the header only (no
+    pixels are decoded), so a run can be checked before anything large is allocated.
+
+    Raises:
+      ImageError: as :func:`load_image`.
+    """
+    p = _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                w, h = im.size
+                orientation = im.getexif().get(0x0112, 1)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{p}: image too large ({e})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"not an image (or an unsupported format): {p}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"cannot read image {p}: truncated or corrupt ({e})") from None
+    if orientation in (5, 6, 7, 8):  # EXIF rotations by 90 degrees swap the sides
+        w, h = h, w
+    if size is not None and max(w, h) != size:
+        s = size / max(w, h)
+        w, h = max(1, round(w * s)), max(1, round(h * s))
+    return h, w
+
+
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
     """``(H, W, 3)`` floats in [0, 1] -> uint8, clipped and rounded."""
     return (np.clip(np.asarray(rgb, np.float64), 0, 1) * 255).round().astype(np.uint8)
+
+
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def format_of(path: str | os.PathLike) -> str:
+    """``"PNG"`` or ``"JPEG"`` from the extension; :class:`ImageError` otherwise."""
+    p = Path(path)
+    fmt = FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"output {p}: unknown extension {p.suffix.lower()!r}, "
+                         "expected .png, .jpg or .jpeg")
+    return fmt
+
+
+def metadata_text(metadata: Mapping[str, Any] | None) -> str:
+    return json.dumps(dict(metadata or {}), indent=1, sort_keys=True, default=str)
+
+
+def encode_image(rgb: np.ndarray, fmt: str, metadata: Mapping[str, Any] | None = None) -> bytes:
+    """``rgb`` (``(H, W, 3)`` in [0, 1]) as PNG or JPEG file bytes, ``metadata`` as JSON in
+    the PNG text chunk ``nst_jax`` (JPEG: the comment)."""
+    import io
+
+    text = metadata_text(metadata)
+    im = Image.fromarray(to_uint8(rgb), "RGB")
+    buf = io.BytesIO()
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("nst_jax", text)
+        im.save(buf, "PNG", pnginfo=info)
+    else:
+        im.save(buf, "JPEG", quality=95, comment=text.encode())
+    return buf.getvalue()
+
+
+def sidecar_of(path: str | os.PathLike) -> Path:
+    """``out.png`` -> ``out.png.json``."""
+    p = Path(path)
+    return p.with_name(p.name + ".json")
 
 
 def save_image(
@@ -99,38 +175,27 @@ def save_image(
 
     The format follows the extension (``.png``, ``.jpg``/``.jpeg``). ``metadata`` is
     stored as JSON in the PNG text chunk ``nst_jax`` (JPEG: the comment) and, with
-    ``sidecar``, in ``<path>.json``. Existing files are refused unless ``overwrite``.
+    ``sidecar``, in ``<path>.json``. The image and its sidecar are written all or
+    nothing. Existing files are refused unless ``overwrite`` (the image's name is
+    claimed atomically: see :mod:`nst_jax.files`).
 
     Raises:
-      ImageError: the file exists, the extension is unknown or the folder is unwritable.
+      ImageError: the extension is unknown.
+      OSError: :class:`nst_jax.files.OutputError` (exists, folder missing or
+        unwritable, name too long) or the write itself failed (e.g. disk full).
     """
     p = Path(path)
-    ext = p.suffix.lower()
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(ext)
-    if fmt is None:
-        raise ImageError(f"output {p}: unknown extension {ext!r}, expected .png, .jpg or .jpeg")
-    side = p.with_name(p.name + ".json")
-    if not overwrite:
-        for q in (p, side) if sidecar else (p,):
-            if q.exists():
-                raise ImageError(f"{q} exists; pass --overwrite to replace it")
-    folder = p.parent if str(p.parent) else Path(".")
-    if not folder.is_dir():
-        raise ImageError(f"output folder does not exist: {folder}")
-    if not os.access(folder, os.W_OK):
-        raise ImageError(f"output folder is not writable: {folder}")
-    text = json.dumps(dict(metadata or {}), indent=1, sort_keys=True, default=str)
-    im = Image.fromarray(to_uint8(rgb), "RGB")
-    with atomic_path(p) as tmp:
-        if fmt == "PNG":
-            info = PngImagePlugin.PngInfo()
-            info.add_text("nst_jax", text)
-            im.save(tmp, "PNG", pnginfo=info)
-        else:
-            im.save(tmp, "JPEG", quality=95, comment=text.encode())
+    fmt = format_of(p)
+    side = sidecar_of(p)
+    for q in (p, side) if sidecar else (p,):
+        files.check_new_name(q, overwrite=overwrite)
+    files.write_bytes(p, encode_image(rgb, fmt, metadata), overwrite=overwrite)
     if sidecar:
-        with atomic_path(side) as tmp:
-            tmp.write_text(text + "\n")
+        try:
+            files.write_bytes(side, (metadata_text(metadata) + "\n").encode(), overwrite=overwrite)
+        except OSError:
+            p.unlink(missing_ok=True)  # ours, just written: the pair is all or nothing
+            raise
     return p
 
 
@@ -141,40 +206,116 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
 
 
+Box = tuple[int, int, int, int]  # (left, top, right, bottom), pixels
+
+
+@dataclasses.dataclass
+class SheetLayout:
+    """Where everything goes on a contact sheet (see :func:`sheet_layout`)."""
+
+    size: tuple[int, int]          # (width, height) of the sheet
+    title_lines: list[str]         # the title, wrapped to the sheet's width
+    title_boxes: list[Box]
+    image_xy: list[tuple[int, int]]
+    label_xy: list[tuple[int, int]]
+    label_boxes: list[Box]         # measured extent of each label's text
+
+
+def _font(h: int, w: int) -> Any:
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=max(10, min(16, w // 14)))
+
+
+def _wrap(text: str, width: int, measure: Any) -> list[str]:
+    """Greedy word wrap of ``text`` so each line measures at most ``width`` pixels (a
+    single word wider than that gets a line of its own)."""
+    lines: list[str] = []
+    for para in text.split("\n"):
+        line = ""
+        for word in para.split(" "):
+            cand = f"{line} {word}" if line else word
+            if line and measure(cand) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = cand
+        lines.append(line)
+    return lines
+
+
+def sheet_layout(h: int, w: int, labels: list[str], rows: int, cols: int, *,
+                 title: str = "", font: Any = None) -> SheetLayout:
+    """Lay out a ``rows x cols`` sheet of ``h x w`` images with a label under each.
+
+    Text is measured with Pillow's ``textbbox``: each column is as wide as its widest
+    label (or the image), each row's label band as tall as its tallest label, and the
+    title wraps to the sheet's width, so no text is cut and no two labels overlap at
+    any image size.
+    """
+    from PIL import ImageDraw
+
+    font = font or _font(h, w)
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    pad, spacing = 6, 4
+
+    def bbox(text: str) -> Box:
+        return draw.multiline_textbbox((0, 0), text, font=font, spacing=spacing)
+
+    sizes = [bbox(t) for t in labels]
+    col_w = [max([w, *(sizes[r * cols + c][2] + 2 for r in range(rows))]) for c in range(cols)]
+    band = [max(sizes[r * cols + c][3] for c in range(cols)) + spacing for r in range(rows)]
+    width = pad + sum(cw + pad for cw in col_w)
+    title_lines = _wrap(title, width - 2 * pad, lambda t: bbox(t)[2]) if title else []
+    title_boxes, y = [], pad
+    for line in title_lines:
+        b = bbox(line or " ")
+        title_boxes.append((pad + b[0], y + b[1], pad + b[2], y + b[3]))
+        y += b[3] + spacing
+    top = y + pad if title_lines else pad
+    image_xy, label_xy, label_boxes = [], [], []
+    y = top
+    for r in range(rows):
+        x = pad
+        for c in range(cols):
+            i = r * cols + c
+            image_xy.append((x, y))
+            lx, ly = x + 2, y + h + 2
+            label_xy.append((lx, ly))
+            b = sizes[i]
+            label_boxes.append((lx + b[0], ly + b[1], lx + b[2], ly + b[3]))
+            x += col_w[c] + pad
+        y += h + 2 + band[r] + pad
+    return SheetLayout((width, y), title_lines, title_boxes, image_xy, label_xy, label_boxes)
+
+
 def contact_sheet(
     images: np.ndarray, labels: list[str], rows: int, cols: int, *, title: str = ""
 ) -> np.ndarray:
-    """Lay ``images (n, H, W, 3)`` out on a ``rows x cols`` grid with a label under each.
+    """Lay ``images (n, H, W, 3)`` out on a ``rows x cols`` grid with a label under each
+    (placed by :func:`sheet_layout`: nothing cut, nothing overlapping).
 
     Returns an ``(H', W', 3)`` float image in [0, 1] (white background, black text).
     """
-    from PIL import ImageDraw, ImageFont
+    from PIL import ImageDraw
 
     n, h, w, _ = images.shape
     if n != rows * cols or len(labels) != n:
         raise ValueError(f"contact sheet: {n} images and {len(labels)} labels for a {rows}x{cols} grid")
-    font = ImageFont.load_default(size=max(10, min(16, w // 14)))
-    line_h = font.size + 4
-    n_lines = max(label.count("\n") + 1 for label in labels)
-    pad, band = 6, n_lines * line_h + 4
-    top = line_h + 2 * pad if title else pad
-    sheet = Image.new("RGB", (cols * (w + pad) + pad, top + rows * (h + band + pad)), "white")
+    font = _font(h, w)
+    lay = sheet_layout(h, w, labels, rows, cols, title=title, font=font)
+    sheet = Image.new("RGB", lay.size, "white")
     draw = ImageDraw.Draw(sheet)
-    if title:
-        draw.text((pad, pad), title, fill="black", font=font)
+    for line, box in zip(lay.title_lines, lay.title_boxes, strict=True):
+        draw.text((6, box[1] - draw.textbbox((0, 0), line or " ", font=font)[1]), line,
+                  fill="black", font=font)
     for i in range(n):
-        r, c = divmod(i, cols)
-        x, y = pad + c * (w + pad), top + r * (h + band + pad)
-        sheet.paste(Image.fromarray(to_uint8(images[i])), (x, y))
-        draw.multiline_text((x + 2, y + h + 2), labels[i], fill="black", font=font, spacing=4)
+        sheet.paste(Image.fromarray(to_uint8(images[i])), lay.image_xy[i])
+        draw.multiline_text(lay.label_xy[i], labels[i], fill="black", font=font, spacing=4)
     return np.asarray(sheet, np.float32) / 255.0
 
 
 def save_text(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:
     """Write a text file atomically, refusing to replace one unless ``overwrite``."""
-    p = Path(path)
-    if p.exists() and not overwrite:
-        raise ImageError(f"{p} exists; pass --overwrite to replace it")
-    with atomic_path(p) as tmp:
-        tmp.write_text(text)
-    return p
+    files.check_new_name(path, overwrite=overwrite)
+    return files.write_bytes(path, text.encode(), overwrite=overwrite)

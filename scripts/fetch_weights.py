@@ -11,7 +11,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nst_jax.cli import fetch_main
+try:
+    from nst_jax.cli import fetch_main
+except KeyboardInterrupt:  # Ctrl-C while importing: nothing started, no traceback
+    sys.exit(130)
 
 if __name__ == "__main__":
-    sys.exit(fetch_main())
+    sys.exit(fetch_main(prog="python scripts/fetch_weights.py"))

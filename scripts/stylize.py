@@ -6,7 +6,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nst_jax.cli import stylize_main
+try:
+    from nst_jax.cli import stylize_main
+except KeyboardInterrupt:  # Ctrl-C while importing: nothing started, no traceback
+    sys.exit(130)
 
 if __name__ == "__main__":
-    sys.exit(stylize_main())
+    sys.exit(stylize_main(prog="python scripts/stylize.py"))

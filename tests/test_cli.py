@@ -92,7 +92,10 @@ def test_jpeg_output_and_lbfgs(work):
     (["--style-layers", "conv1_1:x"], "--style-layers: weight of 'conv1_1' is not a number"),
     (["--style-layers", "conv1_1:1,conv2_1"], "give a weight for every layer or for none"),
     (["--style-layers", "conv1_1,conv7_1"], "unknown layer 'conv7_1'"),
-    (["--style-weights", "1,2"], "--style-weights: expected 1 non-negative weights"),
+    (["--style-weights", "1,2"], "--style-weights: expected 1 weights (one per style image), got 2"),
+    (["--style-weights", "inf"], "--style-weights: values must be finite and >= 0, got inf"),
+    (["--style-weights", "nan"], "--style-weights: values must be finite and >= 0, got nan"),
+    (["--style-layers", "conv1_1:inf"], "--style-layers: weight of 'conv1_1' must be finite"),
     (["--weights", "/nonexistent/w.h5"], "weights file not found: /nonexistent/w.h5; fetch weights with"),
     (["--size", "8"], "is too small for conv5_1: the minimum is 16x16 pixels"),
 ])
@@ -114,6 +117,7 @@ def test_bad_numbers_exit_2(work, capsys, flag, value):
 @pytest.mark.parametrize(("which", "make", "msg"), [
     ("content", lambda p: None, "image not found"),
     ("content", lambda p: p.mkdir(), "expected an image file, got a directory"),
+    ("style", lambda p: os.mkfifo(p), "expected a regular image file, got a special file"),
     ("style", lambda p: p.write_text("hello"), "not an image"),
     ("style", lambda p: p.write_bytes((Path(__file__).parent / "conftest.py").read_bytes()[:0]
                                       or _truncated_png()), "truncated or corrupt"),
@@ -156,11 +160,13 @@ def test_missing_output_folder_and_bad_extension(work, capsys):
 
 def test_missing_default_weights(work, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("nst_jax.cli.W.Path.resolve", lambda self: tmp_path / "x" / "y" / "z")
+    monkeypatch.setenv("NST_JAX_WEIGHTS", str(tmp_path / "cache"))
+    monkeypatch.setattr(W, "search_dirs", lambda: [tmp_path / "weights", W.cache_dir()])
     code = stylize_main([str(work / "c.png"), str(work / "s.png"), *FAST, "-o", "o.png"])
     assert code == 2
-    assert "no weights found (looked for weights/vgg19.h5 and weights/vgg16.h5); fetch weights" \
-        in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: no weights found (looked for vgg19.h5 or vgg16.h5 in "
+                          f"{tmp_path / 'weights'}, {tmp_path / 'cache'}); fetch weights with: ")
 
 
 def test_parse_style_layers():
@@ -169,8 +175,18 @@ def test_parse_style_layers():
 
 
 def test_main_dispatch(capsys):
-    assert main(["bogus"]) == 2
-    assert "usage: nst-jax" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["bogus"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: argument COMMAND: invalid choice: 'bogus'")
+    for argv in (["--help"], ["--version"], ["stylize", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "nst-jax " + __import__("nst_jax").__version__ in out
+    assert "usage: nst-jax stylize" in out and "stylize.py" not in out
 
 
 def _cmd(work, *extra):
@@ -319,12 +335,12 @@ def test_size_that_cannot_fit_is_refused_with_a_suggestion(work, capsys, monkeyp
 
 
 def test_style_scale_sets_the_style_size(work):
-    from nst_jax.cli import _prepare, stylize_parser
+    from nst_jax.cli import prepare, stylize_parser
 
     args = stylize_parser().parse_args(
         [str(work / "c.png"), str(work / "s.png"), "--weights", str(work / "tiny.h5"),
          "--size", "40", "--style-scale", "1.5", "--quiet"])
-    pr = _prepare(args, 10)
+    pr = prepare(args, 10)
     assert pr.content.shape[:2] == (40, 33)
     assert max(pr.styles[0].shape[:2]) == 60
 
@@ -336,5 +352,5 @@ def test_grid_sigint_exits_130_and_writes_nothing(work):
            "1e-2", "--betas", "1e-2,1e-1", "--iters", "100000", "--report-every", "5",
            "-o", str(out)]
     err = _interrupt(cmd, "iterations (2 points)")
-    assert "interrupted: nothing written" in err
+    assert "interrupted (SIGINT): nothing written" in err
     assert not list(out.glob("*.png"))

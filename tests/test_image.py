@@ -124,7 +124,7 @@ def test_save_jpeg_by_extension(tmp_path):
 
 def test_save_refuses_overwrite(tmp_path):
     (tmp_path / "o.png").write_bytes(b"precious")
-    with pytest.raises(I.ImageError, match="exists; pass --overwrite"):
+    with pytest.raises(FileExistsError, match="exists; pass --overwrite"):
         I.save_image(tmp_path / "o.png", np.zeros((2, 2, 3)))
     assert (tmp_path / "o.png").read_bytes() == b"precious"
     I.save_image(tmp_path / "o.png", np.zeros((2, 2, 3)), overwrite=True)
@@ -135,5 +135,5 @@ def test_save_refuses_overwrite(tmp_path):
 def test_save_errors(tmp_path):
     with pytest.raises(I.ImageError, match=r"unknown extension '\.gif'"):
         I.save_image(tmp_path / "o.gif", np.zeros((2, 2, 3)))
-    with pytest.raises(I.ImageError, match="output folder does not exist"):
+    with pytest.raises(OSError, match="output folder does not exist"):
         I.save_image(tmp_path / "nope" / "o.png", np.zeros((2, 2, 3)))

@@ -1,0 +1,250 @@
+"""[I/O] ``nst-jax stylize``: one image, with progress, frames, checkpoints and resume."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from nst_jax import files
+from nst_jax.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CliError,
+    Interrupts,
+    ProgressBar,
+    RunError,
+    check_outputs,
+    fmt_time,
+    positive_int,
+    save_with_fallback,
+    sha256_of,
+)
+from nst_jax.cli.prepare import add_common_args, prepare
+
+DESCRIPTION = """Paint CONTENT in the style of STYLE (Gatys, Ecker & Bethge).
+
+Example:
+  {prog} photo.jpg painting.jpg --size 512 --iters 300 -o out/photo-painting.png
+
+The cost is J(G) = alpha * J_content(C, G) + beta * J_style(S, G) + tv_weight * TV(G);
+G starts from the content image plus noise and Adam updates its pixels (in [0, 1]).
+Exit codes: 0 done, 1 run-time failure (non-finite cost, a write that failed),
+2 bad input, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); an interrupted run
+saves its current image.
+"""
+
+#: Settings that do not change the result (left out of the resume comparison).
+NOT_RESULT = ("output", "resume", "checkpoint_every", "save_every", "overwrite", "quiet",
+              "report_every", "device", "weights", "func")
+
+
+def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    ap.description = DESCRIPTION.format(prog=ap.prog)
+    ap.formatter_class = argparse.RawDescriptionHelpFormatter
+    ap.add_argument("content", help="content photo (any format Pillow reads)")
+    ap.add_argument("style", nargs="+", help="style image(s); several are blended (--style-weights)")
+    ap.add_argument("-o", "--output", default=None,
+                    help="output .png or .jpg (default: out/CONTENT-STYLE.png, numbered if taken)")
+    add_common_args(ap)
+    ap.add_argument("--save-every", type=positive_int, default=None, metavar="N",
+                    help="also write every N-th iterate as OUT.NNNNNN.png (default: off)")
+    ap.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N",
+                    help="save a resumable checkpoint OUT.ckpt every N iterations and on "
+                         "Ctrl-C/SIGTERM (default: off)")
+    ap.add_argument("--resume", default=None, metavar="CKPT",
+                    help="continue the run saved in CKPT (give the same inputs and settings)")
+    return ap
+
+
+def frame_path(out: Path, step: int) -> Path:
+    return out.with_name(f"{out.stem}.{step:06d}{out.suffix}")
+
+
+def checkpoint_path(out: Path) -> Path:
+    return out.with_name(out.name + ".ckpt")
+
+
+def planned_outputs(args: argparse.Namespace, out: Path) -> list[Path]:
+    """Every name the run may write: the image and its sidecar, the last frame (the
+    longest name) with its sidecar, the checkpoint (unless it is the one resumed from)."""
+    from nst_jax.image import sidecar_of
+
+    paths = [out, sidecar_of(out)]
+    if args.save_every:
+        last = frame_path(out, max(args.iters * args.scales, 999999))
+        paths += [last, sidecar_of(last)]
+    ckpt = checkpoint_path(out)
+    resuming_it = args.resume and Path(args.resume).resolve() == ckpt.resolve()
+    if args.checkpoint_every and not resuming_it:
+        paths.append(ckpt)
+    return paths
+
+
+def _earlier_frames(out: Path) -> list[Path]:
+    import re
+
+    pat = re.compile(re.escape(out.stem) + r"\.\d{6}" + re.escape(out.suffix) + r"(\.json)?$")
+    if not out.parent.is_dir():
+        return []
+    return sorted(p for p in out.parent.iterdir() if pat.fullmatch(p.name))
+
+
+def _free_default(args: argparse.Namespace) -> Path:
+    """``out/CONTENT-STYLE.png``, numbered if any file the run would write is taken."""
+    stem = f"{Path(args.content).stem}-{Path(args.style[0]).stem}"
+    base = Path("out") / f"{stem}.png"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for i in range(100000):
+        cand = files.numbered(base, i)
+        taken = [p for p in planned_outputs(args, cand) if p.exists()]
+        if not taken and not (args.save_every and _earlier_frames(cand)):
+            return cand
+    raise CliError(f"no free output name like {base} in out/")
+
+
+def _inputs_digest(args: argparse.Namespace) -> dict[str, Any]:
+    return {"content": sha256_of(args.content), "styles": [sha256_of(s) for s in args.style]}
+
+
+def _check_resume(args: argparse.Namespace, run_settings: dict[str, Any]) -> dict[str, Any]:
+    from nst_jax.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        resume, saved = load_checkpoint(args.resume)
+    except CheckpointError as e:
+        raise CliError(str(e)) from None
+    now, then = run_settings.pop("inputs"), saved.pop("inputs", None)
+    if then is not None and then != now:
+        which = [n for n, a, b in (("content", then.get("content"), now["content"]),
+                                   ("style", then.get("styles"), now["styles"])) if a != b]
+        raise CliError(f"--resume {args.resume}: the {' and '.join(which)} image file(s) changed "
+                       "since the checkpoint was written (sha256 differs)")
+    diff = sorted(k for k in set(saved) | set(run_settings)
+                  if saved.get(k) != json.loads(json.dumps(run_settings.get(k), default=str)))
+    if diff:
+        raise CliError(f"--resume {args.resume}: settings differ from the checkpoint's: "
+                       + ", ".join(f"{k} (checkpoint {saved.get(k)!r}, now "
+                                   f"{run_settings.get(k)!r})" for k in diff))
+    run_settings["inputs"] = now
+    return resume
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``stylize`` subcommand; returns the exit code."""
+    with Interrupts() as stop:
+        return _run(args, stop)
+
+
+def _run(args: argparse.Namespace, stop: Interrupts) -> int:
+    import jax
+
+    from nst_jax import image as I
+    from nst_jax.optimize import iterate
+
+    t_start = time.perf_counter()
+    if args.output:
+        out = Path(args.output)
+        try:
+            I.format_of(out)
+        except I.ImageError as e:
+            raise CliError(str(e)) from None
+        check_outputs(planned_outputs(args, out), args.overwrite)
+        if args.save_every and not args.overwrite and (old := _earlier_frames(out)):
+            raise CliError(f"{old[0]} exists (frames of an earlier run); pass --overwrite or "
+                           "choose another --output")
+    else:
+        out = _free_default(args)
+        check_outputs(planned_outputs(args, out), args.overwrite)
+    every = math.gcd(args.report_every, math.gcd(args.save_every or args.report_every,
+                                                  args.checkpoint_every or args.report_every))
+    pr = prepare(args, every)
+    config, base_meta = pr.config, pr.meta
+    ckpt_path = checkpoint_path(out)
+    run_settings = {k: v for k, v in vars(args).items() if k not in NOT_RESULT}
+    run_settings["inputs"] = _inputs_digest(args)
+    resume = _check_resume(args, run_settings) if args.resume else None
+    if stop.requested:
+        print(f"interrupted ({stop.name}): stopped before the run started; nothing saved",
+              file=sys.stderr)
+        return stop.exit_code
+    bar = ProgressBar(config.iterations * config.scales, args.quiet)
+    write_failed: list[str] = []
+
+    def meta_for(p: Any, status: str) -> dict:
+        return {**base_meta, "status": status, "steps": p.step, "evals": p.evals,
+                "scale": p.scale, "converged": p.converged,
+                "final_costs": p.costs, "compile_s": round(p.compile_s, 3),
+                "iterate_s": round(p.run_s, 3)}
+
+    def side_write(what: str, fn: Any) -> None:  # frames and checkpoints: report, go on
+        try:
+            fn()
+        except (OSError, I.ImageError) as e:
+            write_failed.append(what)
+            bar.line(f"error: {what} not written ({e}); the run goes on")
+
+    last = None
+    status = "done"
+    try:
+        for p in iterate(pr.content, pr.styles, pr.params, pr.spec, config=config,
+                         key=jax.random.key(args.seed), style_blend=pr.blend, resume=resume,
+                         snapshots=bool(args.checkpoint_every)):
+            last = p
+            bar.update(p)
+            if args.save_every and p.step % args.save_every == 0 and not p.finished:
+                frame = frame_path(out, p.step)
+                side_write(f"frame {frame}", lambda f=frame, q=p: I.save_image(
+                    f, q.image, meta_for(q, "frame"), overwrite=args.overwrite))
+            if args.checkpoint_every and (p.step % args.checkpoint_every == 0 or
+                                          stop.requested) and not p.finished:
+                from nst_jax.checkpoint import save_checkpoint
+
+                side_write(f"checkpoint {ckpt_path}",
+                           lambda q=p: save_checkpoint(ckpt_path, q.snapshot, run_settings))
+            if p.error:
+                status = "stopped: " + p.error
+            if stop.requested:
+                status = "interrupted"
+                break
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except (ValueError, TypeError, KeyError) as e:
+        if last is None and resume is not None:  # a snapshot that does not fit this run
+            raise CliError(f"--resume {args.resume}: {e}") from None
+        raise
+    if last is None:
+        print(f"interrupted ({stop.name}): stopped before the first iterate was computed; "
+              "nothing saved", file=sys.stderr)
+        return stop.exit_code
+    meta = meta_for(last, status)
+    written, why = save_with_fallback(
+        out, lambda path, ow: I.save_image(path, last.image, meta, overwrite=ow),
+        overwrite=args.overwrite)
+    c = last.costs
+    print(f"{status}: wrote {written} ({last.step} iterations, {last.evals} evaluations) in "
+          f"{fmt_time(time.perf_counter() - t_start)} (compile+first chunk {last.compile_s:.1f}s); "
+          f"final costs: content {c['content']:.4g}, style {c['style']:.4g}, total {c['total']:.4g}",
+          file=sys.stderr)
+    code = EXIT_OK if status == "done" else EXIT_FAILED
+    if why is not None:
+        concurrent = not args.output and written.parent == out.parent
+        if not concurrent:  # a default name taken meanwhile is just the next number
+            print(f"error: {why}; the result was saved to {written} instead", file=sys.stderr)
+            code = EXIT_FAILED
+    if write_failed:
+        print(f"error: not written: {', '.join(write_failed)}", file=sys.stderr)
+        code = EXIT_FAILED
+    if status == "interrupted":
+        if args.checkpoint_every:
+            print(f"to continue, run the same command with --resume {ckpt_path} --overwrite",
+                  file=sys.stderr)
+        return stop.exit_code
+    return code
+
+
+__all__ = ["RunError", "fill_parser", "run"]
