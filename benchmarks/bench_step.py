@@ -185,14 +185,20 @@ def add_derived(r: dict, peak: float, platform: str = "cpu") -> dict:
 
 
 def _row_in_subprocess(arch: str, size: int, opt: str, prec: str, repeats: int, chunk: int,
-                       plain_conv: bool) -> dict:
+                       plain_conv: bool, timeout: float | None = None) -> dict:
+    """One row in a fresh process; a failed or timed-out row comes back as
+    ``{..., "error": why}`` so the rows before and after it are kept."""
     cmd = [sys.executable, __file__, "--row", arch, str(size), opt, prec,
            "--repeats", str(repeats), "--chunk", str(chunk)] + (["--plain-conv"] if plain_conv else [])
-    res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    key = {"arch": arch, "size": size, "optimizer": opt, "precision": prec}
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**key, "error": f"timed out after {timeout:.0f} s"}
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("ROW ")]
     if res.returncode != 0 or not lines:
-        sys.stderr.write(res.stderr[-4000:])
-        raise SystemExit(f"error: row {arch} {size} {opt} {prec} failed (exit {res.returncode})")
+        last = (res.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
+        return {**key, "error": f"exit {res.returncode}: {last}"}
     return json.loads(lines[-1][4:])
 
 
@@ -208,12 +214,26 @@ HEADER = "\n".join([
 
 def _line(r: dict) -> str:
     """One Markdown table row (the printed table pastes into the README as it is)."""
+    if "error" in r:
+        return (f"| {r['arch']} | {r['size']} | {r['optimizer']} | {r['precision']} | "
+                f"failed: {r['error']} |" + " |" * 11)
     return (f"| {r['arch']} | {r['size']} | {r['optimizer']} | {r['precision']} | "
             f"{r['single_s_per_step']:.3f} | {r['fused_s_per_step']:.3f} | {r['fused_vs_single']:.2f} | "
             f"{r['driver_path']} | {r['driver_evals_per_step']:.1f} | {r['driver_gflops']:.0f} | "
             f"{r['pct_peak']:.0f}% | {r['compile_fused_s']:.1f} | {_fmt(r['xla_memory_mb'], '.0f')} | "
             f"{_fmt(r['measured_memory_mb'], '.0f')} | {r['predicted_memory_mb']:.0f} | "
             f"{_fmt(r['predicted_over_measured'], '.2f')} |")
+
+
+def _write_json(path: Path, dev, peak: float, plain_conv: bool, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({
+        "date": time.strftime("%Y-%m-%d"), "device": f"{dev.platform} {dev.device_kind}",
+        "machine": platform.machine(), "cpus": os.cpu_count(), "jax": jax.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS"), "matmul_peak_gflops": peak,
+        "conv_vjp": "plain" if plain_conv else "custom", "rows": rows,
+    }, indent=1))
+    os.replace(tmp, path)
 
 
 def main() -> int:
@@ -229,6 +249,8 @@ def main() -> int:
     ap.add_argument("--in-process", action="store_true", help="measure every row in this process")
     ap.add_argument("--row", nargs=4, metavar=("ARCH", "SIZE", "OPT", "PREC"), help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--row-timeout", type=float, default=None, metavar="S",
+                    help="give up a row after S seconds (kept in the table as failed)")
     ap.add_argument("--show", metavar="JSON", help="print the table of an earlier run (current memory model)")
     args = ap.parse_args()
     if args.plain_conv:
@@ -244,7 +266,8 @@ def main() -> int:
               f"f32 matmul peak {saved['matmul_peak_gflops']:.0f} GFLOP/s")
         print(HEADER)
         for r in saved["rows"]:
-            print(_line(add_derived(r, saved["matmul_peak_gflops"], saved["device"].split()[0])))
+            print(_line(r if "error" in r else
+                        add_derived(r, saved["matmul_peak_gflops"], saved["device"].split()[0])))
         return 0
     dev = jax.devices()[0]
     peak = matmul_peak_gflops()
@@ -252,7 +275,10 @@ def main() -> int:
           f"conv VJP: {'plain' if args.plain_conv else 'custom'}, XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}")
     print(f"measured f32 matmul peak (numpy, {os.cpu_count()} cpus): {peak:.0f} GFLOP/s")
     print(HEADER)
-    rows = []
+    path = Path(args.json) if args.json else (
+        Path(__file__).parent / "results" / f"bench_step-{dev.platform}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
     for arch in args.arch:
         for size in args.sizes:
             for opt, prec in [(o, p) for o in args.optimizers for p in args.precisions]:
@@ -262,18 +288,11 @@ def main() -> int:
                 if args.in_process:
                     r = bench_one(arch, size, opt, repeats, chunk, prec)
                 else:
-                    r = _row_in_subprocess(arch, size, opt, prec, repeats, chunk, args.plain_conv)
-                rows.append(add_derived(r, peak, dev.platform))
+                    r = _row_in_subprocess(arch, size, opt, prec, repeats, chunk, args.plain_conv,
+                                           args.row_timeout)
+                rows.append(r if "error" in r else add_derived(r, peak, dev.platform))
                 print(_line(rows[-1]), flush=True)
-    path = Path(args.json) if args.json else (
-        Path(__file__).parent / "results" / f"bench_step-{dev.platform}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "date": time.strftime("%Y-%m-%d"), "device": f"{dev.platform} {dev.device_kind}",
-        "machine": platform.machine(), "cpus": os.cpu_count(), "jax": jax.__version__,
-        "xla_flags": os.environ.get("XLA_FLAGS"), "matmul_peak_gflops": peak,
-        "conv_vjp": "plain" if args.plain_conv else "custom", "rows": rows,
-    }, indent=1))
+                _write_json(path, dev, peak, args.plain_conv, rows)  # partial results survive
     print(f"wrote {path}")
     return 0
 

@@ -1,23 +1,50 @@
 #!/usr/bin/env bash
-# The benchmark suite on a GPU (or TPU) machine; JSON under benchmarks/results/ with the
-# date and the device name. Random weights of the real shapes: no weights file needed.
-#   bash benchmarks/gpu.sh            # ~10 minutes on one H200 (most of it compilation)
-# What it answers (issue 7's GPU targets):
-#   * bench_step: s/step, GFLOP/s, memory for VGG19 at 512/1024/2048 px (2048 "fits and
-#     runs"), Adam and L-BFGS, f32 and bf16 (bf16 >= 1.8x f32?); 500 L-BFGS iterations
-#     at 512 px = 500 x the lbfgs row's s/step (target <= 3 s; both the fused and the
-#     single-step path are timed);
-#   * bench_grid: a 16-point alpha/beta grid at 256 px, vmapped vs 16 runs (>= 4x?).
-set -euo pipefail
+# The benchmarks on a fresh GPU (or TPU) machine, as one short command:
+#   bash benchmarks/gpu.sh              # ~6-8 minutes on one H200 (most of it set-up and compilation)
+# Set-up: a venv in .venv-gpu (never the system Python) with nst_jax and jax[cuda12];
+# then it checks that JAX really sees a GPU/TPU and stops at once if not (no silent CPU
+# run). Every section has its own time limit and every row is written to the JSON as it
+# finishes, so a failing or slow row costs only itself. Output: compact tables on stdout
+# and JSON under benchmarks/results/ named with the device and the date.
+# Random weights of the real shapes: no weights file needed.
+# What it answers:
+#   * bench_step: s/step, GFLOP/s, compile time and memory for VGG19 at 512 and 2048 px,
+#     Adam f32 vs bf16 (bf16 speed-up), L-BFGS f32 at 512 px (500 iterations = 500 x s/step);
+#   * bench_grid: a 16-point alpha/beta grid at 256 px, vmapped vs 16 separate runs.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
-if ! "$PY" -c 'import jax; assert jax.devices()[0].platform in ("gpu", "cuda", "rocm", "tpu")' 2>/dev/null; then
-  "$PY" -m pip install --quiet -e . "jax[cuda12]"
+VENV=${VENV:-.venv-gpu}
+EXTRA=${NST_JAX_EXTRA:-cuda}   # 'tpu' on a TPU VM
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV" || { echo "error: cannot create the venv $VENV" >&2; exit 1; }
 fi
-DEV=$("$PY" -c 'import jax; d = jax.devices()[0]; print(d.device_kind.replace(" ", "_"))')
+VPY="$VENV/bin/python"
+if ! "$VPY" -c 'import nst_jax, jax; assert jax.devices()[0].platform != "cpu"' 2>/dev/null; then
+  timeout 300 "$VPY" -m pip install --quiet --disable-pip-version-check -e ".[$EXTRA]" \
+    || { echo "error: installing nst_jax[$EXTRA] failed" >&2; exit 1; }
+fi
+if ! PLATFORM=$(timeout 120 "$VPY" -c '
+import jax
+d = jax.devices()[0]
+assert d.platform in ("gpu", "tpu"), f"JAX sees only {d.platform}: {jax.devices()}"
+print(d.platform, d.device_kind)'); then
+  echo "error: JAX sees no GPU/TPU in $VENV; not running the benchmarks on CPU" >&2
+  exit 1
+fi
+echo "device: $PLATFORM"
+DEV=$(echo "$PLATFORM" | cut -d' ' -f2- | tr ' ' '_')
 DATE=$(date +%Y-%m-%d)
 OUT=benchmarks/results
 mkdir -p "$OUT"
-"$PY" benchmarks/bench_step.py --arch vgg19 --sizes 512 1024 2048 --optimizers adam lbfgs \
-  --precisions f32 bf16 --repeats 20 --chunk 10 --json "$OUT/bench_step-$DEV-$DATE.json"
-"$PY" benchmarks/bench_grid.py --points 16 --size 256 --iters 100 --json "$OUT/bench_grid-$DEV-$DATE.json"
+status=0
+timeout 330 "$VPY" benchmarks/bench_step.py --arch vgg19 --sizes 512 2048 --optimizers adam \
+  --precisions f32 bf16 --repeats 10 --chunk 10 --row-timeout 150 \
+  --json "$OUT/bench_step-$DEV-$DATE.json" || status=1
+timeout 120 "$VPY" benchmarks/bench_step.py --arch vgg19 --sizes 512 --optimizers lbfgs \
+  --precisions f32 --repeats 10 --chunk 5 --row-timeout 110 \
+  --json "$OUT/bench_step-lbfgs-$DEV-$DATE.json" || status=1
+timeout 150 "$VPY" benchmarks/bench_grid.py --points 16 --size 256 --iters 50 \
+  --json "$OUT/bench_grid-$DEV-$DATE.json" || status=1
+ls -l "$OUT"/*"$DEV-$DATE"*.json 2>/dev/null
+exit $status

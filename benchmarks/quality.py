@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax
 
 from nst_jax import Config, load_weights, stylize
-from nst_jax.weights import find_weights
 from nst_jax.image import load_image
+from nst_jax.weights import find_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,6 +19,7 @@ from nst_jax.color import PRESERVE_COLOR
 from nst_jax.losses import NORMALIZATIONS
 
 OPTIMIZERS = ("adam", "lbfgs", "sgd")
+PRECISIONS = ("f32", "highest", "bf16")
 INITS = ("noise", "content", "content+noise")
 DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 
@@ -69,8 +70,13 @@ class Config:
         targets are recomputed per scale and the optimizer state is reset (its moments
         and L-BFGS pairs belong to the old pixel grid).
       min_size: longest side of the first scale (default 0: full size / 2^(scales-1)).
-      precision: ``f32`` (default) or ``bf16``: the VGG convolutions of G in bfloat16;
-        targets, Gram matrices (float32 accumulation) and costs stay float32.
+      precision: what the VGG convolutions compute (Grams are always float32 at
+        ``Precision.HIGHEST``, costs float32); see :func:`nst_jax.optimize.precision_scope`.
+        ``f32`` (default): float32 arrays at XLA's default precision: exact on CPU,
+        TF32 on NVIDIA GPUs (Ampere and later), bf16 passes on TPUs.
+        ``highest``: true float32 everywhere (``jax.default_matmul_precision("highest")``).
+        ``bf16``: the convolutions of G in bfloat16 with float32 accumulation; targets
+        stay float32.
       box_weight: L-BFGS only: weight of the penalty ``sum(dist(X, [0, 1])^2)`` that keeps
         pixels in the box (default 1e4; Adam and SGD clip instead). Raise it with alpha
         and beta if you scale them up by a lot.
@@ -139,8 +145,8 @@ class Config:
              f"scales: expected a positive integer, got {self.scales!r}")
         need(isinstance(self.min_size, int) and self.min_size >= 0,
              f"min_size: expected an integer >= 0, got {self.min_size!r}")
-        need(self.precision in ("f32", "bf16"),
-             f"precision: expected 'f32' or 'bf16', got {self.precision!r}")
+        need(self.precision in PRECISIONS,
+             f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
         need(self.box_weight >= 0, f"box_weight: expected >= 0, got {self.box_weight}")
         need(len(self.style_layers) > 0, "style_layers: expected at least one layer")
         need(len(self.style_weights) == len(self.style_layers),

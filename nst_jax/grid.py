@@ -72,6 +72,16 @@ class GridResult:
     sharding: Any = None           # the sharding of the images on device (last chunk)
 
 
+def to_host(x: Array) -> np.ndarray:
+    """``x`` as one NumPy array on every process: ``np.asarray`` when this process holds
+    all of it, else ``multihost_utils.process_allgather`` (``x`` spans several hosts)."""
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def grid_points(axes: dict[str, Sequence[Any]]) -> tuple[list[dict[str, Any]], tuple[int, ...]]:
     """Cartesian product of ``{axis: values}`` in row-major order (first axis slowest)."""
     for name, values in axes.items():
@@ -197,23 +207,23 @@ def stylize_grid(
             m = min(per_call, config.iterations - done)
             t0 = time.perf_counter()
             G, state, c, _, _, okc = vrun(G, state, params_r, targets_r, cfg, jnp.int32(m))
-            c = np.asarray(c)[:, :m]  # host sync once per call
+            c = to_host(c)[:, :m]  # host sync once per call
             dt = time.perf_counter() - t0
             if start == 0 and done == 0:
                 compile_s = dt
             else:
                 run_s += dt
             hist.append(c)
-            ok &= np.asarray(okc)
+            ok &= to_host(okc)
             done += m
             done_all += m
             if callback is not None:
                 callback(done_all, total)
         out_img, final = measure(G, state, params_r, targets_r, cfg)
         keep = slice(0, len(idx))
-        images.append(np.asarray(out_img)[keep])
+        images.append(to_host(out_img)[keep])
         hists.append(np.concatenate(hist, axis=1)[keep])
-        costs.append({name: np.asarray(v)[keep] for name, v in final.items()})
+        costs.append({name: to_host(v)[keep] for name, v in final.items()})
         oks.append(ok[keep])
         last_sharding = out_img.sharding
     result = GridResult(

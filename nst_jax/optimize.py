@@ -22,6 +22,7 @@ averaging and convergence stopping happen inside the compiled loop.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import time
@@ -109,6 +110,11 @@ def compute_targets(
 
 @functools.partial(jax.jit, static_argnums=(5,))
 def _targets(params, content, styles, w, config, spec) -> Targets:
+    with precision_scope(config):
+        return _targets_body(params, content, styles, w, config, spec)
+
+
+def _targets_body(params, content, styles, w, config, spec) -> Targets:
     feats = vgg_features_rgb(params, spec, content, [config.content_layer], config.pooling)
     style_t = {layer: 0.0 for layer in config.style_layers}
     for k, s in enumerate(styles):
@@ -164,6 +170,21 @@ def output_image(X: Array, content_rgb: Array, config: Config) -> Array:
     return jnp.clip(rgb, 0.0, 1.0)
 
 
+def precision_scope(config: Config) -> contextlib.AbstractContextManager:
+    """The matmul/conv precision of ``config.precision`` for everything traced inside.
+
+    ``f32`` and ``bf16`` leave XLA's default (``None``): exact float32 on CPU, but TF32
+    convolutions on NVIDIA GPUs since Ampere and single bf16 passes on TPUs.
+    ``highest`` sets ``jax.default_matmul_precision("highest")``: true float32 on
+    every backend (slower on GPU/TPU). The Gram matrices are computed at
+    ``Precision.HIGHEST`` in every mode (:func:`nst_jax.losses.gram_matrix`).
+    Used around the step (so the backward pass is traced under it too) and the targets.
+    """
+    if config.precision == "highest":
+        return jax.default_matmul_precision("highest")
+    return contextlib.nullcontext()
+
+
 def vgg_features_rgb(
     params: vgg.Params, spec: vgg.Preprocessing, rgb: Array, layers: Sequence[str], pooling: str,
     dtype: Any = jnp.float32,
@@ -178,6 +199,13 @@ def objective(
 ) -> tuple[Array, dict[str, Array]]:
     """``J(G)`` and its components for the variable X (RGB ``(H, W, 3)``, or luminance
     ``(H, W, 1)`` in luminance mode); see :func:`losses.total_cost`."""
+    with precision_scope(config):
+        return _objective(X, params, targets, config, spec)
+
+
+def _objective(
+    X: Array, params: vgg.Params, targets: Targets, config: Config, spec: vgg.Preprocessing
+) -> tuple[Array, dict[str, Array]]:
     G = network_image(X, config)
     layers = [config.content_layer, *config.style_layers]
     dtype = jnp.bfloat16 if config.precision == "bf16" else jnp.float32
@@ -230,6 +258,10 @@ def make_step(tx: optax.GradientTransformation, spec: vgg.Preprocessing) -> Call
     """
 
     def step(X: Array, opt_state: Any, params: vgg.Params, targets: Targets, config: Config):
+        with precision_scope(config):
+            return _step(X, opt_state, params, targets, config)
+
+    def _step(X: Array, opt_state: Any, params: vgg.Params, targets: Targets, config: Config):
         tree_get = optax.tree_utils.tree_get
         linesearch = tree_get(opt_state, "value", None) is not None
 
@@ -263,9 +295,14 @@ class LoopState(NamedTuple):
 
 
 def init_loop_state(tx: optax.GradientTransformation, X: Array, config: Config) -> LoopState:
-    """A fresh :class:`LoopState` for X (every leaf in its own buffer, for donation)."""
+    """A fresh :class:`LoopState` for X (every leaf in its own buffer, for donation).
+
+    The cost ring buffer starts at zeros: a slot is read only ``tol_window`` steps after
+    it was written. (Not NaN: a multi-host ``device_put`` checks that every process
+    passes equal values, and NaN != NaN.)
+    """
     return LoopState(fresh_state(tx, X), jnp.zeros_like(X), jnp.int32(0),
-                     jnp.full((config.tol_window,), jnp.nan, jnp.float32), jnp.bool_(False))
+                     jnp.zeros((config.tol_window,), jnp.float32), jnp.bool_(False))
 
 
 def averaged(X: Array, ls: LoopState, config: Config) -> Array:

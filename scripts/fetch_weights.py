@@ -6,15 +6,14 @@
     python scripts/fetch_weights.py --from-file vgg19-dcbb9e9d.pth   # convert a local file
 """
 
-import sys
-from pathlib import Path
+try:  # Ctrl-C while starting up: nothing started yet, so no traceback either
+    import sys
+    from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-try:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from nst_jax.cli import fetch_main
-except KeyboardInterrupt:  # Ctrl-C while importing: nothing started, no traceback
-    sys.exit(130)
+except KeyboardInterrupt:
+    raise SystemExit(130) from None
 
 if __name__ == "__main__":
     sys.exit(fetch_main(prog="python scripts/fetch_weights.py"))

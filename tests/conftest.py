@@ -12,8 +12,10 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from nst_jax import vgg
+from nst_jax import weights as W
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -47,3 +49,32 @@ def real16():
 
 def rand_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 1, (h, w, 3)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- CLI runs
+
+FAST = ["--iters", "4", "--report-every", "2", "--beta", "1e-2", "--size", "32"]
+
+
+@pytest.fixture(scope="session")
+def work(tmp_path_factory):
+    """A folder with tiny synthetic weights ``tiny.h5`` and two small images."""
+    d = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    params = {n: {"kernel": rng.normal(0, 0.3, k).astype(np.float32),
+                  "bias": rng.normal(0, 0.1, b).astype(np.float32)}
+              for n, (k, b) in vgg.conv_shapes("vgg16", TINY_CHANNELS).items()}
+    W.write_weights(d / "tiny.h5", params, "vgg16", vgg.CAFFE, {"source": "synthetic"})
+    for name, seed, size in (("c.png", 1, (48, 40)), ("s.png", 2, (40, 40))):
+        Image.fromarray(np.random.default_rng(seed).integers(0, 255, (*size, 3), np.uint8)).save(d / name)
+    return d
+
+
+def run(work, *args, out="o.png"):
+    """``nst-jax stylize`` in-process on the tiny inputs of :func:`work`."""
+    from nst_jax.cli import stylize_main
+
+    argv = [str(work / "c.png"), str(work / "s.png"), "--weights", str(work / "tiny.h5"), *FAST]
+    if out:
+        argv += ["-o", str(work / out)]
+    return stylize_main([*argv, *args])

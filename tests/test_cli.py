@@ -12,34 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REAL_VGG16, ROOT, TINY_CHANNELS
+from conftest import FAST, REAL_VGG16, ROOT, run
 from PIL import Image
 
-from nst_jax import vgg
 from nst_jax import weights as W
 from nst_jax.cli import main, parse_style_layers, stylize_main
-
-FAST = ["--iters", "4", "--report-every", "2", "--beta", "1e-2", "--size", "32"]
-
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cli")
-    rng = np.random.default_rng(0)
-    params = {n: {"kernel": rng.normal(0, 0.3, k).astype(np.float32),
-                  "bias": rng.normal(0, 0.1, b).astype(np.float32)}
-              for n, (k, b) in vgg.conv_shapes("vgg16", TINY_CHANNELS).items()}
-    W.write_weights(d / "tiny.h5", params, "vgg16", vgg.CAFFE, {"source": "synthetic"})
-    for name, seed, size in (("c.png", 1, (48, 40)), ("s.png", 2, (40, 40))):
-        Image.fromarray(np.random.default_rng(seed).integers(0, 255, (*size, 3), np.uint8)).save(d / name)
-    return d
-
-
-def run(work, *args, out="o.png"):
-    argv = [str(work / "c.png"), str(work / "s.png"), "--weights", str(work / "tiny.h5"), *FAST]
-    if out:
-        argv += ["-o", str(work / out)]
-    return stylize_main([*argv, *args])
 
 
 def test_end_to_end_writes_png_metadata_sidecar_frames(work, capsys):

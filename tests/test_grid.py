@@ -143,3 +143,47 @@ def test_sharded_over_four_devices_equals_one(tmp_path):
     assert out["n_devices"] == 4 and "grid" in out["spec"]
     assert out["n"] == 6  # 6 points padded to 8 on 4 devices, trimmed back
     assert out["max_diff"] < 1e-4
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_grid_cli_on_two_hosts_equals_one_host(work, tmp_path):
+    """Two processes on 127.0.0.1 (jax.distributed, gloo CPU collectives), 2 devices each:
+    the same images as one process; only process 0 writes."""
+    argv = [str(work / "c.png"), str(work / "s.png"), "--weights", str(work / "tiny.h5"),
+            "--alphas", "1,2,3", "--betas", "1e-2,1e-1", "--size", "32", "--iters", "4",
+            "--report-every", "2", "--quiet"]
+    script = [sys.executable, str(ROOT / "scripts" / "grid.py")]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "JAX_PLATFORMS": "cpu"}
+    port = _free_port()
+    procs = [subprocess.Popen(
+        [*script, *argv, "-o", str(tmp_path / f"multi{i}"), "--coordinator", f"127.0.0.1:{port}",
+         "--num-processes", "2", "--process-id", str(i)], env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    if any("gloo" in err.lower() and "not" in err.lower() and p.returncode for p, (_, err)
+           in zip(procs, outs, strict=True)):
+        pytest.skip(f"no gloo CPU collectives on this platform: {outs[0][1][-300:]}")
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    assert not (tmp_path / "multi1").exists()  # process 1 wrote nothing
+    one = subprocess.run([*script, *argv, "-o", str(tmp_path / "single")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr
+    from PIL import Image
+
+    names = sorted(p.name for p in (tmp_path / "single").glob("a*.png"))
+    assert len(names) == 6 and names == sorted(p.name for p in (tmp_path / "multi0").glob("a*.png"))
+    for n in names:
+        with Image.open(tmp_path / "single" / n) as a, Image.open(tmp_path / "multi0" / n) as b:
+            diff = np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max()
+        assert diff <= 1, (n, diff)
+    multi = json.loads((tmp_path / "multi0" / "costs.json").read_text())["points"]
+    single = json.loads((tmp_path / "single" / "costs.json").read_text())["points"]
+    np.testing.assert_allclose([p["total"] for p in multi], [p["total"] for p in single], rtol=1e-4)

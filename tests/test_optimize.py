@@ -242,3 +242,41 @@ def test_bf16_precision_close_to_f32(params16, images):
     t = compute_targets(params16, SPEC, C, S, cfg)
     jaxpr = str(jax.make_jaxpr(lambda g: objective(g, params16, t, cfg, SPEC)[0])(jnp.asarray(C)))
     assert "bf16" in jaxpr and "preferred_element_type=float32" in jaxpr
+
+
+def _conv_precisions(jaxpr) -> list:
+    """``precision`` of every conv_general_dilated in a (closed) jaxpr, sub-jaxprs included."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    out = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            out.append(eqn.params["precision"])
+        for v in eqn.params.values():
+            for sub in v if isinstance(v, tuple | list) else [v]:
+                if hasattr(sub, "eqns") or hasattr(getattr(sub, "jaxpr", None), "eqns"):
+                    out += _conv_precisions(sub)
+    return out
+
+
+@pytest.mark.parametrize(("precision", "expected"), [
+    ("f32", None), ("bf16", None), ("highest", jax.lax.Precision.HIGHEST)])
+def test_precision_modes_reach_every_convolution(params16, precision, expected):
+    """``highest`` sets every convolution of the step (forward and backward) and of the
+    targets to Precision.HIGHEST (true float32 on GPU/TPU); f32/bf16 keep XLA's default."""
+    import optax
+
+    from nst_jax import vgg
+    from nst_jax.optimize import _targets, make_step
+
+    cfg = Config(precision=precision).validate("vgg16")
+    X = jnp.full((32, 32, 3), 0.5)
+    targets = _targets(params16, X, [X], jnp.ones(1), cfg, vgg.CAFFE)
+    tx = optax.adam(0.01)
+    step = jax.make_jaxpr(make_step(tx, vgg.CAFFE))(X, tx.init(X), params16, targets, cfg)
+    tgt = jax.make_jaxpr(_targets, static_argnums=(5,))(params16, X, [X], jnp.ones(1), cfg, vgg.CAFFE)
+    for jaxpr, n in ((step, 3 * 10), (tgt, 10)):  # VGG16 up to conv5_1: 10 convs
+        precs = _conv_precisions(jaxpr)
+        assert len(precs) >= n
+        for p in precs:
+            assert (p is None if expected is None else
+                    p is not None and all(q == expected for q in (p if isinstance(p, tuple) else [p])))

@@ -22,6 +22,7 @@ from nst_jax.cli.common import (
     fmt_time,
     parse_numbers,
     positive_int,
+    select_device,
 )
 from nst_jax.cli.prepare import add_common_args, prepare
 
@@ -49,9 +50,34 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
                          "of the device count (default: all at once)")
     ap.add_argument("--per-point-seeds", action="store_true",
                     help="give each point its own initial noise (default: the same start everywhere)")
+    m = ap.add_argument_group("several hosts (jax.distributed; every process runs the same command)")
+    m.add_argument("--distributed", action="store_true",
+                   help="call jax.distributed.initialize() (auto-detected on SLURM, Open MPI, "
+                        "TPU pods; or give the three flags below)")
+    m.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                   help="address of process 0's coordinator service")
+    m.add_argument("--num-processes", type=positive_int, default=None, metavar="N")
+    m.add_argument("--process-id", type=int, default=None, metavar="I")
     add_common_args(ap)
     ap.set_defaults(size=256)
     return ap
+
+
+def start_distributed(args: argparse.Namespace) -> None:
+    """``jax.distributed.initialize`` from the flags, before any backend starts; CPU
+    collectives go through gloo (XLA's CPU default has none across processes)."""
+    given = [args.coordinator, args.num_processes, args.process_id]
+    if not args.distributed and all(v is None for v in given):
+        return
+    if any(v is None for v in given) and not all(v is None for v in given):
+        raise CliError("--coordinator, --num-processes and --process-id go together")
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    except (RuntimeError, ValueError) as e:
+        raise CliError(f"jax.distributed.initialize failed: {str(e).splitlines()[0]}") from None
 
 
 def _fmt(v: float) -> str:
@@ -145,7 +171,6 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     import jax
 
-    from nst_jax import image as I
     from nst_jax.grid import grid_points, stylize_grid
 
     t_start = time.perf_counter()
@@ -155,17 +180,22 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     extra = {"tv_weight": tvs} if tvs else {}
     planned, _ = grid_points({"alpha": alphas or [args.alpha], "beta": betas or [args.beta], **extra})
     names = [name_of(pt) for pt in planned] + list(SUMMARY)
-    if args.output:
+    start_distributed(args)
+    select_device(args.device)
+    is_main = jax.process_index() == 0
+    if args.output and is_main:
         _check_folder(Path(args.output), names, args.overwrite)
     held = min(args.chunk or len(planned), len(planned))
     pr = prepare(args, args.report_every, points=held)
     n_dev = len(jax.devices())
     rounded = -(-held // n_dev) * n_dev
-    if args.chunk and rounded != args.chunk and not args.quiet:
+    if args.chunk and rounded != args.chunk and not args.quiet and is_main:
         print(f"note: --chunk {args.chunk} runs as {rounded} points at a time (a multiple of "
               f"the {n_dev} devices; padding points are copies, trimmed)", file=sys.stderr)
-    out = Path(args.output) if args.output else _claim_default_folder(args)
-    is_main = jax.process_index() == 0
+    if not is_main:  # on several hosts, process 0 writes the files
+        out = None
+    else:
+        out = Path(args.output) if args.output else _claim_default_folder(args)
     last_print = [0.0]
 
     def progress(done: int, total: int) -> None:
@@ -184,11 +214,12 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
                            per_point_seeds=args.per_point_seeds, chunk_points=args.chunk,
                            style_blend=pr.blend, callback=progress, **extra)
     except KeyboardInterrupt:
-        if not args.output:
+        if out is not None and not args.output:
             _remove_if_empty(out)
-        print(f"interrupted ({stop.name}): nothing written (a grid is saved only when complete)", file=sys.stderr)
+        print(f"interrupted ({stop.name}): nothing written (a grid is saved only when complete)",
+              file=sys.stderr)
         return stop.exit_code
-    if not is_main:  # on several hosts, process 0 writes the files
+    if out is None:
         return EXIT_OK if res.ok.all() else EXIT_FAILED
     blobs, rows = _encode(res, pr, args)
     folder, why = write_all(out, blobs, args.overwrite)

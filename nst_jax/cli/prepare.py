@@ -27,7 +27,7 @@ from nst_jax.cli.common import (
 
 def add_common_args(ap: argparse.ArgumentParser) -> None:
     """Flags shared by ``stylize`` and ``grid``: every knob of the core config."""
-    from nst_jax.config import INITS, OPTIMIZERS, Config
+    from nst_jax.config import INITS, OPTIMIZERS, PRECISIONS, Config
     from nst_jax.losses import NORMALIZATIONS
 
     d = Config()
@@ -92,9 +92,12 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     r.add_argument("--weights", default=None,
                    help="weights .h5 (default: vgg19.h5, else vgg16.h5, looked up in ./weights, "
                         f"then ${W.WEIGHTS_ENV} or the per-user cache folder)")
-    r.add_argument("--precision", choices=("f32", "bf16"), default=d.precision,
-                   help="compute dtype of the VGG convolutions of G; Grams and costs stay "
-                        f"float32 (default: {d.precision}; bf16 pays off on GPU/TPU)")
+    r.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="what the VGG convolutions compute: f32 = float32 at XLA's default "
+                        "(exact on CPU, TF32 on NVIDIA GPUs, bf16 passes on TPUs); highest = "
+                        "true float32 everywhere (slower on GPU/TPU); bf16 = bfloat16 with "
+                        "float32 accumulation (pays off on GPU/TPU, not on CPU). Grams and "
+                        f"costs are float32 in every mode (default: {d.precision})")
     r.add_argument("--device", choices=("cpu", "gpu", "tpu"), default=None,
                    help="JAX platform; an error if there is no such device (default: JAX's choice)")
     r.add_argument("--report-every", type=positive_int, default=d.report_every, metavar="N",
