@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,31 @@ def _check_file(path: str | os.PathLike) -> Path:
     return p
 
 
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike) -> Iterator[Image.Image]:
+    """``Image.open`` of a regular file, every failure turned into one :class:`ImageError`."""
+    p = _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                yield im
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{p}: image too large ({e})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"not an image (or an unsupported format): {p}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"cannot read image {p}: truncated or corrupt ({e})") from None
+
+
+def _fit(w: int, h: int, size: int | None) -> tuple[int, int]:
+    """``(w, h)`` scaled so the longest side is ``size`` (rounded, at least 1)."""
+    if size is None or max(w, h) == size:
+        return w, h
+    s = size / max(w, h)
+    return max(1, round(w * s)), max(1, round(h * s))
+
+
 def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     """Read an image as ``(H, W, 3)`` float32 RGB in [0, 1].
 
@@ -64,30 +90,19 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     Raises:
       ImageError: missing file, a directory, not an image, truncated or too large.
     """
-    p = _check_file(path)
     if size is not None and size <= 0:
         raise ImageError(f"size: expected a positive number of pixels, got {size}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
-                if size is not None and im.format == "JPEG":
-                    im.draft("RGB", (size, size))  # decode large JPEGs at a reduced scale
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                if size is not None and max(im.size) != size:
-                    s = size / max(im.size)
-                    new = (max(1, round(im.width * s)), max(1, round(im.height * s)))
-                    if im.mode not in ("RGB", "RGBA", "L", "LA"):
-                        im = Image.fromarray((_to_rgb(im) * 255).round().astype(np.uint8))
-                    im = im.resize(new, Image.Resampling.LANCZOS)
-                return _to_rgb(im)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{p}: image too large ({e})") from None
-    except Image.UnidentifiedImageError:
-        raise ImageError(f"not an image (or an unsupported format): {p}") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"cannot read image {p}: truncated or corrupt ({e})") from None
+    with _opened(path) as im:
+        if size is not None and im.format == "JPEG":
+            im.draft("RGB", (size, size))  # decode large JPEGs at a reduced scale
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        new = _fit(*im.size, size)
+        if new != im.size:
+            if im.mode not in ("RGB", "RGBA", "L", "LA"):
+                im = Image.fromarray((_to_rgb(im) * 255).round().astype(np.uint8))
+            im = im.resize(new, Image.Resampling.LANCZOS)
+        return _to_rgb(im)
 
 
 def image_shape(path: str | os.PathLike, size: int | None = None) -> tuple[int, int]:
@@ -97,24 +112,12 @@ def image_shape(path: str | os.PathLike, size: int | None = None) -> tuple[int, 
     Raises:
       ImageError: as :func:`load_image`.
     """
-    p = _check_file(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
-                w, h = im.size
-                orientation = im.getexif().get(0x0112, 1)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{p}: image too large ({e})") from None
-    except Image.UnidentifiedImageError:
-        raise ImageError(f"not an image (or an unsupported format): {p}") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"cannot read image {p}: truncated or corrupt ({e})") from None
+    with _opened(path) as im:
+        w, h = im.size
+        orientation = im.getexif().get(0x0112, 1)
     if orientation in (5, 6, 7, 8):  # EXIF rotations by 90 degrees swap the sides
         w, h = h, w
-    if size is not None and max(w, h) != size:
-        s = size / max(w, h)
-        w, h = max(1, round(w * s)), max(1, round(h * s))
+    w, h = _fit(w, h, size)
     return h, w
 
 

@@ -76,7 +76,11 @@ def cache_dir() -> Path:
 def search_dirs() -> list[Path]:
     """Where weights are looked for, in order: ``./weights``, the checkout's ``weights/``
     (when the package runs from a source tree), then :func:`cache_dir`."""
-    dirs = [Path.cwd() / "weights", Path(__file__).resolve().parents[1] / "weights", cache_dir()]
+    checkout = Path(__file__).resolve().parents[1]
+    dirs = [Path.cwd() / "weights"]
+    if (checkout / "pyproject.toml").is_file():  # running from a source tree, not a wheel
+        dirs.append(checkout / "weights")
+    dirs.append(cache_dir())
     out: list[Path] = []
     for d in dirs:
         if d not in out:

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "nst_jax needs Python >= 3.10")'
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "nst_jax needs Python >= 3.11 (as JAX does)")'
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi

@@ -68,7 +68,7 @@ def test_device_cpu_is_used(work):
     r = subprocess.run(_script(work, *FAST, "--device", "cpu", "-o", str(work / "cpu.png")),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert json.loads((work / "cpu.png.json").read_text())["device"] == "cpu:0"
+    assert json.loads((work / "cpu.png.json").read_text())["platform"] == "cpu"
 
 
 # ----------------------------------------------------------------------------- 2. writes
@@ -339,9 +339,11 @@ def test_installed_wheel_outside_the_checkout(work, tmp_path):
     ``nst-jax`` from a folder that is not the checkout."""
     import sysconfig
 
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NST_JAX_WEIGHTS")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
     wheels = tmp_path / "wheels"
     r = subprocess.run([PY, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=600, env=env)
     if r.returncode != 0:
         pytest.fail(f"pip wheel failed: {r.stderr[-1000:]}")
     (wheel,) = wheels.glob("nst_jax-*.whl")
@@ -350,17 +352,15 @@ def test_installed_wheel_outside_the_checkout(work, tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "nst_jax/py.typed" in names and any(n.endswith("licenses/LICENSE") for n in names)
     venv = tmp_path / "venv"
-    subprocess.run([PY, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run([PY, "-m", "venv", str(venv)], check=True, timeout=300, env=env)
     vpy = venv / "bin" / "python"
     site = subprocess.run([str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+                          capture_output=True, text=True, check=True, env=env).stdout.strip()
     Path(site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # jax etc., not nst_jax
     subprocess.run([str(vpy), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True,
-                   timeout=300)
+                   timeout=300, env=env)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "PYTHONPATH": ""}
-    env.pop("NST_JAX_WEIGHTS", None)
     tool = str(venv / "bin" / "nst-jax")
 
     def nst(*argv):
@@ -455,3 +455,38 @@ def test_contact_sheet_text_fits_and_never_overlaps(size):
     assert " ".join(lay.title_lines) == title  # wrapped, nothing cut
     sheet = I.contact_sheet(np.zeros((9, size, size, 3), np.float32), labels, 3, 3, title=title)
     assert sheet.shape == (height, width, 3)
+
+
+def test_memory_on_an_accelerator_uses_xlas_figure(monkeypatch):
+    import jax
+
+    from nst_jax import memory
+    from nst_jax.cli.prepare import check_memory
+    from nst_jax.config import Config
+
+    class FakeGpu:
+        platform = "gpu"
+
+    monkeypatch.setattr(jax, "devices", lambda *a: [FakeGpu()])
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 2**30)
+    seen = {}
+
+    def compiled(arch, h, w, config=None, *, points=1):
+        seen["points"] = points
+        return 3 * 2**30
+
+    monkeypatch.setattr(memory, "compiled_bytes", compiled)
+    with pytest.raises(common.CliError, match=r"needs about 3\.0 GiB \(XLA's figure\) per device"):
+        check_memory("vgg16", (256, 256), Config().validate("vgg16"), points=6, devices=4)
+    assert seen["points"] == 2  # ceil(6 / 4) points on one device
+
+
+def test_compiled_bytes_is_xlas_buffer_assignment_and_grows_with_points():
+    from nst_jax import memory
+    from nst_jax.config import Config
+
+    one = memory.compiled_bytes("vgg16", 64, 64, Config(style_layers=("conv1_1",), style_weights=(1.0,),
+                                                        content_layer="conv1_2"))
+    two = memory.compiled_bytes("vgg16", 64, 64, Config(style_layers=("conv1_1",), style_weights=(1.0,),
+                                                        content_layer="conv1_2"), points=2)
+    assert 0 < one < two < 2.2 * one

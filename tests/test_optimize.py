@@ -35,7 +35,9 @@ def test_targets_match_direct_features(params16, images):
     cfg = TINY.validate("vgg16")
     t = compute_targets(params16, SPEC, C, S, cfg)
     fc = vgg.vgg_features(params16, vgg.preprocess(jnp.asarray(C), SPEC), ["conv4_2"])
-    np.testing.assert_allclose(t["content"], fc["conv4_2"], rtol=1e-5)
+    # jit (targets) vs op-by-op (here): float32 rounding of 10 fused convs; up to 1.7e-5
+    # relative on jax 0.8.0
+    np.testing.assert_allclose(t["content"], fc["conv4_2"], rtol=5e-5)
     fs = vgg.vgg_features(params16, vgg.preprocess(jnp.asarray(S), SPEC), ["conv3_1"])
     np.testing.assert_allclose(t["style"]["conv3_1"], losses.style_target(fs["conv3_1"]), rtol=1e-5)
 

@@ -169,7 +169,8 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
     settings["style_layers"] = dict(zip(config.style_layers, config.style_weights, strict=True))
     meta = {
         "nst_jax": __import__("nst_jax").__version__, "jax": jax.__version__,
-        "device": str(jax.devices()[0]), "settings": settings,
+        "device": str(jax.devices()[0]), "platform": jax.devices()[0].platform,
+        "settings": settings,
         "weights": {"path": str(wpath), "architecture": arch,
                     "source": meta_w.get("source"), "source_sha256": meta_w.get("source_sha256")},
         "license_note": "features from VGG weights by Simonyan & Zisserman, CC BY 4.0",

@@ -147,19 +147,7 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     from nst_jax.optimize import iterate
 
     t_start = time.perf_counter()
-    if args.output:
-        out = Path(args.output)
-        try:
-            I.format_of(out)
-        except I.ImageError as e:
-            raise CliError(str(e)) from None
-        check_outputs(planned_outputs(args, out), args.overwrite)
-        if args.save_every and not args.overwrite and (old := _earlier_frames(out)):
-            raise CliError(f"{old[0]} exists (frames of an earlier run); pass --overwrite or "
-                           "choose another --output")
-    else:
-        out = _free_default(args)
-        check_outputs(planned_outputs(args, out), args.overwrite)
+    out = _choose_output(args)
     every = math.gcd(args.report_every, math.gcd(args.save_every or args.report_every,
                                                   args.checkpoint_every or args.report_every))
     pr = prepare(args, every)
@@ -225,6 +213,38 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     written, why = save_with_fallback(
         out, lambda path, ow: I.save_image(path, last.image, meta, overwrite=ow),
         overwrite=args.overwrite)
+    code = _report(args, last, status, out, written, why, write_failed, t_start)
+    if status == "interrupted":
+        if args.checkpoint_every:
+            print(f"to continue, run the same command with --resume {ckpt_path} --overwrite",
+                  file=sys.stderr)
+        return stop.exit_code
+    return code
+
+
+def _choose_output(args: argparse.Namespace) -> Path:
+    """``--output`` or a free default name, with every file the run will write checked."""
+    from nst_jax import image as I
+
+    if not args.output:
+        out = _free_default(args)
+        check_outputs(planned_outputs(args, out), args.overwrite)
+        return out
+    out = Path(args.output)
+    try:
+        I.format_of(out)
+    except I.ImageError as e:
+        raise CliError(str(e)) from None
+    check_outputs(planned_outputs(args, out), args.overwrite)
+    if args.save_every and not args.overwrite and (old := _earlier_frames(out)):
+        raise CliError(f"{old[0]} exists (frames of an earlier run); pass --overwrite or "
+                       "choose another --output")
+    return out
+
+
+def _report(args: argparse.Namespace, last: Any, status: str, out: Path, written: Path,
+            why: str | None, write_failed: list[str], t_start: float) -> int:
+    """The final lines; returns the exit code of a run that was not interrupted."""
     c = last.costs
     print(f"{status}: wrote {written} ({last.step} iterations, {last.evals} evaluations) in "
           f"{fmt_time(time.perf_counter() - t_start)} (compile+first chunk {last.compile_s:.1f}s); "
@@ -239,11 +259,6 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     if write_failed:
         print(f"error: not written: {', '.join(write_failed)}", file=sys.stderr)
         code = EXIT_FAILED
-    if status == "interrupted":
-        if args.checkpoint_every:
-            print(f"to continue, run the same command with --resume {ckpt_path} --overwrite",
-                  file=sys.stderr)
-        return stop.exit_code
     return code
 
 
