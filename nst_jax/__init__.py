@@ -6,6 +6,9 @@ The public API: pure VGG features and costs, the weights loader, and the optimis
 from importlib import metadata as _metadata
 
 from nst_jax.config import Config
+from nst_jax.engine import Progress, iterate, stylize
+from nst_jax.grid import stylize_grid
+from nst_jax.layout import Layout
 from nst_jax.losses import (
     content_cost,
     gram_matrix,
@@ -15,7 +18,8 @@ from nst_jax.losses import (
     total_cost,
     total_variation,
 )
-from nst_jax.optimize import compute_targets, iterate, make_run, make_step, objective, stylize
+from nst_jax.problem import compute_targets, objective
+from nst_jax.step import LoopState, init_loop_state, make_optimizer, make_run, make_step
 from nst_jax.vgg import Preprocessing, deprocess, preprocess, vgg_features
 from nst_jax.weights import WeightsError, fetch_weights, load_weights
 
@@ -26,7 +30,10 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 
 __all__ = [
     "Config",
+    "Layout",
+    "LoopState",
     "Preprocessing",
+    "Progress",
     "WeightsError",
     "__version__",
     "compute_targets",
@@ -34,9 +41,11 @@ __all__ = [
     "deprocess",
     "fetch_weights",
     "gram_matrix",
+    "init_loop_state",
     "iterate",
     "layer_style_cost",
     "load_weights",
+    "make_optimizer",
     "make_run",
     "make_step",
     "objective",
@@ -44,6 +53,7 @@ __all__ = [
     "style_cost",
     "style_target",
     "stylize",
+    "stylize_grid",
     "total_cost",
     "total_variation",
     "vgg_features",

@@ -1,16 +1,17 @@
-"""[pure + driver] Optimise one G per point of a grid of loss weights in one program.
+"""[driver] Optimise one G per point of a grid of loss weights in one program.
 
 ``stylize_grid`` builds the Cartesian product of the requested axes (``alpha``,
 ``beta``, ``tv_weight``, ``style_weights``: every scalar of :class:`Config` that enters
 the cost), stacks the per-point configs into one batched :class:`Config` and runs
-``jax.vmap`` of the fused run loop over it. Everything that does not depend on the
-grid point is shared: the VGG params, and the targets (content activations and style
+the one engine (:func:`nst_jax.engine.iterate`) with a batched layout: ``jax.vmap`` of
+the fused run loop over the points. Everything that does not depend on the grid
+point is shared: the VGG params, and the targets (content activations and style
 Grams), which are computed once, outside the vmapped loop.
 
 Devices: the grid axis is sharded over every device (``jax.sharding.Mesh`` with one
-axis ``"grid"``, ``NamedSharding(mesh, P("grid"))`` on G, the optimizer state and the
-loss weights; params and targets replicated). A grid that does not divide evenly is
-padded (with copies of its last point) and trimmed. On several hosts, call
+axis ``"points"``, ``NamedSharding(mesh, P("points"))`` on G, the optimizer state and
+the loss weights; params and targets replicated; see :mod:`nst_jax.layout`). A grid
+that does not divide evenly is padded (with copies of its last point) and trimmed. On several hosts, call
 ``jax.distributed.initialize()`` first in every process: ``jax.devices()`` then spans
 all hosts and the same code shards over all of them.
 
@@ -25,30 +26,18 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from nst_jax import vgg
 from nst_jax.config import Config
-from nst_jax.optimize import (
-    averaged,
-    compute_targets,
-    init_image,
-    init_loop_state,
-    make_optimizer,
-    make_run_fn,
-    network_inputs,
-    objective,
-    output_image,
-    to_variable,
-)
+from nst_jax.engine import iterate
+from nst_jax.layout import Layout
+from nst_jax.problem import init_image
 
 Array = jax.Array
 
@@ -70,16 +59,6 @@ class GridResult:
     compile_s: float
     run_s: float
     sharding: Any = None           # the sharding of the images on device (last chunk)
-
-
-def to_host(x: Array) -> np.ndarray:
-    """``x`` as one NumPy array on every process: ``np.asarray`` when this process holds
-    all of it, else ``multihost_utils.process_allgather`` (``x`` spans several hosts)."""
-    if getattr(x, "is_fully_addressable", True):
-        return np.asarray(x)
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def grid_points(axes: dict[str, Sequence[Any]]) -> tuple[list[dict[str, Any]], tuple[int, ...]]:
@@ -128,9 +107,15 @@ def stylize_grid(
     devices: Sequence[Any] | None = None,
     style_blend: Sequence[float] | None = None,
     callback: Callable[[int, int], Any] | None = None,
+    tx: Any = None,
+    objective_fn: Callable | None = None,
     **other_axes: Sequence[Any],
 ) -> GridResult:
     """Optimise G for every point of the grid ``alphas x betas x other_axes``.
+
+    The points run through the one engine (:func:`nst_jax.engine.iterate`) with a
+    batched :class:`~nst_jax.layout.Layout`: coarse-to-fine ``scales``, averaging and
+    ``tol`` work as for one image.
 
     Args:
       content_rgb, style_rgb, params, spec: as for :func:`nst_jax.stylize`.
@@ -139,9 +124,11 @@ def stylize_grid(
       key: ``jax.random.key`` of the initial noise (default ``key(0)``).
       per_point_seeds: give each point its own noise (split from ``key``); by default
         every point starts from the same image, so differences come from the weights.
-      chunk_points: run at most this many points at once (bounds memory).
+      chunk_points: run at most this many points at once (bounds memory), rounded up
+        to a multiple of the device count.
       devices: devices to shard the grid axis over (default: all of ``jax.devices()``).
       callback: called as ``callback(steps_done, total_steps)`` after each compiled call.
+      tx, objective_fn: a custom optax transformation / objective (as for ``stylize``).
       **other_axes: ``tv_weight=[...]`` or ``style_weights=[(w1, ..., w5), ...]``.
 
     Returns:
@@ -156,80 +143,37 @@ def stylize_grid(
     points, shape = grid_points(axes)
     stacked = stack_configs(config, points)
     n = len(points)
-    content_rgb = jnp.asarray(content_rgb, jnp.float32)
     key = jax.random.key(0) if key is None else key
-    styles = [style_rgb] if hasattr(style_rgb, "ndim") else list(style_rgb)
-    c_net, s_net = network_inputs(content_rgb, styles, config)
-    targets = compute_targets(params, spec, c_net, s_net, config, style_blend)
-    tx = make_optimizer(config)
-
-    def start(k: Array) -> Array:
-        return to_variable(init_image(content_rgb, config, key=k), config)
-
-    if per_point_seeds:
-        G0 = jax.vmap(start)(jax.random.split(key, n))
-    else:
-        x0 = start(key)
-        G0 = jnp.broadcast_to(x0, (n, *x0.shape))
-
-    devices = list(devices) if devices is not None else jax.devices()
-    mesh = Mesh(np.asarray(devices), ("grid",))
-    shard, repl = NamedSharding(mesh, P("grid")), NamedSharding(mesh, P())
-    per_call = min(config.report_every, config.iterations)
-    vrun = jax.jit(
-        jax.vmap(make_run_fn(tx, spec, per_call), in_axes=(0, 0, None, None, 0, None)),
-        donate_argnums=(0, 1),
-    )
-    def _measure(X, ls, p, t, c):
-        Xr = averaged(X, ls, c)
-        return output_image(Xr, content_rgb, c), objective(Xr, p, t, c, spec)[1]
-
-    measure = jax.jit(jax.vmap(_measure, in_axes=(0, 0, None, None, 0)))
-    params_r = jax.device_put(params, repl)
-    targets_r = jax.device_put(targets, repl)
-
-    k = n if chunk_points is None else max(1, int(chunk_points))
-    k = -(-k // len(devices)) * len(devices)  # round up to a multiple of the device count
-    images, hists, costs, oks = [], [], [], []
+    content_rgb = jnp.asarray(content_rgb, jnp.float32)
+    starts = (jax.vmap(lambda k: init_image(content_rgb, config, key=k))(jax.random.split(key, n))
+              if per_point_seeds else None)
+    layout = Layout.of(min(chunk_points or n, n), devices)
+    k = layout.points
+    total = config.iterations * config.scales * (-(-n // k))
+    parts: list[Any] = []
     compile_s = run_s = 0.0
-    total = config.iterations * (-(-n // k))
-    done_all = 0
-    for start in range(0, n, k):
-        idx = np.arange(start, min(start + k, n))
+    done_before = 0
+    for first in range(0, n, k):
+        idx = np.arange(first, min(first + k, n))
         pad = np.concatenate([idx, np.full(k - len(idx), idx[-1])]).astype(np.int32)
-        G = jax.device_put(jnp.take(G0, pad, axis=0), shard)
-        cfg = jax.device_put(jax.tree.map(lambda x, p=pad: jnp.take(x, p, axis=0), stacked), shard)
-        state = jax.device_put(jax.vmap(lambda g: init_loop_state(tx, g, config))(G), shard)
-        hist = []
-        ok = np.ones(k, bool)
-        done = 0
-        while done < config.iterations:
-            m = min(per_call, config.iterations - done)
-            t0 = time.perf_counter()
-            G, state, c, _, _, okc = vrun(G, state, params_r, targets_r, cfg, jnp.int32(m))
-            c = to_host(c)[:, :m]  # host sync once per call
-            dt = time.perf_counter() - t0
-            if start == 0 and done == 0:
-                compile_s = dt
-            else:
-                run_s += dt
-            hist.append(c)
-            ok &= to_host(okc)
-            done += m
-            done_all += m
+        last = None
+        for last in iterate(content_rgb, style_rgb, params, spec, config=config, key=key,
+                            style_blend=style_blend, init=None if starts is None else starts[pad],
+                            tx=tx, objective_fn=objective_fn, layout=layout,
+                            point_configs=jax.tree.map(lambda x, p=pad: x[p], stacked)):
             if callback is not None:
-                callback(done_all, total)
-        out_img, final = measure(G, state, params_r, targets_r, cfg)
-        keep = slice(0, len(idx))
-        images.append(to_host(out_img)[keep])
-        hists.append(np.concatenate(hist, axis=1)[keep])
-        costs.append({name: to_host(v)[keep] for name, v in final.items()})
-        oks.append(ok[keep])
-        last_sharding = out_img.sharding
-    result = GridResult(
-        points=points, shape=shape, axes=tuple(axes), images=np.concatenate(images),
-        history=np.concatenate(hists),
-        costs={name: np.concatenate([c[name] for c in costs]) for name in costs[0]},
-        ok=np.concatenate(oks), compile_s=compile_s, run_s=run_s, sharding=last_sharding,
+                callback(done_before + last.step, total)
+        assert last is not None
+        done_before += last.step
+        compile_s, run_s = (last.compile_s, last.run_s) if first == 0 else (
+            compile_s, run_s + last.compile_s + last.run_s)
+        parts.append((last, slice(0, len(idx))))
+    return GridResult(
+        points=points, shape=shape, axes=tuple(axes),
+        images=np.concatenate([p.image[keep] for p, keep in parts]),
+        history=np.concatenate([p.history[keep] for p, keep in parts]),
+        costs={name: np.concatenate([p.costs[name][keep] for p, keep in parts])
+               for name in parts[0][0].costs},
+        ok=np.concatenate([np.asarray(p.ok)[keep] for p, keep in parts]),
+        compile_s=compile_s, run_s=run_s, sharding=parts[-1][0].sharding,
     )
-    return result

@@ -97,6 +97,7 @@ def min_image_size(layer: str) -> int:
 # ----------------------------------------------------------------------------- preprocessing
 
 
+@jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:
     """How the network expects its input, stored with the weights.
@@ -104,6 +105,9 @@ class Preprocessing:
     The network input is ``x = (P(rgb) * scale - mean) / std`` where ``rgb`` is in
     [0, 1] and ``P`` reorders channels to ``channel_order``; ``mean`` and ``std`` are in
     that order and in the ``scale`` units.
+
+    A static pytree (no leaves, hashable): it may be passed to jitted functions as an
+    ordinary argument (``jax.jit(objective)(X, params, targets, config, spec)``).
 
     Keras/ONNX ("caffe" mode): BGR, scale 255, mean (103.939, 116.779, 123.68), std 1.
     torchvision: RGB, scale 1, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225).
@@ -270,7 +274,10 @@ def vgg_features(
             x = pool2x2(x, pooling)
         p = params[name]
         k = p["kernel"].astype(x.dtype)
-        y = conv3x3_pre(x, k, p["kernel_t"].astype(x.dtype)) if "kernel_t" in p else conv3x3(x, k)
+        # The driver's fast path (params with "kernel_t", see with_backward_kernels) uses
+        # the custom VJP; plain params use lax's convolution, so forward mode (jvp,
+        # jacfwd, Hessian-vector products) works through the public function.
+        y = conv3x3_pre(x, k, p["kernel_t"].astype(x.dtype)) if "kernel_t" in p else _conv(x, k)
         x = jax.nn.relu(y + p["bias"].astype(x.dtype)[None, None, :])
         for given, canon in wanted.items():
             if canon == name:

@@ -76,7 +76,7 @@ def test_per_point_seeds(params16, images):
 
 def test_targets_computed_once_outside_the_vmapped_loop(params16, images, monkeypatch):
     """Count feature extractions under tracing, and check which are under vmap."""
-    import nst_jax.optimize as O
+    import nst_jax.problem as O
 
     calls = []
     real = O.vgg_features_rgb
@@ -140,7 +140,7 @@ def test_sharded_over_four_devices_equals_one(tmp_path):
                        env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert out["n_devices"] == 4 and "grid" in out["spec"]
+    assert out["n_devices"] == 4 and "points" in out["spec"]
     assert out["n"] == 6  # 6 points padded to 8 on 4 devices, trimmed back
     assert out["max_diff"] < 1e-4
 

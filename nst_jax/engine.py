@@ -1,0 +1,363 @@
+"""[host] The run loop: chunks of the compiled loop, progress events, scales, resume.
+
+Data flow::
+
+    targets = compute_targets(params, spec, C, S, config)        # once per scale
+    run     = make_run(tx, spec, chunk)                           # jitted: while_loop of steps
+    for progress in iterate(C, S, params, spec, config=..., key=...):
+        ...                                                        # the caller prints, saves
+
+The core never prints and never touches files: it yields :class:`Progress` events;
+the CLI (or any caller) reports, saves and checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from nst_jax import vgg
+from nst_jax.config import Config
+from nst_jax.layout import Layout, to_host
+from nst_jax.problem import (
+    compute_targets,
+    init_image,
+    network_inputs,
+    objective,
+    to_variable,
+)
+from nst_jax.step import averaged, init_loop_state, make_optimizer
+
+Array = jax.Array
+
+_with_backward_kernels = jax.jit(vgg.with_backward_kernels)
+
+
+@functools.lru_cache(maxsize=16)
+def _optimizer(optimizer: str, learning_rate: float, lbfgs_history: int) -> optax.GradientTransformation:
+    """``config.optimizer``'s transformation, one object per setting (so that the
+    compiled-program caches of :mod:`nst_jax.layout` find it again)."""
+    return make_optimizer(Config(optimizer=optimizer, learning_rate=learning_rate,
+                                 lbfgs_history=lbfgs_history))
+
+
+
+
+
+
+
+
+def scale_sizes(height: int, width: int, config: Config) -> list[tuple[int, int]]:
+    """``(H, W)`` of each coarse-to-fine scale, the last one the full size.
+
+    Longest sides grow geometrically from ``min_size`` (default: full / 2^(scales-1)).
+    """
+    longest = max(height, width)
+    n = config.scales
+    if n == 1:
+        return [(height, width)]
+    lo = config.min_size or max(1, round(longest / 2 ** (n - 1)))
+    lo = min(lo, longest)
+    sides = [round(lo * (longest / lo) ** (i / (n - 1))) for i in range(n)]
+    return [(max(1, round(height * s / longest)), max(1, round(width * s / longest))) for s in sides]
+
+
+def check_sizes(
+    content_shape: Sequence[int],
+    style_shapes: Sequence[Sequence[int]],
+    arch: str,
+    config: Config,
+    names: Sequence[str] = ("content image", "style image"),
+) -> None:
+    """Raise ``ValueError`` when C or an S is too small for the deepest layer used.
+
+    Sizes are checked at the first coarse-to-fine scale (styles scale with C). ``names``
+    are the labels used in the message (file names, in the CLI); the last one repeats.
+    """
+    layers = vgg.layer_names(arch)
+    deepest = layers[max(layers.index(x) for x in (config.content_layer, *config.style_layers))]
+    need = vgg.min_image_size(deepest)
+    first = scale_sizes(content_shape[0], content_shape[1], config)[0]
+    ratio = first[0] / content_shape[0]
+    for i, shape in enumerate([content_shape, *style_shapes]):
+        h, w = (round(d * ratio) for d in shape[:2])
+        if min(h, w) < need:
+            where = " at the first scale" if config.scales > 1 else ""
+            raise ValueError(
+                f"{names[min(i, len(names) - 1)]}: {w}x{h}{where} is too small for {deepest}: "
+                f"the minimum is {need}x{need} pixels")
+
+
+def resize(rgb: Array, hw: tuple[int, int]) -> Array:
+    """Antialiased bilinear resize of ``(H, W, C)`` to ``hw``."""
+    if tuple(rgb.shape[:2]) == tuple(hw):
+        return jnp.asarray(rgb, jnp.float32)
+    return jax.image.resize(jnp.asarray(rgb, jnp.float32), (*hw, rgb.shape[-1]), "linear",
+                            antialias=True)
+
+
+@dataclasses.dataclass
+class Progress:
+    """One report of :func:`iterate`. With a batched :class:`~nst_jax.layout.Layout`
+    the per-image fields have a leading axis of points (``image (n, H, W, 3)``, each
+    cost ``(n,)``, ``history (n, steps)``, ``evals``/``ok``/``converged`` ``(n,)``)."""
+
+    step: int                    # steps done so far, all scales together
+    image: np.ndarray            # the result so far, (H_s, W_s, 3) float32 in [0, 1]
+    costs: dict[str, Any]        # total/content/style/tv at ``image`` (unweighted terms)
+    history: np.ndarray          # J before each step so far, (step,)
+    evals: Any                   # cost+gradient evaluations so far (L-BFGS: > steps)
+    compile_s: float             # time of the first call of each scale (compilation included)
+    run_s: float                 # time in compiled iterations after those first calls
+    run_steps: int               # steps taken in the calls that ``run_s`` times
+    finished: bool
+    error: str | None = None     # set when a non-finite cost stopped the run (or a point)
+    converged: Any = False       # the tolerance test stopped this scale early
+    scale: int = 0               # index of the current coarse-to-fine scale
+    snapshot: dict[str, Any] | None = None  # with snapshots=True: what resume= needs
+    ok: Any = True               # False where a non-finite cost stopped the image
+    sharding: Any = None         # where X lived on the devices (batched layouts)
+
+
+def _scale_inputs(content_rgb: Array, styles: list[Array], hw: tuple[int, int], config: Config,
+                  params: vgg.Params, spec: vgg.Preprocessing, style_blend: Any) -> tuple[Array, Any]:
+    """C at this scale and the targets (styles scale with C)."""
+    c_s = resize(content_rgb, hw)
+    s_s = [resize(s, tuple(max(1, round(d * hw[0] / content_rgb.shape[0])) for d in s.shape[:2]))
+           for s in styles]
+    c_net, s_net = network_inputs(c_s, s_s, config)
+    return c_s, compute_targets(params, spec, c_net, s_net, config, style_blend)
+
+
+def _restore(resume: dict[str, Any], tx: Any, config: Config, layout: Layout) -> tuple[Array, Any]:
+    """X and the loop state of a snapshot, checked against a fresh state's structure."""
+    X = jnp.asarray(resume["X"], jnp.float32)
+    template = layout.map(lambda x: init_loop_state(tx, x, config), X)
+    leaves = list(resume["loop_state"])
+    t_leaves, treedef = jax.tree.flatten(template)
+    if len(leaves) != len(t_leaves) or any(
+            np.shape(a) != np.shape(b) for a, b in zip(leaves, t_leaves, strict=True)):
+        raise ValueError("resume: the snapshot's optimizer state does not match these "
+                         "settings (optimizer, image size or tol_window differ)")
+    return X, jax.tree.unflatten(treedef, [jnp.array(v, dtype=t.dtype)
+                                           for v, t in zip(leaves, t_leaves, strict=True)])
+
+
+def _fresh(si: int, hw: tuple[int, int], Xr: Any, c_s: Array, init: Any, key: Array,
+           config: Config, layout: Layout) -> Array:
+    """X at the start of scale ``si``: the previous result upsampled, else the start."""
+    if si > 0:  # coarse-to-fine: the previous scale's result, upsampled
+        return layout.map(lambda x: resize(x, hw), Xr)
+    if init is not None:
+        return layout.map(lambda x: to_variable(resize(jnp.asarray(x, jnp.float32), hw), config), init)
+    x0 = to_variable(init_image(c_s, config, key=key), config)
+    return jnp.broadcast_to(x0, (layout.points, *x0.shape)) if layout.batched else x0
+
+
+def iterate(
+    content_rgb: Array,
+    style_rgb: Array | Sequence[Array],
+    params: vgg.Params,
+    spec: vgg.Preprocessing,
+    *,
+    config: Config = Config(),
+    key: Array | None = None,
+    style_blend: Sequence[float] | None = None,
+    init: Array | None = None,
+    resume: dict[str, Any] | None = None,
+    snapshots: bool = False,
+    tx: optax.GradientTransformation | None = None,
+    objective_fn: Callable | None = None,
+    layout: Layout = Layout(),
+    point_configs: Config | None = None,
+) -> Iterator[Progress]:
+    """THE run loop: yields a :class:`Progress` every ``config.report_every`` steps.
+
+    Every driver (one image, a grid of loss weights, a batch) runs through here; they
+    differ only in ``layout`` (:class:`~nst_jax.layout.Layout`): one image, or
+    ``layout.points`` images along a leading axis sharded over devices, each with its
+    own loss weights from ``point_configs`` (``config``'s structure, leaves ``(points,)``)
+    and its own start ``init`` (``(points, H, W, 3)`` RGB; default: the same start).
+
+    The loop syncs with the host only between chunks. Stop early by leaving the loop;
+    the last yielded ``Progress.image`` is complete. With ``snapshots=True`` (a host copy
+    of X and the loop state at each report), ``Progress.snapshot`` passed back as
+    ``resume=`` continues exactly where it was: same chunks, same compiled programs, so
+    the final image is bitwise that of an uninterrupted run on CPU. Coarse-to-fine
+    scales, averaging and ``tol`` work in every layout.
+
+    ``tx``: any optax transformation (default: ``config.optimizer``'s; line-search
+    ones, whose state holds ``value``, get the L-BFGS treatment: box penalty, single
+    steps). ``objective_fn``: a custom objective with :func:`nst_jax.problem.objective`'s
+    signature. Scales, progress, checkpoints and ``tol`` work with both.
+    """
+    config = config.validate(vgg.arch_of(params))
+    content_rgb = jnp.asarray(content_rgb, jnp.float32)
+    if content_rgb.ndim != 3 or content_rgb.shape[-1] != 3:
+        raise ValueError(f"content_rgb: expected shape (H, W, 3), got {content_rgb.shape}")
+    if layout.batched and point_configs is None:
+        raise ValueError("a batched layout needs point_configs (the per-point loss weights)")
+    styles = [style_rgb] if hasattr(style_rgb, "ndim") else list(style_rgb)
+    check_sizes(content_rgb.shape, [s.shape for s in styles], vgg.arch_of(params), config)
+    params = _with_backward_kernels(params)  # once, for every step and scale
+    sizes = scale_sizes(*content_rgb.shape[:2], config)
+    key = jax.random.key(0) if key is None else key
+    chunk = min(config.report_every, config.iterations)
+    tx = tx if tx is not None else _optimizer(config.optimizer, config.learning_rate,
+                                              config.lbfgs_history)
+    run, measure = layout.programs(tx, spec, chunk, objective_fn or objective)
+    cfg = layout.split(point_configs) if layout.batched else config
+    params_d = layout.share(params)
+    t = _Tally()
+    start_scale, start_step = 0, 0
+    if resume is not None:
+        start_scale, start_step = int(resume["scale"]), int(resume["step_in_scale"])
+        t.hist = [np.asarray(resume["history"], np.float32)]
+        t.steps, t.evals = int(resume["steps"]), resume["evals"]
+        key = jax.random.wrap_key_data(jnp.asarray(resume["key"], jnp.uint32))
+    Xr = None
+    for si in range(start_scale, len(sizes)):
+        c_s, targets = _scale_inputs(content_rgb, styles, sizes[si], config, params, spec, style_blend)
+        targets = layout.share(targets)
+        if resume is not None and si == start_scale:
+            X, ls = _restore(resume, tx, config, layout)
+            done = start_step
+        else:
+            X = _fresh(si, sizes[si], Xr, c_s, init, key, config, layout)
+            ls, done = layout.map(lambda x: init_loop_state(tx, x, config), X), 0
+        X, ls = layout.split((X, ls))
+        first_call = True
+        while done < config.iterations and t.alive(ls):
+            n = min(chunk, config.iterations - done)
+            t0 = time.perf_counter()
+            X, ls, costs, n_evals, n_done, ok = run(X, ls, params_d, targets, cfg, jnp.int32(n))
+            n_done = t.record(costs, n_evals, n_done, ok, time.perf_counter() - t0, first_call)
+            first_call = False
+            done += n_done
+            Xr, image, c = measure(X, ls, params_d, targets, c_s, cfg)
+            p = t.progress(X, ls, image, c, si, last_scale=si == len(sizes) - 1,
+                           scale_done=done >= config.iterations)
+            if snapshots:
+                p.snapshot = {
+                    "X": to_host(X), "loop_state": [to_host(v) for v in jax.tree.leaves(ls)],
+                    "scale": si, "step_in_scale": done, "steps": t.steps, "evals": p.evals,
+                    "history": p.history, "key": np.asarray(jax.random.key_data(key)),
+                }
+            yield p
+            if p.error is not None and not layout.batched:
+                return
+        if Xr is None:  # resumed exactly at the end of a scale
+            Xr = layout.map(lambda x, s: averaged(x, s, config), X, ls)
+
+
+class _Tally:
+    """The host side of the loop: steps, evaluations, timings, cost history, status."""
+
+    def __init__(self) -> None:
+        self.hist: list[np.ndarray] = []
+        self.steps = 0
+        self.evals: Any = 0
+        self.compile_s = self.run_s = 0.0
+        self.run_steps = 0
+        self.ok: Any = True
+
+    @staticmethod
+    def alive(ls: Any) -> bool:
+        return not bool(np.all(to_host(ls.converged)))
+
+    def record(self, costs: Array, n_evals: Array, n_done: Array, ok: Array, dt: float,
+               first_call: bool) -> int:
+        """Read one chunk's results (the host sync); the steps it took (max over points)."""
+        steps = int(np.max(to_host(n_done)))
+        if first_call:
+            self.compile_s += dt
+        else:
+            self.run_s += dt
+            self.run_steps += steps
+        self.steps += steps
+        ev = to_host(n_evals)
+        self.evals = self.evals + (int(ev) if ev.ndim == 0 else ev)
+        self.hist.append(to_host(costs)[..., :steps])
+        self.ok = self.ok & to_host(ok)  # a point that failed once stays marked
+        return steps
+
+    def progress(self, X: Array, ls: Any, image: Array, c: dict, si: int, *, last_scale: bool,
+                 scale_done: bool) -> Progress:
+        ok = np.asarray(self.ok)
+        bad = int(np.sum(~ok))
+        if ok.ndim == 0:
+            error = None if bool(ok) else f"the cost became non-finite at step {self.steps + 1}"
+            converged = bool(to_host(ls.converged))
+            stopped = converged
+        else:
+            error = None if bad == 0 else f"the cost became non-finite for {bad} of {ok.size} points"
+            converged = to_host(ls.converged)
+            stopped = bool(np.all(converged | ~ok))
+        finished = (error is not None and ok.ndim == 0) or (last_scale and (scale_done or stopped))
+        costs = {k: (float(v) if ok.ndim == 0 else to_host(v)) for k, v in c.items()}
+        return Progress(self.steps, to_host(image), costs, np.concatenate(self.hist, axis=-1),
+                        self.evals, self.compile_s, self.run_s, self.run_steps, finished, error,
+                        converged, si, None, ok if ok.ndim else bool(ok),
+                        getattr(X, "sharding", None) if ok.ndim else None)
+
+
+def stylize(
+    content_rgb: Array,
+    style_rgb: Array | Sequence[Array],
+    params: vgg.Params,
+    spec: vgg.Preprocessing,
+    *,
+    config: Config = Config(),
+    key: Array | None = None,
+    style_blend: Sequence[float] | None = None,
+    callback: Callable[[Progress], Any] | None = None,
+    tx: optax.GradientTransformation | None = None,
+    objective_fn: Callable | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Style-transfer ``content_rgb`` in the style of ``style_rgb``.
+
+    Args:
+      content_rgb: C, ``(H, W, 3)`` RGB in [0, 1]; G has its size.
+      style_rgb: S, ``(H', W', 3)``, or a sequence of style images (blended).
+      params, spec: from :func:`nst_jax.load_weights`.
+      config: see :class:`nst_jax.Config`.
+      key: ``jax.random.key`` for the initial noise (default ``key(0)``).
+      style_blend: weights of several style images (default: equal).
+      callback: called with each :class:`Progress`; return ``True`` to stop early.
+      tx: any optax transformation (default: the one ``config.optimizer`` names).
+      objective_fn: a custom ``(X, params, targets, config, spec) -> (J, terms)``
+        (default :func:`nst_jax.problem.objective`).
+
+    Returns:
+      ``(image (H, W, 3) float32 in [0, 1], history)``; ``history`` has ``"total"`` (J
+      before each step), the final ``"costs"``, ``"evals"``, ``"steps"``,
+      ``"converged"`` and timings.
+
+    Example:
+      >>> params, spec = load_weights("weights/vgg16.h5")
+      >>> image, hist = stylize(content, style, params, spec, config=Config(iterations=200))
+    """
+    last = None
+    for last in iterate(content_rgb, style_rgb, params, spec, config=config, key=key,
+                        style_blend=style_blend, tx=tx, objective_fn=objective_fn):
+        if callback is not None and callback(last):
+            break
+    assert last is not None
+    if last.error is not None:
+        raise FloatingPointError(last.error)
+    return last.image, {
+        "total": last.history, "costs": last.costs, "evals": last.evals,
+        "steps": last.step, "compile_s": last.compile_s, "run_s": last.run_s,
+        "converged": last.converged,
+    }
+
+
+__all__ = ["Progress", "check_sizes", "iterate", "resize", "scale_sizes", "stylize"]

@@ -1,0 +1,125 @@
+"""[device plumbing] How a run's state is laid out: one image, or many along a leading axis.
+
+The engine's loop (:func:`nst_jax.engine.iterate`) is written once; a :class:`Layout`
+says what differs:
+
+- ``Layout()``: one image; X ``(H, W, C)``, the config's loss weights are scalars.
+- ``Layout(points=n)``: ``n`` images optimised at once by one ``jax.vmap``-ed program
+  (a grid of loss weights, a batch); X ``(n, H, W, C)``, the loss weights ``(n,)``. The
+  leading axis is sharded over ``devices`` (``NamedSharding(mesh, P("points"))``;
+  params and targets replicated), ``n`` a multiple of the device count. On several
+  hosts (after ``jax.distributed.initialize``) the devices span all of them and host
+  reads gather the pieces (:func:`to_host`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from nst_jax import vgg
+from nst_jax.problem import output_image
+from nst_jax.step import averaged, make_run, make_run_fn
+
+Array = jax.Array
+
+
+def to_host(x: Array) -> np.ndarray:
+    """``x`` as one NumPy array on every process: ``np.asarray`` when this process holds
+    all of it, else ``multihost_utils.process_allgather`` (``x`` spans several hosts)."""
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def is_line_search(tx: optax.GradientTransformation) -> bool:
+    """Whether ``tx`` is a line-search optimizer (its state holds the cost ``value``,
+    as ``optax.lbfgs``'s does): those run as single steps (:func:`make_run`)."""
+    import jax.numpy as jnp
+
+    state = jax.eval_shape(tx.init, jax.ShapeDtypeStruct((1,), jnp.float32))
+    return optax.tree_utils.tree_get(state, "value", None) is not None
+
+
+def _measure_fn(spec: vgg.Preprocessing, objective_fn: Callable) -> Callable:
+    def measure(X, ls, params, targets, content, config):
+        Xr = averaged(X, ls, config)
+        return Xr, output_image(Xr, content, config), objective_fn(Xr, params, targets, config, spec)[1]
+
+    return measure
+
+
+@functools.lru_cache(maxsize=16)
+def single_programs(tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int,
+                    objective_fn: Callable) -> tuple[Callable, Callable]:
+    """The jitted run and measurement of one image, built once per optimizer, objective
+    and chunk length (the cache keys on them), so repeated runs reuse the programs."""
+    run = make_run(tx, spec, chunk, fused=not is_line_search(tx), objective=objective_fn)
+    return run, jax.jit(_measure_fn(spec, objective_fn))
+
+
+@functools.lru_cache(maxsize=16)
+def vmapped_programs(tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int,
+                     objective_fn: Callable) -> tuple[Callable, Callable]:
+    """The run and measurement ``jax.vmap``-ed over the leading axis of X, the loop state
+    and the config's loss weights (params, targets and the content shared), jitted once;
+    X and the state donated. Always the fused loop (L-BFGS too: vmap of its line
+    search's while loop runs each point's line search to its own end)."""
+    run = jax.jit(jax.vmap(make_run_fn(tx, spec, chunk, objective=objective_fn),
+                           in_axes=(0, 0, None, None, 0, None)), donate_argnums=(0, 1))
+    measure = jax.jit(jax.vmap(_measure_fn(spec, objective_fn), in_axes=(0, 0, None, None, None, 0)))
+    return run, measure
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """One image (``points=0``) or ``points`` images along a sharded leading axis."""
+
+    points: int = 0
+    devices: tuple[Any, ...] = ()
+
+    @staticmethod
+    def of(points: int, devices: Sequence[Any] | None = None) -> Layout:
+        """A leading axis of ``points`` (rounded up to a multiple of the device count)."""
+        devs = tuple(devices) if devices is not None else tuple(jax.devices())
+        return Layout(-(-points // len(devs)) * len(devs), devs)
+
+    @property
+    def batched(self) -> bool:
+        return self.points > 0
+
+    def programs(self, tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int,
+                 objective_fn: Callable) -> tuple[Callable, Callable]:
+        return (vmapped_programs if self.batched else single_programs)(tx, spec, chunk, objective_fn)
+
+    def _mesh(self) -> Mesh:
+        return Mesh(np.asarray(self.devices), ("points",))
+
+    def split(self, tree: Any) -> Any:
+        """Place a pytree whose leaves have the leading axis: sharded over the devices."""
+        if not self.batched:
+            return tree
+        return jax.device_put(tree, NamedSharding(self._mesh(), P("points")))
+
+    def share(self, tree: Any) -> Any:
+        """Place a pytree every point uses (params, targets): replicated."""
+        if not self.batched:
+            return tree
+        return jax.device_put(tree, NamedSharding(self._mesh(), P()))
+
+    def map(self, fn: Callable, *args: Any) -> Any:
+        """``fn`` on one point's arrays, applied to every point (vmap) when batched."""
+        return jax.vmap(fn)(*args) if self.batched else fn(*args)
+
+
+__all__ = ["Layout", "is_line_search", "single_programs", "to_host", "vmapped_programs"]

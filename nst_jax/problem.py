@@ -1,0 +1,211 @@
+"""[pure] The optimisation problem: what the network sees, the targets, and ``J(G)``.
+
+The optimised variable X is G in RGB pixel space, ``(H, W, 3)`` in [0, 1] (or, with
+``preserve_color="luminance"``, its luminance ``(H, W, 1)``); preprocessing to the
+network's input happens inside the cost, so learning rates are in pixel units and the
+box constraint is simple.
+
+A custom objective (for :func:`nst_jax.step.make_step` and the drivers) has the
+signature of :func:`objective`: ``(X, params, targets, config, spec) -> (J, terms)``
+with ``terms`` a dict of scalars that holds at least ``total``, ``content``,
+``style`` and ``tv``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nst_jax import color, losses, vgg
+from nst_jax.config import Config
+
+Array = jax.Array
+Targets = dict[str, Any]
+
+
+def init_image(content_rgb: Array, config: Config, *, key: Array) -> Array:
+    """The starting G, ``(H, W, 3)`` in [0, 1].
+
+    ``noise``: ``U(0, 1)`` white noise (the lecture's start); ``content``: C;
+    ``content+noise``: ``(1 - r) C + r U(0, 1)`` with ``r = noise_ratio``.
+    """
+    noise = jax.random.uniform(key, content_rgb.shape, jnp.float32)
+    if config.init == "noise":
+        return noise
+    if config.init == "content":
+        return jnp.asarray(content_rgb, jnp.float32)
+    if config.init == "content+noise":
+        r = config.noise_ratio
+        return (1.0 - r) * jnp.asarray(content_rgb, jnp.float32) + r * noise
+    raise ValueError(f"init: expected noise, content or content+noise, got {config.init!r}")
+
+
+def compute_targets(
+    params: vgg.Params,
+    spec: vgg.Preprocessing,
+    content_rgb: Array,
+    style_rgbs: Array | Sequence[Array],
+    config: Config,
+    style_blend: Sequence[float] | None = None,
+) -> Targets:
+    """Content activations of C and style Grams of S, computed once.
+
+    With several style images the targets are the blend ``sum_k w_k T_k`` of their
+    per-pixel Grams (:func:`losses.style_target`), weights normalised to sum to 1,
+    as jcjohnson/neural-style blends Gram targets. The images are the network's view
+    (see :func:`network_inputs` for the colour modes).
+
+    Returns:
+      ``{"content": (nH, nW, nC), "style": {layer: (nC, nC)}}``.
+    """
+    styles = [style_rgbs] if hasattr(style_rgbs, "ndim") else list(style_rgbs)
+    w = np.ones(len(styles)) if style_blend is None else np.asarray(style_blend, np.float64)
+    if w.shape != (len(styles),) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(
+            f"style_blend: expected {len(styles)} non-negative weights with a positive sum, "
+            f"got {list(np.atleast_1d(w))}"
+        )
+    w = jnp.asarray(w / w.sum(), jnp.float32)
+    return _targets(params, jnp.asarray(content_rgb, jnp.float32),
+                    [jnp.asarray(s, jnp.float32) for s in styles], w, config, spec)
+
+
+@functools.partial(jax.jit, static_argnums=(5,))
+def _targets(params, content, styles, w, config, spec) -> Targets:
+    with precision_scope(config):
+        return _targets_body(params, content, styles, w, config, spec)
+
+
+def _targets_body(params, content, styles, w, config, spec) -> Targets:
+    feats = vgg_features_rgb(params, spec, content, [config.content_layer], config.pooling)
+    style_t = {layer: 0.0 for layer in config.style_layers}
+    for k, s in enumerate(styles):
+        sf = vgg_features_rgb(params, spec, s, config.style_layers, config.pooling)
+        for layer in config.style_layers:
+            style_t[layer] = style_t[layer] + w[k] * losses.style_target(sf[layer])
+    return {"content": feats[config.content_layer], "style": style_t}
+
+
+def network_inputs(
+    content_rgb: Array, style_rgbs: Sequence[Array], config: Config
+) -> tuple[Array, list[Array]]:
+    """What the network sees of C and S under ``config.preserve_color``.
+
+    ``none``: the images. ``histogram``: S with C's colour mean and covariance
+    (:func:`color.match_color`). ``luminance``: grey images of the luminance of C and of
+    S, S's luminance matched to C's mean and std (Gatys et al. 2017, section 4.1).
+    """
+    c = jnp.asarray(content_rgb, jnp.float32)
+    ss = [jnp.asarray(s, jnp.float32) for s in style_rgbs]
+    if config.preserve_color == "histogram":
+        return c, [jnp.clip(color.match_color(s, c), 0.0, 1.0) for s in ss]
+    if config.preserve_color == "luminance":
+        yc = color.luminance(c)
+        return color.grey(yc), [
+            color.grey(jnp.clip(color.match_luminance(color.luminance(s), yc), 0.0, 1.0))
+            for s in ss]
+    return c, ss
+
+
+def to_variable(rgb: Array, config: Config) -> Array:
+    """An RGB image as the optimised variable X: itself, or its luminance."""
+    return color.luminance(rgb) if config.preserve_color == "luminance" else rgb
+
+
+def network_image(X: Array, config: Config) -> Array:
+    """The RGB image the network sees for the variable X."""
+    return color.grey(X) if config.preserve_color == "luminance" else X
+
+
+def output_image(X: Array, content_rgb: Array, config: Config) -> Array:
+    """The RGB result for the variable X, in [0, 1].
+
+    Luminance mode puts X's luminance on C's chroma (so C's I, Q are untouched);
+    ``original_colors`` does the same post hoc for an RGB result.
+    """
+    if config.preserve_color == "luminance":
+        rgb = color.with_chroma(X, content_rgb)
+    elif config.original_colors:
+        rgb = color.original_colors(X, content_rgb)
+    else:
+        rgb = X
+    return jnp.clip(rgb, 0.0, 1.0)
+
+
+def precision_scope(config: Config) -> contextlib.AbstractContextManager:
+    """The matmul/conv precision of ``config.precision`` for everything traced inside.
+
+    ``f32`` and ``bf16`` leave XLA's default (``None``): exact float32 on CPU, but TF32
+    convolutions on NVIDIA GPUs since Ampere and single bf16 passes on TPUs.
+    ``highest`` sets ``jax.default_matmul_precision("highest")``: true float32 on
+    every backend (slower on GPU/TPU). The Gram matrices are computed at
+    ``Precision.HIGHEST`` in every mode (:func:`nst_jax.losses.gram_matrix`).
+    Used around the step (so the backward pass is traced under it too) and the targets.
+    """
+    if config.precision == "highest":
+        return jax.default_matmul_precision("highest")
+    return contextlib.nullcontext()
+
+
+def vgg_features_rgb(
+    params: vgg.Params, spec: vgg.Preprocessing, rgb: Array, layers: Sequence[str], pooling: str,
+    dtype: Any = jnp.float32,
+) -> dict[str, Array]:
+    """:func:`vgg.vgg_features` of an RGB image in [0, 1], computed in ``dtype``."""
+    x = vgg.preprocess(jnp.asarray(rgb, jnp.float32), spec).astype(dtype)
+    return vgg.vgg_features(params, x, layers, pooling=pooling)
+
+
+def objective(
+    X: Array, params: vgg.Params, targets: Targets, config: Config, spec: vgg.Preprocessing
+) -> tuple[Array, dict[str, Array]]:
+    """``J(G)`` and its components for the variable X (RGB ``(H, W, 3)``, or luminance
+    ``(H, W, 1)`` in luminance mode); see :func:`losses.total_cost`."""
+    with precision_scope(config):
+        return _objective(X, params, targets, config, spec)
+
+
+def _objective(
+    X: Array, params: vgg.Params, targets: Targets, config: Config, spec: vgg.Preprocessing
+) -> tuple[Array, dict[str, Array]]:
+    G = network_image(X, config)
+    layers = [config.content_layer, *config.style_layers]
+    dtype = jnp.bfloat16 if config.precision == "bf16" else jnp.float32
+    feats = vgg_features_rgb(params, spec, G, layers, config.pooling, dtype)
+    return losses.total_cost(
+        targets["content"], targets["style"], feats[config.content_layer],
+        {k: feats[k] for k in config.style_layers}, G,
+        alpha=config.alpha, beta=config.beta, tv_weight=config.tv_weight,
+        layer_weights=config.layer_weights, normalization=config.normalization,
+    )
+
+
+def box_penalty(X: Array) -> Array:
+    """``sum(relu(X - 1)^2 + relu(-X)^2)``: squared distance of X to the box [0, 1]."""
+    return jnp.sum(jnp.square(jax.nn.relu(X - 1.0)) + jnp.square(jax.nn.relu(-X)))
+
+
+def evaluate(
+    image: Array, content_rgb: Array, style_rgb: Array, params: vgg.Params,
+    spec: vgg.Preprocessing, config: Config = Config(),
+) -> dict[str, float]:
+    """The cost components of an RGB ``image`` for a content/style pair (for reports)."""
+    config = config.validate(vgg.arch_of(params))
+    c_net, s_net = network_inputs(content_rgb, [style_rgb], config)
+    targets = compute_targets(params, spec, c_net, s_net, config)
+    X = to_variable(jnp.asarray(image, jnp.float32), config)
+    _, c = objective(X, params, targets, config, spec)
+    return {k: float(v) for k, v in c.items()}
+
+
+__all__ = [
+    "Targets", "box_penalty", "compute_targets", "evaluate", "init_image", "network_image",
+    "network_inputs", "objective", "output_image", "precision_scope", "to_variable",
+    "vgg_features_rgb",
+]
