@@ -138,7 +138,7 @@ def test_missing_output_folder_and_bad_extension(work, capsys):
 def test_missing_default_weights(work, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NST_JAX_WEIGHTS", str(tmp_path / "cache"))
-    monkeypatch.setattr(W, "search_dirs", lambda: [tmp_path / "weights", W.cache_dir()])
+    monkeypatch.setattr(W.locate, "search_dirs", lambda: [tmp_path / "weights", W.cache_dir()])
     code = stylize_main([str(work / "c.png"), str(work / "s.png"), *FAST, "-o", "o.png"])
     assert code == 2
     err = capsys.readouterr().err

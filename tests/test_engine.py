@@ -125,4 +125,4 @@ def test_readme_custom_example_runs(tmp_path, monkeypatch):
     img = scope["image"]
     assert (tmp_path / "warm.png").exists() and img.shape == (85, 128, 3)
     means = img.mean(axis=(0, 1))
-    assert means[0] > means[2] + 0.1  # the custom term warmed the colours
+    assert means[0] > means[2] + 0.25  # the custom term pulled the mean colour to (0.7, 0.5, 0.3)

@@ -146,3 +146,34 @@ def test_caffe_preprocess_is_bgr_minus_mean():
 def test_min_image_size():
     assert vgg.min_image_size("conv1_1") == 1
     assert vgg.min_image_size("conv5_1") == 16
+
+
+def np_pool(x: np.ndarray, kind: str) -> np.ndarray:
+    """2x2 stride-2 pooling by explicit loops, odd trailing rows/columns dropped."""
+    H, W, C = x.shape
+    out = np.zeros((H // 2, W // 2, C))
+    for i in range(H // 2):
+        for j in range(W // 2):
+            win = x[2 * i:2 * i + 2, 2 * j:2 * j + 2]
+            out[i, j] = win.max(axis=(0, 1)) if kind == "max" else win.mean(axis=(0, 1))
+    return out
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_whole_network_every_layer_matches_numpy(params16, params19, arch, pooling):
+    """Every conv layer of VGG16/VGG19, in float64 NumPy (scipy correlation + loops for
+    pooling), against vgg_features in float32, jitted."""
+    params = params16 if arch == "vgg16" else params19
+    p = {k: {kk: np.asarray(vv, np.float64) for kk, vv in v.items()} for k, v in params.items()}
+    x = rand_image(20, 18, 3) - 0.5
+    names = vgg.layer_names(arch)
+    got = jax.jit(lambda im: vgg.vgg_features(params, im, names, pooling=pooling))(jnp.asarray(x))
+    a = x.astype(np.float64)
+    for i, name in enumerate(names):
+        if i > 0 and name.endswith("_1"):
+            a = np_pool(a, pooling)
+        a = np_conv_relu(a, p[name]["kernel"], p[name]["bias"])
+        scale = max(1.0, float(np.abs(a).max()))
+        np.testing.assert_allclose(got[name], a, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
+    assert got[names[-1]].shape == (1, 1, params[names[-1]]["bias"].shape[0])

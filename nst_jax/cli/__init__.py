@@ -9,10 +9,12 @@ Ctrl-C; 143 terminated by SIGTERM (both save the current image).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
 
-from nst_jax.cli import fetch, grid, stylize
 from nst_jax.cli.common import (
     CPU_XLA_FLAG,
     EXIT_USAGE,
@@ -20,18 +22,32 @@ from nst_jax.cli.common import (
     Parser,
     ProgressBar,
     RunError,
+    catch_early_signals,
     default_xla_flags,
     fail,
     parse_numbers,
     parse_style_layers,
 )
-from nst_jax.cli.prepare import prepare
 
-COMMANDS: dict[str, tuple[str, Callable]] = {
-    "stylize": ("paint a content image in the style of one or more style images", stylize),
-    "grid": ("optimise one image per point of a grid of loss weights, in one program", grid),
-    "fetch-weights": ("download, verify and convert pretrained VGG weights", fetch),
+#: subcommand -> (help, module in nst_jax.cli); modules are imported when main runs,
+#: after Ctrl-C/SIGTERM are caught, so a signal during start-up never lands inside an
+#: extension module's import.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "stylize": ("paint a content image in the style of one or more style images", "stylize"),
+    "grid": ("optimise one image per point of a grid of loss weights, in one program", "grid"),
+    "fetch-weights": ("download, verify and convert pretrained VGG weights", "fetch"),
 }
+
+
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(f"nst_jax.cli.{COMMANDS[name][1]}")
+
+
+def prepare(*args: Any, **kw: Any) -> Any:
+    """:func:`nst_jax.cli.inputs.prepare` (imported on use)."""
+    from nst_jax.cli.inputs import prepare as _prepare
+
+    return _prepare(*args, **kw)
 
 
 def version() -> str:
@@ -45,7 +61,8 @@ def build_parser(prog: str = "nst-jax") -> argparse.ArgumentParser:
     ap = Parser(prog=prog, description="Neural style transfer (Gatys, Ecker & Bethge) in JAX.")
     ap.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (help_, module) in COMMANDS.items():
+    for name, (help_, _) in COMMANDS.items():
+        module = _module(name)
         p = sub.add_parser(name, help=help_, description=help_)
         module.fill_parser(p)
         p.set_defaults(func=module.run)
@@ -64,9 +81,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """``nst-jax COMMAND ...``; returns the exit code."""
     try:
-        default_xla_flags()
-        args = build_parser().parse_args(argv)
-        return _dispatch(args)
+        with catch_early_signals():
+            default_xla_flags()
+            args = build_parser().parse_args(argv)
+            return _dispatch(args)
     except KeyboardInterrupt:
         print("interrupted: stopped before the run started; nothing saved", file=sys.stderr)
         return 130
@@ -74,11 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _single(name: str, argv: Sequence[str] | None, prog: str | None) -> int:
     try:
-        default_xla_flags()
-        _, module = COMMANDS[name]
-        ap = module.fill_parser(Parser(prog=prog or f"nst-jax {name}"))
-        ap.set_defaults(func=module.run)
-        return _dispatch(ap.parse_args(argv))
+        with catch_early_signals():
+            default_xla_flags()
+            module = _module(name)
+            ap = module.fill_parser(Parser(prog=prog or f"nst-jax {name}"))
+            ap.set_defaults(func=module.run)
+            return _dispatch(ap.parse_args(argv))
     except KeyboardInterrupt:
         print("interrupted: stopped before the run started; nothing saved", file=sys.stderr)
         return 130
@@ -100,11 +119,11 @@ def fetch_main(argv: Sequence[str] | None = None, prog: str | None = None) -> in
 
 
 def stylize_parser(prog: str = "nst-jax stylize") -> argparse.ArgumentParser:
-    return stylize.fill_parser(Parser(prog=prog))
+    return _module("stylize").fill_parser(Parser(prog=prog))
 
 
 def grid_parser(prog: str = "nst-jax grid") -> argparse.ArgumentParser:
-    return grid.fill_parser(Parser(prog=prog))
+    return _module("grid").fill_parser(Parser(prog=prog))
 
 
 __all__ = [

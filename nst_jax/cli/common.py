@@ -4,13 +4,14 @@ progress, loading and checking the inputs, and saving results without losing the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import math
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -148,6 +149,34 @@ def parse_style_layers(spec: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
 # ----------------------------------------------------------------------------- signals
 
 
+#: Signals caught before a run's :class:`Interrupts` took over (see :func:`catch_early_signals`).
+_EARLY: list[int] = []
+
+
+def _early(signum: int, frame: Any) -> None:
+    _EARLY.append(signum)
+
+
+@contextlib.contextmanager
+def catch_early_signals() -> Iterator[None]:
+    """Around all of ``main``: Ctrl-C and SIGTERM are recorded, not raised, so a signal
+    while JAX and the extension modules are imported neither crashes inside an import
+    nor prints a traceback; the run's :class:`Interrupts` then sees it and stops before
+    computing (exit 130/143). The previous handlers come back at the end."""
+    import threading
+
+    _EARLY.clear()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in Interrupts.SIGNALS:
+            previous[s] = signal.signal(s, _early)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 class Interrupts:
     """SIGINT (Ctrl-C) and SIGTERM (``kill``, ``timeout``, batch schedulers) ask the run
     to stop at the next report, where the current result is saved; a second signal
@@ -159,7 +188,7 @@ class Interrupts:
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self.signum: int | None = None
+        self.signum: int | None = _EARLY[0] if _EARLY else None
         self._previous: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:

@@ -24,7 +24,7 @@ from nst_jax.cli.common import (
     positive_int,
     select_device,
 )
-from nst_jax.cli.prepare import add_common_args, prepare
+from nst_jax.cli.inputs import add_common_args, prepare
 
 DESCRIPTION = """Optimise one image per point of a grid of loss weights, in one compiled program
 (jax.vmap over the weights, sharded over all devices, and over all hosts after

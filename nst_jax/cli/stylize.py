@@ -24,7 +24,7 @@ from nst_jax.cli.common import (
     save_with_fallback,
     sha256_of,
 )
-from nst_jax.cli.prepare import add_common_args, prepare
+from nst_jax.cli.inputs import add_common_args, prepare
 
 DESCRIPTION = """Paint CONTENT in the style of STYLE (Gatys, Ecker & Bethge).
 

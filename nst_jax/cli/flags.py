@@ -1,0 +1,131 @@
+"""[I/O] One table of the run flags: each line is a flag, the :class:`Config` field it
+fills (if any), its type and its help. argparse and the ``Config(...)`` call are both
+generated from it, so a new ``Config`` field is one line here (crowsonkb's ``arg_info``
+is the model). Defaults come from :class:`Config` itself."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from nst_jax.cli.common import nonneg_float, positive_float, positive_int
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """One command-line flag. ``field``: the :class:`Config` field it sets (its default
+    is the field's); ``default``: for flags that fill no field."""
+
+    name: str
+    help: str
+    field: str | None = None
+    type: Any = None
+    choices: Any = None
+    default: Any = None
+    action: str | None = None
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.name.lstrip("-").replace("-", "_")
+
+
+def _choices(name: str) -> tuple[str, ...]:
+    from nst_jax import config, losses, vgg
+
+    return {"optimizer": config.OPTIMIZERS, "init": config.INITS, "precision": config.PRECISIONS,
+            "normalization": losses.NORMALIZATIONS, "pooling": vgg.POOLINGS,
+            "preserve_color": ("none", "luminance", "histogram")}[name]
+
+
+GROUPS: dict[str, tuple[Flag, ...]] = {
+    "size and iterations": (
+        Flag("--size", "longest side of the output in pixels", type=positive_int, default=512),
+        Flag("--style-scale", "style image size relative to --size", type=positive_float, default=1.0),
+        Flag("--iters", "optimizer iterations", "iterations", positive_int),
+    ),
+    "cost: J = alpha*J_content + beta*J_style + tv_weight*TV": (
+        Flag("--alpha", "content weight", "alpha", nonneg_float),
+        Flag("--beta", "style weight; raise for more style", "beta", nonneg_float),
+        Flag("--tv-weight", "total-variation smoothing weight", "tv_weight", nonneg_float),
+        Flag("--content-layer", "VGG layer compared with the content", "content_layer"),
+        Flag("--style-layers", "style layers with weights lambda_l, e.g. conv1_1:0.5,conv2_1:0.5 "
+             "(names alone: equal weights)", default=None),
+        Flag("--style-weights", "blend weights of several style images, e.g. 0.7,0.3 "
+             "(default: equal)"),
+        Flag("--normalization", "cost normalisation convention", "normalization", choices="normalization"),
+        Flag("--pooling", "VGG pooling (Gatys et al. suggest avg)", "pooling", choices="pooling"),
+    ),
+    "colour, scales, averaging, stopping": (
+        Flag("--preserve-color", "keep the content's colours: 'luminance' optimises the luminance "
+             "only (Gatys et al. 2017), 'histogram' matches the style's colour statistics to the "
+             "content first", "preserve_color", choices="preserve_color"),
+        Flag("--original-colors", "post-hoc luminance swap onto the content's colours",
+             "original_colors", action="store_true"),
+        Flag("--scales", "coarse-to-fine scales, each --iters iterations", "scales", positive_int),
+        Flag("--min-size", "longest side of the first scale (default: --size / 2^(scales-1))",
+             type=positive_int),
+        Flag("--avg-decay", "output the bias-corrected exponential moving average of the iterates "
+             "with this decay, e.g. 0.9 (0: off)", "avg_decay", nonneg_float),
+        Flag("--tol", "stop a scale when the cost changes by less than this fraction over "
+             "--tol-window iterations; --iters becomes a maximum (0: off)", "tol", nonneg_float),
+        Flag("--tol-window", "iterations the --tol test looks back", "tol_window", positive_int),
+    ),
+    "optimizer": (
+        Flag("--optimizer", "adam, lbfgs (Gatys et al.'s choice) or sgd", "optimizer",
+             choices="optimizer"),
+        Flag("--lr", "Adam/SGD step in pixel units, pixels in [0, 1]", "learning_rate", positive_float),
+        Flag("--lbfgs-history", "L-BFGS memory", "lbfgs_history", positive_int),
+        Flag("--init", "starting image", "init", choices="init"),
+        Flag("--noise-ratio", "noise share r of content+noise: (1-r)*C + r*U(0,1)", "noise_ratio",
+             nonneg_float),
+        Flag("--seed", "random seed of the initial noise", type=int, default=0),
+    ),
+    "run": (
+        Flag("--weights", "weights .h5 (default: vgg19.h5, else vgg16.h5, looked up in ./weights, "
+             "then $NST_JAX_WEIGHTS or the per-user cache folder)"),
+        Flag("--precision", "what the VGG convolutions compute: f32 = float32 at XLA's default "
+             "(exact on CPU, TF32 on NVIDIA GPUs, bf16 passes on TPUs); highest = true float32 "
+             "everywhere (slower on GPU/TPU); bf16 = bfloat16 with float32 accumulation (pays off "
+             "on GPU/TPU, not on CPU). Grams and costs are float32 in every mode", "precision",
+             choices="precision"),
+        Flag("--device", "JAX platform; an error if there is no such device (default: JAX's choice)",
+             choices=("cpu", "gpu", "tpu")),
+        Flag("--report-every", "iterations fused per compiled call between progress updates",
+             "report_every", positive_int, metavar="N"),
+        Flag("--overwrite", "replace existing output files", action="store_true"),
+        Flag("--quiet", "print only the final line", action="store_true"),
+    ),
+}
+
+
+def add_flags(ap: argparse.ArgumentParser) -> None:
+    """Every flag of :data:`GROUPS`, with its default (from :class:`Config` where it
+    fills a field) in its help."""
+    from nst_jax.config import Config
+
+    d = Config()
+    for title, flags in GROUPS.items():
+        g = ap.add_argument_group(title)
+        for f in flags:
+            default = getattr(d, f.field) if f.field else f.default
+            if f.name == "--style-layers":
+                default = ",".join(f"{n}:{v:g}" for n, v in zip(d.style_layers, d.style_weights,
+                                                                  strict=True))
+            kw: dict[str, Any] = {"help": f.help}
+            if f.action:
+                kw["action"] = f.action
+                kw["help"] += " (default: off)"
+            else:
+                choices = _choices(f.choices) if isinstance(f.choices, str) else f.choices
+                kw.update(type=f.type, choices=choices, default=default, metavar=f.metavar)
+                if default is not None and "(default" not in f.help:
+                    kw["help"] += f" (default: {default:g})" if isinstance(default, float) else (
+                        f" (default: {default})")
+            g.add_argument(f.name, **kw)
+
+
+def config_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """``{Config field: value}`` for every flag of the table that fills one."""
+    return {f.field: getattr(args, f.dest) for flags in GROUPS.values() for f in flags if f.field}

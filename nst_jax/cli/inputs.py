@@ -1,0 +1,137 @@
+"""[I/O] The flags every run shares, and turning them into a checked, loaded run.
+
+Everything that can be refused is refused here, before anything large is allocated
+or compiled: numbers, layers, weights, image headers (the sizes come from the
+headers, so ``--size 100000`` is refused by the memory check before any pixel is
+decoded or resized), and the predicted memory per device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from nst_jax import weights as W
+from nst_jax.cli.common import (
+    CliError,
+    Prepared,
+    parse_numbers,
+    parse_style_layers,
+    select_device,
+)
+from nst_jax.cli.flags import add_flags, config_fields
+
+
+def add_common_args(ap: argparse.ArgumentParser) -> None:
+    """Flags shared by ``stylize`` and ``grid``: the table of :mod:`nst_jax.cli.flags`."""
+    add_flags(ap)
+
+
+def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> Prepared:
+    """Select the device, parse the layer/blend specs, load weights and images, build
+    the :class:`Config`; every user error becomes a :class:`CliError`.
+
+    ``points``: grid points held at once, spread over all devices (``jax.devices()``).
+    """
+    select_device(args.device)
+    import jax
+
+    from nst_jax import image as I
+    from nst_jax import vgg
+    from nst_jax.config import Config
+    from nst_jax.optimize import check_sizes
+
+    names, lw = parse_style_layers(args.style_layers)
+    blend = parse_numbers("--style-weights", args.style_weights, count=len(args.style),
+                          what="weights (one per style image)")
+    if blend is not None and sum(blend) <= 0:
+        raise CliError(f"--style-weights: expected weights with a positive sum, got {args.style_weights!r}")
+    try:
+        wpath = W.find_weights(args.weights)
+        params, spec = W.load_weights(wpath)
+        meta_w = W.read_metadata(wpath)
+    except W.WeightsError as e:
+        raise CliError(str(e)) from None
+    arch = vgg.arch_of(params)
+    try:
+        config = Config(**{
+            **config_fields(args), "style_layers": names, "style_weights": lw,
+            "min_size": args.min_size or 0, "report_every": report_every,
+        }).validate(arch)
+    except ValueError as e:
+        raise CliError(str(e).replace("content_layer: ", "--content-layer: ")) from None
+    style_size = max(1, round(args.size * args.style_scale))
+    try:  # headers only: nothing is decoded before the checks below
+        c_hw = I.image_shape(args.content, args.size)
+        s_hw = [I.image_shape(s, style_size) for s in args.style]
+    except I.ImageError as e:
+        raise CliError(str(e)) from None
+    try:
+        check_sizes((*c_hw, 3), [(*hw, 3) for hw in s_hw], arch, config,
+                    names=[args.content, *args.style])
+    except ValueError as e:
+        raise CliError(f"{e} (raise --size / --min-size / --style-scale or use shallower "
+                       "layers)") from None
+    check_memory(arch, c_hw, config, points=points, devices=len(jax.devices()))
+    try:
+        content = I.load_image(args.content, args.size)
+        styles = [I.load_image(s, style_size) for s in args.style]
+    except I.ImageError as e:
+        raise CliError(str(e)) from None
+    settings = dict(vars(args))
+    settings.pop("func", None)
+    settings["style_layers"] = dict(zip(config.style_layers, config.style_weights, strict=True))
+    meta = {
+        "nst_jax": __import__("nst_jax").__version__, "jax": jax.__version__,
+        "device": str(jax.devices()[0]), "platform": jax.devices()[0].platform,
+        "settings": settings,
+        "weights": {"path": str(wpath), "architecture": arch,
+                    "source": meta_w.get("source"), "source_sha256": meta_w.get("source_sha256")},
+        "license_note": "features from VGG weights by Simonyan & Zisserman, CC BY 4.0",
+    }
+    if not args.quiet:
+        print(f"nst_jax: {W.Path(args.content).name} in the style of "
+              f"{', '.join(W.Path(s).name for s in args.style)}: {content.shape[1]}x{content.shape[0]}, "
+              f"{arch} ({meta_w.get('source')}), {config.optimizer}, {config.iterations} iterations "
+              f"on {jax.devices()[0].platform}", file=sys.stderr)
+    return Prepared(params, spec, arch, config, content, styles, blend, meta)
+
+
+def check_memory(arch: str, hw: tuple[int, int], config: Any, *, points: int = 1,
+                 devices: int = 1) -> None:
+    """Refuse, before compiling, a run whose peak memory on one device exceeds what is free.
+
+    ``points`` grid points are spread over ``devices`` devices: each device holds
+    ``ceil(points / devices)``. On CPU the fitted model (:func:`nst_jax.memory.predict_bytes`)
+    predicts it; on GPU/TPU, XLA's own figure for the compiled program
+    (:func:`nst_jax.memory.compiled_bytes`) where the backend gives one.
+    """
+    import jax
+
+    from nst_jax import memory, vgg
+
+    per_device = -(-points // devices)
+    deepest = max((config.content_layer, *config.style_layers), key=vgg.layer_names(arch).index)
+    device = jax.devices()[0]
+    kw = {"optimizer": config.optimizer, "precision": config.precision, "points": per_device,
+          "deepest": deepest, "lbfgs_history": config.lbfgs_history, "platform": device.platform}
+    avail = memory.available_bytes(device)
+    if avail is None:
+        return
+    need, how = memory.predict_bytes(arch, *hw, **kw), "predicted"
+    if device.platform != "cpu":
+        try:
+            need, how = memory.compiled_bytes(arch, *hw, config, points=per_device), "XLA's figure"
+        except Exception:  # no analysis on this backend: keep the model's prediction
+            pass
+    if need <= 0.9 * avail:  # leave room for the runtime itself
+        return
+    best = memory.largest_size(avail, arch, aspect=hw[0] / hw[1], **kw)
+    hint = f"the largest size that fits is about --size {best}" if best else "nothing fits"
+    extra = "" if config.precision == "bf16" or device.platform == "cpu" else (
+        "; --precision bf16 halves the activations")
+    where = f" per device ({per_device} grid points each)" if points > 1 else ""
+    raise CliError(f"{hw[1]}x{hw[0]} needs about {need / 2**30:.1f} GiB ({how}){where} but "
+                   f"{avail / 2**30:.1f} GiB are available: {hint}{extra}"
+                   + (" (or a smaller --chunk)" if points > 1 else ""))
