@@ -289,12 +289,26 @@ def synthetic_params(
     arch: str = "vgg16",
     channels: Sequence[int] = (4, 8, 8, 16, 16),
     *,
-    key: Array,
+    key: Array | None = None,
+    seed: int | None = None,
 ) -> dict[str, dict[str, Array]]:
-    """Random He-initialised params of the given shapes (for tests and timings)."""
+    """Random He-initialised params of the given shapes (for tests and timings):
+    kernels ``N(0, 2 / (9 C_in))``, biases ``N(0, 0.01)``. With ``key``, drawn by
+    ``jax.random`` (``jax.Array`` leaves); with ``seed``, by NumPy (NumPy leaves: no
+    JAX computation, so nothing compiles)."""
     shapes = conv_shapes(arch, channels)
+    if (key is None) == (seed is None):
+        raise ValueError("synthetic_params: give exactly one of key= (jax) or seed= (numpy)")
+    params: dict[str, dict[str, Any]] = {}
+    if seed is not None:
+        rng = np.random.default_rng(seed)
+        for name, (ks, bs) in shapes.items():
+            params[name] = {
+                "kernel": (np.sqrt(2.0 / (9 * ks[2])) * rng.standard_normal(ks)).astype(np.float32),
+                "bias": (0.1 * rng.standard_normal(bs)).astype(np.float32),
+            }
+        return params
     keys = jax.random.split(key, len(shapes))
-    params = {}
     for k, (name, (ks, bs)) in zip(keys, shapes.items(), strict=True):
         k1, k2 = jax.random.split(k)
         std = np.sqrt(2.0 / (9 * ks[2]))

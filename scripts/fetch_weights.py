@@ -6,13 +6,15 @@
     python scripts/fetch_weights.py --from-file vgg19-dcbb9e9d.pth   # convert a local file
 """
 
+import sys  # a builtin module: nothing to interrupt
+
 try:  # Ctrl-C while starting up: nothing started yet, so no traceback either
-    import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from nst_jax.cli import fetch_main
 except KeyboardInterrupt:
+    print("interrupted: stopped before the run started; nothing saved", file=sys.stderr)
     raise SystemExit(130) from None
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Paint a content image in the style of another: python scripts/stylize.py --help."""
 
+import sys  # a builtin module: nothing to interrupt
+
 try:  # Ctrl-C while starting up: nothing started yet, so no traceback either
-    import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from nst_jax.cli import stylize_main
 except KeyboardInterrupt:
+    print("interrupted: stopped before the run started; nothing saved", file=sys.stderr)
     raise SystemExit(130) from None
 
 if __name__ == "__main__":

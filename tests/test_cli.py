@@ -171,6 +171,7 @@ def _cmd(work, *extra):
             str(work / "s.png"), "--weights", str(work / "tiny.h5"), *extra]
 
 
+@pytest.mark.slow
 def test_subprocess_bad_input_exit_code(work):
     r = subprocess.run(_cmd(work, "--content-layer", "nope", "-o", str(work / "x.png")),
                        capture_output=True, text=True, timeout=120)
@@ -192,6 +193,7 @@ def _interrupt(cmd: list[str], marker: str) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_sigint_saves_a_complete_image(work):
     out = work / "int.png"
     err = _interrupt(_cmd(work, "--size", "32", "--beta", "1e-2", "--iters", "100000",
@@ -204,6 +206,7 @@ def test_sigint_saves_a_complete_image(work):
     assert not list(work.glob(".int*"))
 
 
+@pytest.mark.slow
 @pytest.mark.real_weights
 @pytest.mark.skipif(not REAL_VGG16.exists(), reason="weights/vgg16.h5 absent")
 def test_readme_demo_command_small(tmp_path):
@@ -322,6 +325,7 @@ def test_style_scale_sets_the_style_size(work):
     assert max(pr.styles[0].shape[:2]) == 60
 
 
+@pytest.mark.slow
 def test_grid_sigint_exits_130_and_writes_nothing(work):
     out = work / "gint"
     cmd = [sys.executable, str(ROOT / "scripts" / "grid.py"), str(work / "c.png"),

@@ -107,6 +107,7 @@ def test_unfused_run_stops_at_convergence_like_the_fused_one(params16, images):
     assert len(calls) <= int(done) + 2  # before: all 20 steps were evaluated
 
 
+@pytest.mark.slow
 @pytest.mark.real_weights
 def test_readme_custom_example_runs(tmp_path, monkeypatch):
     """The README's custom-optimizer + custom-term example, as written (128 px, 60 steps)."""

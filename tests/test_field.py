@@ -40,6 +40,7 @@ def _one_error_line(err: str, starts: str) -> None:
 # ----------------------------------------------------------------------------- 1. backend
 
 
+@pytest.mark.slow
 def test_import_starts_no_backend():
     code = """
 import os
@@ -56,6 +57,7 @@ print(jax.device_count())
     assert r.stdout.strip() == "3"
 
 
+@pytest.mark.slow
 def test_device_that_is_absent_is_an_error(work):
     r = subprocess.run(_script(work, *FAST, "--device", "tpu", "-o", str(work / "tpu.png")),
                        capture_output=True, text=True, timeout=120)
@@ -64,6 +66,7 @@ def test_device_that_is_absent_is_an_error(work):
     assert not (work / "tpu.png").exists()
 
 
+@pytest.mark.slow
 def test_device_cpu_is_used(work):
     r = subprocess.run(_script(work, *FAST, "--device", "cpu", "-o", str(work / "cpu.png")),
                        capture_output=True, text=True, timeout=120)
@@ -107,6 +110,7 @@ def test_failed_write_falls_back_to_the_temp_folder(tmp_path, monkeypatch):
     assert why == f"cannot write {tmp_path / 'out' / 'r.png'}: No space left on device"
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_with_the_default_name_both_keep_their_result(work, tmp_path):
     cmd = _script(work, *FAST, "--iters", "6")
     procs = [subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -137,6 +141,7 @@ def full_disk(tmp_path):
         subprocess.run(["umount", str(mnt)], check=False)
 
 
+@pytest.mark.slow
 def test_disk_full_keeps_the_result_and_says_where(work, tmp_path, full_disk):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
@@ -227,6 +232,7 @@ def _signal_after(cmd: list[str], marker: str, sig: int, **kw) -> tuple[int, str
         return p.wait(timeout=120), err
 
 
+@pytest.mark.slow
 def test_sigterm_saves_like_ctrl_c(work):
     out = work / "term.png"
     code, err = _signal_after(_script(work, "--size", "32", "--beta", "1e-2", "--iters", "100000",
@@ -238,7 +244,8 @@ def test_sigterm_saves_like_ctrl_c(work):
     assert (work / "term.png.ckpt").exists()
 
 
-@pytest.mark.parametrize("delay", [0.15, 0.4, 0.8])
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0])
 def test_sigint_during_start_up_exits_130_without_traceback(work, delay):
     """A signal while JAX and the extensions are imported: recorded, not raised (it used
     to crash inside an extension's import, or print an ImportError traceback)."""
@@ -336,6 +343,7 @@ def test_weights_cache_and_search_order(tmp_path, monkeypatch):
     assert dirs[0] == tmp_path / "weights" and dirs[-1] == tmp_path / "mine"
 
 
+@pytest.mark.slow
 @pytest.mark.slow_install
 def test_installed_wheel_outside_the_checkout(work, tmp_path):
     """Build the wheel, install it in a fresh venv (dependencies from this one), and use
@@ -423,6 +431,7 @@ def test_memory_is_checked_per_device(monkeypatch):
         check_memory("vgg16", (256, 256), cfg, points=4, devices=2)
 
 
+@pytest.mark.slow
 def test_grid_chunk_rounding_is_stated(work, tmp_path):
     r = subprocess.run(
         _script(work, "--betas", "1e-2,1e-1,1", "--size", "32", "--iters", "2", "--report-every", "2",

@@ -112,6 +112,7 @@ def test_negative_weight_rejected(params16, images):
         Gd.stylize_grid(*images, params16, SPEC, config=CFG, betas=[-1.0])
 
 
+@pytest.mark.slow
 def test_sharded_over_four_devices_equals_one(tmp_path):
     script = textwrap.dedent(f"""
         import json, sys
@@ -153,6 +154,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_grid_cli_on_two_hosts_equals_one_host(work, tmp_path):
     """Two processes on 127.0.0.1 (jax.distributed, gloo CPU collectives), 2 devices each:
     the same images as one process; only process 0 writes."""

@@ -159,6 +159,7 @@ def test_first_scale_too_small_is_refused(params16):
 # ----------------------------------------------------------------------------- resume
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("opt", ["adam", "lbfgs"])
 def test_resume_is_bitwise_equal_to_uninterrupted(params16, images, opt):
     C, S = images
@@ -195,6 +196,7 @@ def test_checkpoint_file_round_trip(params16, images, tmp_path):
 # ----------------------------------------------------------------------------- real weights
 
 
+@pytest.mark.slow
 @pytest.mark.real_weights
 def test_lbfgs_beats_adam_at_equal_evaluations(real16, capsys):
     params, spec = real16
