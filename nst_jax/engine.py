@@ -246,16 +246,19 @@ def iterate(
             p = t.progress(X, ls, image, c, si, last_scale=si == len(sizes) - 1,
                            scale_done=done >= config.iterations)
             if snapshots:
-                p.snapshot = {
-                    "X": to_host(X), "loop_state": [to_host(v) for v in jax.tree.leaves(ls)],
-                    "scale": si, "step_in_scale": done, "steps": t.steps, "evals": p.evals,
-                    "history": p.history, "key": np.asarray(jax.random.key_data(key)),
-                }
+                p.snapshot = _snapshot(X, ls, si, done, p, key)
             yield p
             if p.error is not None and not layout.batched:
                 return
         if Xr is None:  # resumed exactly at the end of a scale
             Xr = layout.map(lambda x, s: averaged(x, s, config), X, ls)
+
+
+def _snapshot(X: Array, ls: Any, si: int, done: int, p: Progress, key: Array) -> dict[str, Any]:
+    """Host copies of everything ``iterate(resume=...)`` needs to continue exactly here."""
+    return {"X": to_host(X), "loop_state": [to_host(v) for v in jax.tree.leaves(ls)],
+            "scale": si, "step_in_scale": done, "steps": p.step, "evals": p.evals,
+            "history": p.history, "key": np.asarray(jax.random.key_data(key))}
 
 
 class _Tally:

@@ -151,11 +151,10 @@ def stylize_grid(
     k = layout.points
     total = config.iterations * config.scales * (-(-n // k))
     parts: list[Any] = []
-    compile_s = run_s = 0.0
-    done_before = 0
     for first in range(0, n, k):
         idx = np.arange(first, min(first + k, n))
         pad = np.concatenate([idx, np.full(k - len(idx), idx[-1])]).astype(np.int32)
+        done_before = sum(p.step for p, _ in parts)
         last = None
         for last in iterate(content_rgb, style_rgb, params, spec, config=config, key=key,
                             style_blend=style_blend, init=None if starts is None else starts[pad],
@@ -164,10 +163,8 @@ def stylize_grid(
             if callback is not None:
                 callback(done_before + last.step, total)
         assert last is not None
-        done_before += last.step
-        compile_s, run_s = (last.compile_s, last.run_s) if first == 0 else (
-            compile_s, run_s + last.compile_s + last.run_s)
         parts.append((last, slice(0, len(idx))))
+    first_call = parts[0][0]
     return GridResult(
         points=points, shape=shape, axes=tuple(axes),
         images=np.concatenate([p.image[keep] for p, keep in parts]),
@@ -175,5 +172,7 @@ def stylize_grid(
         costs={name: np.concatenate([p.costs[name][keep] for p, keep in parts])
                for name in parts[0][0].costs},
         ok=np.concatenate([np.asarray(p.ok)[keep] for p, keep in parts]),
-        compile_s=compile_s, run_s=run_s, sharding=parts[-1][0].sharding,
+        compile_s=first_call.compile_s,  # later chunks reuse the compiled programs
+        run_s=first_call.run_s + sum(p.compile_s + p.run_s for p, _ in parts[1:]),
+        sharding=parts[-1][0].sharding,
     )

@@ -36,6 +36,21 @@ def test_largest_size_is_the_inverse():
     assert memory.largest_size(10, "vgg19") == 0
 
 
-def test_available_bytes_is_positive():
-    avail = memory.available_bytes()
-    assert avail is None or avail > 0
+def test_available_bytes_uses_the_device_limit_else_the_host(monkeypatch):
+    class Accelerator:
+        def memory_stats(self):
+            return {"bytes_limit": 80 * 2**30, "bytes_in_use": 3 * 2**30}
+
+    class NoStats:
+        def memory_stats(self):
+            raise NotImplementedError
+
+    assert memory.available_bytes(Accelerator()) == 77 * 2**30
+    try:
+        with open("/proc/meminfo") as f:
+            line = next(x for x in f if x.startswith("MemAvailable:"))
+    except OSError:
+        pytest.skip("no /proc/meminfo here")
+    host = int(line.split()[1]) * 1024
+    got = memory.available_bytes(NoStats())
+    assert abs(got - host) < 0.05 * host + 2**28  # the host's available RAM, read again
