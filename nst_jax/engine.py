@@ -31,8 +31,10 @@ from nst_jax.problem import (
     compute_targets,
     init_image,
     network_inputs,
-    objective,
     to_variable,
+)
+from nst_jax.problem import (
+    objective as default_objective,
 )
 from nst_jax.step import averaged, init_loop_state, make_optimizer
 
@@ -175,7 +177,7 @@ def iterate(
     resume: dict[str, Any] | None = None,
     snapshots: bool = False,
     tx: optax.GradientTransformation | None = None,
-    objective_fn: Callable | None = None,
+    objective: Callable | None = None,
     layout: Layout = Layout(),
     point_configs: Config | None = None,
 ) -> Iterator[Progress]:
@@ -196,7 +198,7 @@ def iterate(
 
     ``tx``: any optax transformation (default: ``config.optimizer``'s; line-search
     ones, whose state holds ``value``, get the L-BFGS treatment: box penalty, single
-    steps). ``objective_fn``: a custom objective with :func:`nst_jax.problem.objective`'s
+    steps). ``objective``: a custom objective with :func:`nst_jax.problem.objective`'s
     signature. Scales, progress, checkpoints and ``tol`` work with both.
     """
     config = config.validate(vgg.arch_of(params))
@@ -213,7 +215,7 @@ def iterate(
     chunk = min(config.report_every, config.iterations)
     tx = tx if tx is not None else _optimizer(config.optimizer, config.learning_rate,
                                               config.lbfgs_history)
-    run, measure = layout.programs(tx, spec, chunk, objective_fn or objective)
+    run, measure = layout.programs(tx, spec, chunk, objective or default_objective)
     cfg = layout.split(point_configs) if layout.batched else config
     params_d = layout.share(params)
     t = _Tally()
@@ -323,7 +325,7 @@ def stylize(
     style_blend: Sequence[float] | None = None,
     callback: Callable[[Progress], Any] | None = None,
     tx: optax.GradientTransformation | None = None,
-    objective_fn: Callable | None = None,
+    objective: Callable | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Style-transfer ``content_rgb`` in the style of ``style_rgb``.
 
@@ -336,7 +338,7 @@ def stylize(
       style_blend: weights of several style images (default: equal).
       callback: called with each :class:`Progress`; return ``True`` to stop early.
       tx: any optax transformation (default: the one ``config.optimizer`` names).
-      objective_fn: a custom ``(X, params, targets, config, spec) -> (J, terms)``
+      objective: a custom ``(X, params, targets, config, spec) -> (J, terms)``
         (default :func:`nst_jax.problem.objective`).
 
     Returns:
@@ -350,7 +352,7 @@ def stylize(
     """
     last = None
     for last in iterate(content_rgb, style_rgb, params, spec, config=config, key=key,
-                        style_blend=style_blend, tx=tx, objective_fn=objective_fn):
+                        style_blend=style_blend, tx=tx, objective=objective):
         if callback is not None and callback(last):
             break
     assert last is not None

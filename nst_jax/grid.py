@@ -108,7 +108,7 @@ def stylize_grid(
     style_blend: Sequence[float] | None = None,
     callback: Callable[[int, int], Any] | None = None,
     tx: Any = None,
-    objective_fn: Callable | None = None,
+    objective: Callable | None = None,
     **other_axes: Sequence[Any],
 ) -> GridResult:
     """Optimise G for every point of the grid ``alphas x betas x other_axes``.
@@ -128,7 +128,7 @@ def stylize_grid(
         to a multiple of the device count.
       devices: devices to shard the grid axis over (default: all of ``jax.devices()``).
       callback: called as ``callback(steps_done, total_steps)`` after each compiled call.
-      tx, objective_fn: a custom optax transformation / objective (as for ``stylize``).
+      tx, objective: a custom optax transformation / objective (as for ``stylize``).
       **other_axes: ``tv_weight=[...]`` or ``style_weights=[(w1, ..., w5), ...]``.
 
     Returns:
@@ -158,7 +158,7 @@ def stylize_grid(
         last = None
         for last in iterate(content_rgb, style_rgb, params, spec, config=config, key=key,
                             style_blend=style_blend, init=None if starts is None else starts[pad],
-                            tx=tx, objective_fn=objective_fn, layout=layout,
+                            tx=tx, objective=objective, layout=layout,
                             point_configs=jax.tree.map(lambda x, p=pad: x[p], stacked)):
             if callback is not None:
                 callback(done_before + last.step, total)

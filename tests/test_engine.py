@@ -44,7 +44,7 @@ def test_custom_objective_adds_a_term_and_keys_the_cache(params16, images):
         return j + extra, {**terms, "total": terms["total"] + extra}
 
     plain = stylize(*images, params16, SPEC, config=CFG)[0]
-    bright = stylize(*images, params16, SPEC, config=CFG, objective_fn=brighter)[0]
+    bright = stylize(*images, params16, SPEC, config=CFG, objective=brighter)[0]
     again = stylize(*images, params16, SPEC, config=CFG)[0]
     assert bright.mean() > plain.mean() + 0.01
     np.testing.assert_array_equal(plain, again)  # the custom objective did not stick
