@@ -69,7 +69,7 @@ def _nbytes(*trees) -> int:
 
 
 def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int,
-              precision: str = "f32") -> dict:
+              precision: str = "f32", style_loss: str = "gram") -> dict:
     """One row, measured in this process (see the module docstring)."""
     mem = ProcessMemory()
     params = vgg.synthetic_params(arch, vgg.CHANNELS, key=jax.random.key(0))
@@ -78,7 +78,7 @@ def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int,
     k1, k2 = jax.random.split(jax.random.key(1))
     C = jax.random.uniform(k1, (size, size, 3))
     S = jax.random.uniform(k2, (size, size, 3))
-    cfg = Config(optimizer=optimizer, iterations=chunk, report_every=chunk,
+    cfg = Config(optimizer=optimizer, iterations=chunk, report_every=chunk, style_loss=style_loss,
                  precision=precision).validate(arch)
     targets = compute_targets(params, spec, C, S, cfg)
     tx = make_optimizer(cfg)
@@ -185,12 +185,13 @@ def add_derived(r: dict, peak: float, platform: str = "cpu") -> dict:
 
 
 def _row_in_subprocess(arch: str, size: int, opt: str, prec: str, repeats: int, chunk: int,
-                       plain_conv: bool, timeout: float | None = None) -> dict:
+                       plain_conv: bool, timeout: float | None = None, style_loss: str = "gram") -> dict:
     """One row in a fresh process; a failed or timed-out row comes back as
     ``{..., "error": why}`` so the rows before and after it are kept."""
     cmd = [sys.executable, __file__, "--row", arch, str(size), opt, prec,
-           "--repeats", str(repeats), "--chunk", str(chunk)] + (["--plain-conv"] if plain_conv else [])
-    key = {"arch": arch, "size": size, "optimizer": opt, "precision": prec}
+           "--repeats", str(repeats), "--chunk", str(chunk), "--style-loss", style_loss] + (
+               ["--plain-conv"] if plain_conv else [])
+    key = {"arch": arch, "size": size, "optimizer": opt, "precision": prec, "style_loss": style_loss}
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -249,6 +250,8 @@ def main() -> int:
     ap.add_argument("--in-process", action="store_true", help="measure every row in this process")
     ap.add_argument("--row", nargs=4, metavar=("ARCH", "SIZE", "OPT", "PREC"), help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--style-loss", default="gram", choices=["gram", "meancov", "w2"],
+                    help="style statistic of every row")
     ap.add_argument("--row-timeout", type=float, default=None, metavar="S",
                     help="give up a row after S seconds (kept in the table as failed)")
     ap.add_argument("--show", metavar="JSON", help="print the table of an earlier run (current memory model)")
@@ -258,7 +261,8 @@ def main() -> int:
         vgg.conv3x3_pre = lambda x, k, _: vgg._conv(x, k)
     if args.row:
         arch, size, opt, prec = args.row
-        print("ROW " + json.dumps(bench_one(arch, int(size), opt, args.repeats, args.chunk, prec)))
+        row = bench_one(arch, int(size), opt, args.repeats, args.chunk, prec, args.style_loss)
+        print("ROW " + json.dumps({**row, "style_loss": args.style_loss}))
         return 0
     if args.show:
         saved = json.loads(Path(args.show).read_text())
@@ -286,10 +290,10 @@ def main() -> int:
                 if size >= 1024:
                     repeats, chunk = max(2, repeats // 2), min(chunk, 2)
                 if args.in_process:
-                    r = bench_one(arch, size, opt, repeats, chunk, prec)
+                    r = bench_one(arch, size, opt, repeats, chunk, prec, args.style_loss)
                 else:
                     r = _row_in_subprocess(arch, size, opt, prec, repeats, chunk, args.plain_conv,
-                                           args.row_timeout)
+                                           args.row_timeout, args.style_loss)
                 rows.append(r if "error" in r else add_derived(r, peak, dev.platform))
                 print(_line(rows[-1]), flush=True)
                 _write_json(path, dev, peak, args.plain_conv, rows)  # partial results survive

@@ -17,6 +17,7 @@ from flax import struct
 from nst_jax import vgg
 from nst_jax.color import PRESERVE_COLOR
 from nst_jax.losses import NORMALIZATIONS
+from nst_jax.statistics import STYLE_LOSSES
 
 OPTIMIZERS = ("adam", "lbfgs", "sgd")
 PRECISIONS = ("f32", "highest", "bf16")
@@ -106,6 +107,7 @@ class Config:
     min_size: int = _static(0)
     box_weight: float = _static(1e4)
     precision: str = _static("f32")
+    style_loss: str = _static("gram")
 
     def validate(self, arch: str = "vgg19") -> Config:
         """Check every static field (and numeric leaves that are plain numbers).
@@ -145,6 +147,8 @@ class Config:
              f"scales: expected a positive integer, got {self.scales!r}")
         need(isinstance(self.min_size, int) and self.min_size >= 0,
              f"min_size: expected an integer >= 0, got {self.min_size!r}")
+        need(self.style_loss in STYLE_LOSSES,
+             f"style_loss: expected one of {STYLE_LOSSES}, got {self.style_loss!r}")
         need(self.precision in PRECISIONS,
              f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
         need(self.box_weight >= 0, f"box_weight: expected >= 0, got {self.box_weight}")

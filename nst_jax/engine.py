@@ -96,6 +96,14 @@ def check_sizes(
             raise ValueError(
                 f"{names[min(i, len(names) - 1)]}: {w}x{h}{where} is too small for {deepest}: "
                 f"the minimum is {need}x{need} pixels")
+        if config.style_loss != "gram":
+            for layer in config.style_layers:
+                step = vgg.min_image_size(layer)
+                if (h // step) * (w // step) < 2:
+                    raise ValueError(
+                        f"{names[min(i, len(names) - 1)]}: {w}x{h} gives {layer} "
+                        f"{(h // step) * (w // step)} position(s); style_loss "
+                        f"{config.style_loss!r} needs at least 2 to estimate a covariance")
 
 
 def resize(rgb: Array, hw: tuple[int, int]) -> Array:

@@ -25,6 +25,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +34,10 @@ from jax import lax
 Array = jax.Array
 
 NORMALIZATIONS = ("lecture", "gatys", "jcjohnson", "tf-tutorial")
+
+#: Factors that put the ``meancov``/``w2`` style costs on the lecture Gram cost's scale,
+#: so the default ``beta`` suits every style statistic (see README "style statistic").
+STATS_SCALE = {"meancov": 5.0, "w2": 1.2e4}
 
 
 def _check_norm(normalization: str) -> None:
@@ -196,21 +201,34 @@ def style_cost(
 
 
 def style_cost_from_targets(
-    targets: Mapping[str, Array],
+    targets: Mapping[str, Any],
     gen_feats: Mapping[str, Array],
     layer_weights: Mapping[str, float | Array],
     *,
     normalization: str = "lecture",
+    style_loss: str = "gram",
 ) -> Array:
-    """:func:`style_cost` against precomputed :func:`style_target` Grams."""
+    """:func:`style_cost` against precomputed targets: :func:`style_target` Grams, or
+    for ``style_loss`` ``meancov``/``w2`` the moments of
+    :func:`nst_jax.statistics.stats_target` (whose cost is scaled by
+    :data:`STATS_SCALE` to the Gram cost's magnitude; ``normalization`` applies to the
+    Gram only)."""
+    from nst_jax import statistics
+
     missing = [k for k in layer_weights if k not in targets or k not in gen_feats]
     if missing:
         raise ValueError(f"style layers {missing} missing from the targets or the features")
+    if style_loss not in statistics.STYLE_LOSSES:
+        raise ValueError(f"style_loss: expected one of {statistics.STYLE_LOSSES}, got {style_loss!r}")
     total = jnp.zeros((), jnp.float32)
     for k, w in layer_weights.items():
-        total = total + w * layer_style_cost_from_target(
-            targets[k], gen_feats[k], normalization=normalization
-        )
+        if style_loss == "gram":
+            layer = layer_style_cost_from_target(targets[k], gen_feats[k], normalization=normalization)
+        elif style_loss == "meancov":
+            layer = STATS_SCALE["meancov"] * statistics.meancov_cost(targets[k], gen_feats[k])
+        else:
+            layer = STATS_SCALE["w2"] * statistics.w2_cost(targets[k], gen_feats[k])
+        total = total + w * layer
     return total
 
 
@@ -241,6 +259,7 @@ def total_cost(
     layer_weights: Mapping[str, float | Array],
     tv_weight: float | Array = 0.0,
     normalization: str = "lecture",
+    style_loss: str = "gram",
 ) -> tuple[Array, dict[str, Array]]:
     """``J(G) = alpha * J_content(C, G) + beta * J_style(S, G) + tv_weight * TV(G)``.
 
@@ -258,7 +277,7 @@ def total_cost(
     """
     jc = content_cost(content_target, gen_content, normalization=normalization)
     js = style_cost_from_targets(style_targets, gen_style, layer_weights,
-                                 normalization=normalization)
+                                 normalization=normalization, style_loss=style_loss)
     tv = total_variation(image)
     j = alpha * jc + beta * js + tv_weight * tv
     return j, {"total": j, "content": jc, "style": js, "tv": tv}

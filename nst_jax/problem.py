@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import color, losses, vgg
+from nst_jax import color, losses, statistics, vgg
 from nst_jax.config import Config
 
 Array = jax.Array
@@ -83,12 +83,24 @@ def _targets(params, content, styles, w, config, spec) -> Targets:
 
 
 def _targets_body(params, content, styles, w, config, spec) -> Targets:
+    """Gram targets, or for ``meancov``/``w2`` the moments ``mu``, ``cov``: several
+    styles are blended moment by moment (``sum_k w_k mu_k``, ``sum_k w_k C_k``), then
+    ``w2``'s square root is taken of the blended covariance."""
     feats = vgg_features_rgb(params, spec, content, [config.content_layer], config.pooling)
-    style_t = {layer: 0.0 for layer in config.style_layers}
+    gram = config.style_loss == "gram"
+    style_t: dict[str, Any] = {layer: 0.0 if gram else {"mu": 0.0, "cov": 0.0}
+                               for layer in config.style_layers}
     for k, s in enumerate(styles):
         sf = vgg_features_rgb(params, spec, s, config.style_layers, config.pooling)
         for layer in config.style_layers:
-            style_t[layer] = style_t[layer] + w[k] * losses.style_target(sf[layer])
+            if gram:
+                style_t[layer] = style_t[layer] + w[k] * losses.style_target(sf[layer])
+            else:
+                mu, cov = statistics.feature_stats(sf[layer])
+                t = style_t[layer]
+                style_t[layer] = {"mu": t["mu"] + w[k] * mu, "cov": t["cov"] + w[k] * cov}
+    if not gram:
+        style_t = {k: statistics.finish_target(t, config.style_loss) for k, t in style_t.items()}
     return {"content": feats[config.content_layer], "style": style_t}
 
 
@@ -183,6 +195,7 @@ def _objective(
         {k: feats[k] for k in config.style_layers}, G,
         alpha=config.alpha, beta=config.beta, tv_weight=config.tv_weight,
         layer_weights=config.layer_weights, normalization=config.normalization,
+        style_loss=config.style_loss,
     )
 
 

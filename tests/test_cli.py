@@ -335,3 +335,12 @@ def test_grid_sigint_exits_130_and_writes_nothing(work):
     err = _interrupt(cmd, "iterations (2 points)")
     assert "interrupted (SIGINT): nothing written" in err
     assert not list(out.glob("*.png"))
+
+
+def test_style_loss_flag_end_to_end_and_too_small(work, capsys):
+    assert run(work, "--style-loss", "w2", out="w2.png") == 0
+    assert json.loads((work / "w2.png.json").read_text())["settings"]["style_loss"] == "w2"
+    capsys.readouterr()
+    assert run(work, "--style-loss", "meancov", "--size", "24", out="mc24.png") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "needs at least 2 to estimate a covariance" in err

@@ -32,9 +32,10 @@ class Flag:
 
 
 def _choices(name: str) -> tuple[str, ...]:
-    from nst_jax import config, losses, vgg
+    from nst_jax import config, losses, statistics, vgg
 
-    return {"optimizer": config.OPTIMIZERS, "init": config.INITS, "precision": config.PRECISIONS,
+    return {"style_loss": statistics.STYLE_LOSSES, "optimizer": config.OPTIMIZERS,
+            "init": config.INITS, "precision": config.PRECISIONS,
             "normalization": losses.NORMALIZATIONS, "pooling": vgg.POOLINGS,
             "preserve_color": ("none", "luminance", "histogram")}[name]
 
@@ -54,7 +55,11 @@ GROUPS: dict[str, tuple[Flag, ...]] = {
              "(names alone: equal weights)", default=None),
         Flag("--style-weights", "blend weights of several style images, e.g. 0.7,0.3 "
              "(default: equal)"),
-        Flag("--normalization", "cost normalisation convention", "normalization", choices="normalization"),
+        Flag("--style-loss", "style statistic: gram (Gatys et al.), meancov (feature means and "
+             "covariances) or w2 (Wasserstein-2 between Gaussians of the features)", "style_loss",
+             choices="style_loss"),
+        Flag("--normalization", "cost normalisation convention (of the Gram cost)", "normalization",
+             choices="normalization"),
         Flag("--pooling", "VGG pooling (Gatys et al. suggest avg)", "pooling", choices="pooling"),
     ),
     "colour, scales, averaging, stopping": (
