@@ -24,7 +24,7 @@ from nst_jax.cli.common import (
     positive_int,
     select_device,
 )
-from nst_jax.cli.inputs import add_common_args, prepare
+from nst_jax.cli.inputs import add_common_args, add_inputs, prepare
 
 DESCRIPTION = """Optimise one image per point of a grid of loss weights, in one compiled program
 (jax.vmap over the weights, sharded over all devices, and over all hosts after
@@ -36,12 +36,7 @@ Example:
 
 
 def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    ap.description = DESCRIPTION.format(prog=ap.prog)
-    ap.formatter_class = argparse.RawDescriptionHelpFormatter
-    ap.add_argument("content", help="content photo")
-    ap.add_argument("style", nargs="+", help="style image(s)")
-    ap.add_argument("-o", "--output", default=None,
-                    help="output folder (default: out/grid-CONTENT-STYLE, numbered if taken)")
+    add_inputs(ap, DESCRIPTION, "output folder (default: out/grid-CONTENT-STYLE, numbered if taken)")
     ap.add_argument("--alphas", default=None, help="content weights, e.g. 1,10,100 (default: --alpha)")
     ap.add_argument("--betas", default=None, help="style weights, e.g. 1e-5,1e-4,1e-3 (default: --beta)")
     ap.add_argument("--tv-weights", default=None, help="TV weights to sweep too (default: --tv-weight)")
@@ -276,4 +271,4 @@ def _encode(res: Any, pr: Any, args: argparse.Namespace) -> tuple[dict[str, byte
     return blobs, rows
 
 
-__all__ = ["CliError", "fill_parser", "run"]
+__all__ = ["fill_parser", "run", "write_all"]

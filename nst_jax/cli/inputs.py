@@ -23,6 +23,15 @@ from nst_jax.cli.common import (
 from nst_jax.cli.flags import add_flags, config_fields
 
 
+def add_inputs(ap: argparse.ArgumentParser, description: str, output_help: str) -> None:
+    """What ``stylize`` and ``grid`` take first: CONTENT, STYLE..., ``-o``."""
+    ap.description = description.format(prog=ap.prog)
+    ap.formatter_class = argparse.RawDescriptionHelpFormatter
+    ap.add_argument("content", help="content photo (any format Pillow reads)")
+    ap.add_argument("style", nargs="+", help="style image(s); several are blended (--style-weights)")
+    ap.add_argument("-o", "--output", default=None, help=output_help)
+
+
 def add_common_args(ap: argparse.ArgumentParser) -> None:
     """Flags shared by ``stylize`` and ``grid``: the table of :mod:`nst_jax.cli.flags`."""
     add_flags(ap)

@@ -17,14 +17,13 @@ from nst_jax.cli.common import (
     CliError,
     Interrupts,
     ProgressBar,
-    RunError,
     check_outputs,
     fmt_time,
     positive_int,
     save_with_fallback,
     sha256_of,
 )
-from nst_jax.cli.inputs import add_common_args, prepare
+from nst_jax.cli.inputs import add_common_args, add_inputs, prepare
 
 DESCRIPTION = """Paint CONTENT in the style of STYLE (Gatys, Ecker & Bethge).
 
@@ -44,12 +43,8 @@ NOT_RESULT = ("output", "resume", "checkpoint_every", "save_every", "overwrite",
 
 
 def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    ap.description = DESCRIPTION.format(prog=ap.prog)
-    ap.formatter_class = argparse.RawDescriptionHelpFormatter
-    ap.add_argument("content", help="content photo (any format Pillow reads)")
-    ap.add_argument("style", nargs="+", help="style image(s); several are blended (--style-weights)")
-    ap.add_argument("-o", "--output", default=None,
-                    help="output .png or .jpg (default: out/CONTENT-STYLE.png, numbered if taken)")
+    add_inputs(ap, DESCRIPTION,
+               "output .png or .jpg (default: out/CONTENT-STYLE.png, numbered if taken)")
     add_common_args(ap)
     ap.add_argument("--save-every", type=positive_int, default=None, metavar="N",
                     help="also write every N-th iterate as OUT.NNNNNN.png (default: off)")
@@ -262,4 +257,4 @@ def _report(args: argparse.Namespace, last: Any, status: str, out: Path, written
     return code
 
 
-__all__ = ["RunError", "fill_parser", "run"]
+__all__ = ["fill_parser", "planned_outputs", "run"]
