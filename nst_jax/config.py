@@ -78,6 +78,11 @@ class Config:
         ``highest``: true float32 everywhere (``jax.default_matmul_precision("highest")``).
         ``bf16``: the convolutions of G in bfloat16 with float32 accumulation; targets
         stay float32.
+      tile: 0 (default): the whole image at once. ``n > 0``: the cost and its gradient
+        are computed exactly, in tiles of at most ``n x n`` pixels plus a halo
+        (:mod:`nst_jax.tiling`): memory of one tile's forward/backward pass plus a few
+        image-sized arrays, for about twice the time. At least the halo of the deepest
+        layer (64 px for VGG16's ``conv5_1``, 80 for VGG19's).
       box_weight: L-BFGS only: weight of the penalty ``sum(dist(X, [0, 1])^2)`` that keeps
         pixels in the box (default 1e4; Adam and SGD clip instead). Raise it with alpha
         and beta if you scale them up by a lot.
@@ -108,6 +113,7 @@ class Config:
     box_weight: float = _static(1e4)
     precision: str = _static("f32")
     style_loss: str = _static("gram")
+    tile: int = _static(0)
 
     def validate(self, arch: str = "vgg19") -> Config:
         """Check every static field (and numeric leaves that are plain numbers).
@@ -151,6 +157,8 @@ class Config:
              f"style_loss: expected one of {STYLE_LOSSES}, got {self.style_loss!r}")
         need(self.precision in PRECISIONS,
              f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
+        need(isinstance(self.tile, int) and self.tile >= 0,
+             f"tile: expected an integer >= 0 (0: no tiling), got {self.tile!r}")
         need(self.box_weight >= 0, f"box_weight: expected >= 0, got {self.box_weight}")
         need(len(self.style_layers) > 0, "style_layers: expected at least one layer")
         need(len(self.style_weights) == len(self.style_layers),

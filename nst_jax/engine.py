@@ -72,6 +72,14 @@ def scale_sizes(height: int, width: int, config: Config) -> list[tuple[int, int]
     return [(max(1, round(height * s / longest)), max(1, round(width * s / longest))) for s in sides]
 
 
+def at_scale(config: Config, hw: tuple[int, int]) -> Config:
+    """``config`` for one coarse-to-fine scale: tiling (``config.tile``) only where the
+    scale is larger than one tile (a smaller one costs less memory whole)."""
+    if config.tile and max(hw) <= config.tile:
+        return config.replace(tile=0)
+    return config
+
+
 def check_sizes(
     content_shape: Sequence[int],
     style_shapes: Sequence[Sequence[int]],
@@ -86,6 +94,10 @@ def check_sizes(
     """
     layers = vgg.layer_names(arch)
     deepest = layers[max(layers.index(x) for x in (config.content_layer, *config.style_layers))]
+    if config.tile:
+        from nst_jax import tiling
+
+        tiling.plan_tiles(content_shape, config.tile, arch, [config.content_layer, *config.style_layers])
     need = vgg.min_image_size(deepest)
     first = scale_sizes(content_shape[0], content_shape[1], config)[0]
     ratio = first[0] / content_shape[0]
@@ -235,7 +247,8 @@ def iterate(
         key = jax.random.wrap_key_data(jnp.asarray(resume["key"], jnp.uint32))
     Xr = None
     for si in range(start_scale, len(sizes)):
-        c_s, targets = _scale_inputs(content_rgb, styles, sizes[si], config, params, spec, style_blend)
+        config_s, cfg_s = at_scale(config, sizes[si]), at_scale(cfg, sizes[si])
+        c_s, targets = _scale_inputs(content_rgb, styles, sizes[si], config_s, params, spec, style_blend)
         targets = layout.share(targets)
         if resume is not None and si == start_scale:
             X, ls = _restore(resume, tx, config, layout)
@@ -248,11 +261,11 @@ def iterate(
         while done < config.iterations and t.alive(ls):
             n = min(chunk, config.iterations - done)
             t0 = time.perf_counter()
-            X, ls, costs, n_evals, n_done, ok = run(X, ls, params_d, targets, cfg, jnp.int32(n))
+            X, ls, costs, n_evals, n_done, ok = run(X, ls, params_d, targets, cfg_s, jnp.int32(n))
             n_done = t.record(costs, n_evals, n_done, ok, t0, first_call)
             first_call = False
             done += n_done
-            Xr, image, c = measure(X, ls, params_d, targets, c_s, cfg)
+            Xr, image, c = measure(X, ls, params_d, targets, c_s, cfg_s)
             p = t.progress(X, ls, image, c, si, last_scale=si == len(sizes) - 1,
                            scale_done=done >= config.iterations)
             if snapshots:
@@ -375,4 +388,4 @@ def stylize(
     }
 
 
-__all__ = ["Progress", "check_sizes", "iterate", "resize", "scale_sizes", "stylize"]
+__all__ = ["Progress", "at_scale", "check_sizes", "iterate", "resize", "scale_sizes", "stylize"]

@@ -69,15 +69,21 @@ def content_cost(a_C: Array, a_G: Array, *, normalization: str = "lecture") -> A
     _check_act(a_C, "a_C")
     if a_C.shape != a_G.shape:
         raise ValueError(f"a_G: expected shape {a_C.shape} (as a_C), got {a_G.shape}")
-    nH, nW, nC = a_C.shape
     sq = jnp.sum(jnp.square(a_C.astype(jnp.float32) - a_G.astype(jnp.float32)))
-    scale = {
+    return content_scale(a_C.shape, normalization) * sq
+
+
+def content_scale(shape: tuple[int, ...], normalization: str = "lecture") -> float:
+    """The factor ``k`` of ``J_content = k * sum((a_C - a_G)^2)`` for activations of
+    ``shape (nH, nW, nC)``: ``1/(4 nH nW nC)``, ``1/2`` or ``1/(nH nW nC)``."""
+    _check_norm(normalization)
+    nH, nW, nC = shape
+    return {
         "lecture": 1.0 / (4.0 * nH * nW * nC),
         "gatys": 0.5,
         "jcjohnson": 1.0 / (nH * nW * nC),
         "tf-tutorial": 1.0 / (nH * nW * nC),
     }[normalization]
-    return scale * sq
 
 
 def _gram(A: Array) -> Array:
@@ -154,7 +160,17 @@ def layer_style_cost_from_target(
     nC = a_G.shape[-1]
     if target.shape != (nC, nC):
         raise ValueError(f"style target: expected shape {(nC, nC)}, got {target.shape}")
-    diff = target - style_target(a_G)
+    return layer_style_cost_from_gram(target, style_target(a_G), normalization=normalization)
+
+
+def layer_style_cost_from_gram(
+    target: Array, gram_pp: Array, *, normalization: str = "lecture"
+) -> Array:
+    """:func:`layer_style_cost_from_target` from G's per-pixel Gram ``Gram_G / (nH nW)``
+    ``(nC, nC)`` (as the exact tiled objective accumulates it, :mod:`nst_jax.tiling`)."""
+    _check_norm(normalization)
+    nC = gram_pp.shape[-1]
+    diff = target - gram_pp
     scale = 1.0 / (4.0 * nC * nC)
     scale *= {"lecture": 1.0, "gatys": 1.0, "jcjohnson": 4.0 / (nC * nC), "tf-tutorial": 4.0}[
         normalization
@@ -220,14 +236,49 @@ def style_cost_from_targets(
         raise ValueError(f"style layers {missing} missing from the targets or the features")
     if style_loss not in statistics.STYLE_LOSSES:
         raise ValueError(f"style_loss: expected one of {statistics.STYLE_LOSSES}, got {style_loss!r}")
+    for k in layer_weights:
+        _check_act(gen_feats[k], f"gen_feats[{k!r}]")
+        nC = gen_feats[k].shape[-1]
+        if style_loss == "gram" and targets[k].shape != (nC, nC):
+            raise ValueError(f"style target {k}: expected shape {(nC, nC)}, got {targets[k].shape}")
+    moments = {k: layer_moments(gen_feats[k], style_loss) for k in layer_weights}
+    return style_cost_from_moments(targets, moments, layer_weights,
+                                   normalization=normalization, style_loss=style_loss)
+
+
+def layer_moments(a: Array, style_loss: str = "gram") -> dict[str, Array]:
+    """What the style cost needs of one layer of G: ``{"gram": Gram / (nH nW)}``, or
+    for ``meancov``/``w2`` ``{"mu", "cov"}`` (:func:`nst_jax.statistics.feature_stats`)."""
+    from nst_jax import statistics
+
+    if style_loss == "gram":
+        return {"gram": style_target(a)}
+    mu, cov = statistics.feature_stats(a)
+    return {"mu": mu, "cov": cov}
+
+
+def style_cost_from_moments(
+    targets: Mapping[str, Any],
+    moments: Mapping[str, Mapping[str, Array]],
+    layer_weights: Mapping[str, float | Array],
+    *,
+    normalization: str = "lecture",
+    style_loss: str = "gram",
+) -> Array:
+    """``J_style = sum_l lambda_l J_l`` from G's per-layer moments (:func:`layer_moments`),
+    however they were computed: from whole feature maps, or summed tile by tile
+    (:mod:`nst_jax.tiling`)."""
+    from nst_jax import statistics
+
     total = jnp.zeros((), jnp.float32)
     for k, w in layer_weights.items():
+        m = moments[k]
         if style_loss == "gram":
-            layer = layer_style_cost_from_target(targets[k], gen_feats[k], normalization=normalization)
+            layer = layer_style_cost_from_gram(targets[k], m["gram"], normalization=normalization)
         elif style_loss == "meancov":
-            layer = STATS_SCALE["meancov"] * statistics.meancov_cost(targets[k], gen_feats[k])
+            layer = STATS_SCALE["meancov"] * statistics.meancov_from_moments(targets[k], m["mu"], m["cov"])
         else:
-            layer = STATS_SCALE["w2"] * statistics.w2_cost(targets[k], gen_feats[k])
+            layer = STATS_SCALE["w2"] * statistics.w2_from_moments(targets[k], m["mu"], m["cov"])
         total = total + w * layer
     return total
 

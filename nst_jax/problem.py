@@ -86,6 +86,8 @@ def _targets_body(params, content, styles, w, config, spec) -> Targets:
     """Gram targets, or for ``meancov``/``w2`` the moments ``mu``, ``cov``: several
     styles are blended moment by moment (``sum_k w_k mu_k``, ``sum_k w_k C_k``), then
     ``w2``'s square root is taken of the blended covariance."""
+    if config.tile:
+        return _tiled_targets(params, content, styles, w, config, spec)
     feats = vgg_features_rgb(params, spec, content, [config.content_layer], config.pooling)
     gram = config.style_loss == "gram"
     style_t: dict[str, Any] = {layer: 0.0 if gram else {"mu": 0.0, "cov": 0.0}
@@ -102,6 +104,29 @@ def _targets_body(params, content, styles, w, config, spec) -> Targets:
     if not gram:
         style_t = {k: statistics.finish_target(t, config.style_loss) for k, t in style_t.items()}
     return {"content": feats[config.content_layer], "style": style_t}
+
+
+def _tiled_targets(params, content, styles, w, config, spec) -> Targets:
+    """:func:`_targets_body` one tile at a time (``config.tile``): the same style
+    targets, and the content target in :func:`tiling.layer_tiles`' layout."""
+    from nst_jax import tiling
+
+    arch = vgg.arch_of(params)
+    pc = tiling.problem_for(content.shape, config, arch, dtype="float32")
+    x = tiling.pad_canvas(vgg.preprocess(content, spec), pc.plan)
+    content_t = tiling.layer_tiles(pc, x, params, config.content_layer)
+    gram = config.style_loss == "gram"
+    style_t: dict[str, Any] = {layer: 0.0 if gram else {"mu": 0.0, "cov": 0.0}
+                               for layer in config.style_layers}
+    for k, s in enumerate(styles):
+        ps = tiling.problem_for(s.shape, config, arch, dtype="float32")
+        m = tiling.style_moments(ps, tiling.pad_canvas(vgg.preprocess(s, spec), ps.plan), params)
+        for layer in config.style_layers:
+            style_t[layer] = jax.tree.map(lambda t, v, wk=w[k]: t + wk * v, style_t[layer],
+                                          m[layer]["gram"] if gram else m[layer])
+    if not gram:
+        style_t = {k: statistics.finish_target(t, config.style_loss) for k, t in style_t.items()}
+    return {"content": content_t, "style": style_t}
 
 
 def network_inputs(
@@ -187,6 +212,8 @@ def _objective(
     X: Array, params: vgg.Params, targets: Targets, config: Config, spec: vgg.Preprocessing
 ) -> tuple[Array, dict[str, Array]]:
     G = network_image(X, config)
+    if config.tile:
+        return _tiled_objective(G, params, targets, config, spec)
     layers = [config.content_layer, *config.style_layers]
     dtype = jnp.bfloat16 if config.precision == "bf16" else jnp.float32
     feats = vgg_features_rgb(params, spec, G, layers, config.pooling, dtype)
@@ -197,6 +224,23 @@ def _objective(
         layer_weights=config.layer_weights, normalization=config.normalization,
         style_loss=config.style_loss,
     )
+
+
+def _tiled_objective(
+    G: Array, params: vgg.Params, targets: Targets, config: Config, spec: vgg.Preprocessing
+) -> tuple[Array, dict[str, Array]]:
+    """:func:`_objective` computed exactly, one tile at a time (:mod:`nst_jax.tiling`)."""
+    from nst_jax import tiling
+
+    prob = tiling.problem_for(G.shape, config, vgg.arch_of(params))
+    xpad = tiling.pad_canvas(vgg.preprocess(jnp.asarray(G, jnp.float32), spec), prob.plan)
+    f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+    weights = {"alpha": f32(config.alpha), "beta": f32(config.beta),
+               "layers": tuple(f32(v) for v in config.style_weights)}
+    jnet, jc, js = tiling.tiled_terms(prob, xpad, params, targets["content"], targets["style"], weights)
+    tv = losses.total_variation(G)
+    j = jnet + config.tv_weight * tv
+    return j, {"total": j, "content": jc, "style": js, "tv": tv}
 
 
 def box_penalty(X: Array) -> Array:

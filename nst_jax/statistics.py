@@ -93,7 +93,12 @@ def finish_target(t: dict[str, Array], style_loss: str) -> dict[str, Array]:
 def meancov_cost(target: dict[str, Array], a_G: Array) -> Array:
     """``||mu_S - mu_G||^2 / (4 N) + ||C_S - C_G||_F^2 / (4 N^2)`` (see the module)."""
     mu, cov = feature_stats(a_G)
-    n = float(a_G.shape[-1])
+    return meancov_from_moments(target, mu, cov)
+
+
+def meancov_from_moments(target: dict[str, Array], mu: Array, cov: Array) -> Array:
+    """:func:`meancov_cost` from G's mean ``mu (N,)`` and covariance ``cov (N, N)``."""
+    n = float(mu.shape[-1])
     return (jnp.sum(jnp.square(target["mu"] - mu)) / (4.0 * n)
             + jnp.sum(jnp.square(target["cov"] - cov)) / (4.0 * n * n))
 
@@ -101,12 +106,28 @@ def meancov_cost(target: dict[str, Array], a_G: Array) -> Array:
 def w2_cost(target: dict[str, Array], a_G: Array) -> Array:
     """``(||mu_S - mu_G||^2 + tr(C_S) + tr(C_G) - 2 tr((C_S^1/2 C_G C_S^1/2)^1/2)) / N``."""
     mu, cov = feature_stats(a_G)
+    return w2_from_moments(target, mu, cov)
+
+
+def w2_from_moments(target: dict[str, Array], mu: Array, cov: Array) -> Array:
+    """:func:`w2_cost` from G's mean ``mu (N,)`` and covariance ``cov (N, N)``."""
     s = target["cov_sqrt"]
     cross = jnp.einsum("ij,jk,kl->il", s, cov, s, precision=_HI)
     w2 = (jnp.sum(jnp.square(target["mu"] - mu)) + target["tr_cov"] + jnp.trace(cov)
           - 2.0 * trace_sqrtm(cross))
-    return jnp.maximum(w2, 0.0) / float(a_G.shape[-1])
+    return jnp.maximum(w2, 0.0) / float(mu.shape[-1])
 
 
-__all__ = ["EIG_FLOOR", "STYLE_LOSSES", "feature_stats", "finish_target", "meancov_cost",
-           "sqrtm_psd", "stats_target", "trace_sqrtm", "w2_cost"]
+__all__ = [
+    "EIG_FLOOR",
+    "STYLE_LOSSES",
+    "feature_stats",
+    "finish_target",
+    "meancov_cost",
+    "meancov_from_moments",
+    "sqrtm_psd",
+    "stats_target",
+    "trace_sqrtm",
+    "w2_cost",
+    "w2_from_moments",
+]

@@ -238,6 +238,7 @@ def vgg_features(
     layers: Sequence[str],
     *,
     pooling: str = "max",
+    extent: tuple[Array, Array, int, int] | None = None,
 ) -> dict[str, Array]:
     """Post-ReLU activations of the requested layers for one preprocessed image.
 
@@ -250,6 +251,14 @@ def vgg_features(
       image: network input ``(H, W, 3)`` (see :func:`preprocess`); batch with ``jax.vmap``.
       layers: names such as ``"conv4_2"``, ``"relu4_2"`` or ``"block4_conv2"``.
       pooling: ``"max"`` (VGG's own) or ``"avg"`` (Gatys et al. 2016 recommend it).
+      extent: for a window cut from a larger image (:mod:`nst_jax.tiling`):
+        ``(row0, col0, H, W)``, the window's top-left pixel in the image (traced ints,
+        negative above/left of it; multiples of the deepest pooling stride) and the
+        image's static size. Every activation at a position outside the image's
+        feature map at its level (``floor(H / 2^p)`` rows after ``p`` poolings) is
+        set to zero, which is exactly the zero padding the whole image's SAME
+        convolutions see at its border: the window's features then equal the whole
+        image's wherever the window's own edges are far enough (the halo).
 
     Returns:
       ``{name: (H_l, W_l, C_l)}`` keyed by the names as given.
@@ -272,6 +281,8 @@ def vgg_features(
     for i, name in enumerate(order[: deepest + 1]):
         if i > 0 and name.endswith("_1"):
             x = pool2x2(x, pooling)
+            if extent is not None:  # a pair cut off by the image's floor(H / 2) is not a cell
+                x = _inside(x, extent, pools=int(name[4]) - 1)
         p = params[name]
         k = p["kernel"].astype(x.dtype)
         # The driver's fast path (params with "kernel_t", see with_backward_kernels) uses
@@ -279,10 +290,22 @@ def vgg_features(
         # jacfwd, Hessian-vector products) works through the public function.
         y = conv3x3_pre(x, k, p["kernel_t"].astype(x.dtype)) if "kernel_t" in p else _conv(x, k)
         x = jax.nn.relu(y + p["bias"].astype(x.dtype)[None, None, :])
+        if extent is not None:
+            x = _inside(x, extent, pools=int(name[4]) - 1)
         for given, canon in wanted.items():
             if canon == name:
                 out[given] = x
     return out
+
+
+def _inside(x: Array, extent: tuple[Array, Array, int, int], pools: int) -> Array:
+    """``x (h, w, C)`` at level ``pools`` with positions outside the image zeroed."""
+    row0, col0, H, W = extent
+    f = 2 ** pools
+    rows = row0 // f + jnp.arange(x.shape[0])
+    cols = col0 // f + jnp.arange(x.shape[1])
+    ok = (((rows >= 0) & (rows < H // f))[:, None] & ((cols >= 0) & (cols < W // f))[None, :])
+    return jnp.where(ok[..., None], x, jnp.zeros((), x.dtype))
 
 
 def synthetic_params(
