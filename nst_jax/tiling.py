@@ -209,7 +209,8 @@ def _tile_sums(prob: Problem, params: vgg.Params, xw: Array, extent: Any, i: Arr
             F = a.reshape(-1, a.shape[-1])
             out["style"][layer] = {"gram": losses._gram_sym(F)}
         else:
-            d = (a - shifts[layer]) * prob.owned_mask(i, layer)
+            shift = jnp.broadcast_to(shifts[layer], a.shape[-1:])[None, None, :]
+            d = (a - shift) * prob.owned_mask(i, layer)
             F = d.reshape(-1, d.shape[-1])
             out["style"][layer] = {"gram": losses._gram_sym(F), "sum": jnp.sum(F, axis=0)}
     if content_tile is not None:

@@ -1,0 +1,188 @@
+"""Exact tiled cost and gradient (nst_jax.tiling) against the whole-image computation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import rand_image, tiny_params
+
+from nst_jax import problem, tiling, vgg
+from nst_jax.config import Config
+from nst_jax.engine import at_scale, stylize
+
+
+def _costs(params, C, S, X, cfg, tile):
+    """(J, dJ/dX) untiled and tiled, each jitted."""
+    out = []
+    for t in (0, tile):
+        c = dataclasses.replace(cfg, tile=t)
+        targets = problem.compute_targets(params, vgg.CAFFE, C, [S], c)
+        f = jax.jit(jax.value_and_grad(lambda x, c=c, t=targets: problem.objective(x, params, t, c, vgg.CAFFE)[0]))
+        out.append(f(jnp.asarray(X)))
+    return out
+
+
+@pytest.mark.parametrize(("arch", "layer", "halo", "align"), [
+    ("vgg16", "conv5_1", 64, 16), ("vgg19", "conv5_1", 80, 16), ("vgg16", "conv4_2", 40, 8),
+    ("vgg16", "conv1_2", 2, 1), ("vgg19", "conv3_4", 24, 4),
+])
+def test_receptive_halo(arch, layer, halo, align):
+    # By hand: each 3x3 conv at level p widens the corrupted band by 2^p pixels, each
+    # pooling rounds it up to whole cells; e.g. conv4_2: 1+1 -> 2, +2+2 -> 6, cell 4 -> 8,
+    # +4*3 -> 20, cell 8 -> 24, +8+8 -> 40.
+    assert tiling.receptive_halo(arch, ["conv1_1", layer]) == (halo, align)
+
+
+@pytest.mark.parametrize(("arch", "shape"), [
+    ("vgg16", (50, 61)), pytest.param("vgg19", (67, 75), marks=pytest.mark.slow)])
+def test_window_features_equal_the_whole_image(arch, shape):
+    params = tiny_params(arch)
+    x = vgg.preprocess(jnp.asarray(rand_image(*shape)), vgg.CAFFE)
+    layers = ["conv1_1", "conv2_1", "conv3_1", "conv4_2", "conv5_1"]
+    cfg = Config(tile=64 if arch == "vgg16" else 80).validate(arch)
+    prob = tiling.problem_for(x.shape, cfg, arch)
+    assert prob.plan.n_tiles == 1  # one window padded past every edge: all border cases
+    xw, ext = tiling._window(prob, tiling.pad_canvas(x, prob.plan), jnp.int32(0))
+    whole = vgg.vgg_features(params, x, layers)
+    win = vgg.vgg_features(params, xw, layers, extent=ext)
+    for k in layers:
+        h, w, _ = whole[k].shape
+        own = prob.owned(win[k], k)
+        np.testing.assert_array_equal(np.asarray(own[:h, :w]), np.asarray(whole[k]))
+        assert float(jnp.max(jnp.abs(own[h:]))) == 0.0 and float(jnp.max(jnp.abs(own[:, w:]))) == 0.0
+
+
+@pytest.mark.parametrize(("arch", "shape", "style_loss", "norm", "tile"), [
+    ("vgg16", (150, 200), "gram", "lecture", 64),      # 3 x 4 tiles, odd-free sizes
+    ("vgg16", (97, 130), "gram", "jcjohnson", 80),     # odd sizes, tile not dividing
+    ("vgg19", (170, 141), "meancov", "gatys", 80),
+    pytest.param("vgg16", (130, 97), "w2", "tf-tutorial", 64, marks=pytest.mark.slow),
+])
+def test_tiled_value_and_gradient_equal_the_untiled(arch, shape, style_loss, norm, tile):
+    params = tiny_params(arch)
+    C, S, X = rand_image(*shape, seed=1), rand_image(90, 61, seed=2), rand_image(*shape, seed=3)
+    cfg = Config(style_loss=style_loss, normalization=norm, tv_weight=0.1).validate(arch)
+    (j0, g0), (j1, g1) = _costs(params, C, S, X, cfg, tile)
+    assert abs(float(j1 - j0)) <= 1e-5 * abs(float(j0))
+    rel = float(jnp.linalg.norm(g1 - g0) / jnp.linalg.norm(g0))
+    # w2: d tr(sqrt(X)) = tr(X^-1/2 dX)/2 amplifies float rounding of the covariance by the
+    # inverse square root of its smallest eigenvalues (16 synthetic channels, near-singular).
+    assert rel <= (1e-4 if style_loss == "w2" else 1e-5), rel
+
+
+def test_halo_is_needed():
+    """With one stride less than the halo, interior tiles see their fake edges."""
+    params = tiny_params("vgg16")
+    cfg = Config(tile=64).validate("vgg16")
+    x = vgg.preprocess(jnp.asarray(rand_image(128, 128)), vgg.CAFFE)
+    good = tiling.problem_for(x.shape, cfg, "vgg16")
+    short = dataclasses.replace(good, plan=dataclasses.replace(good.plan, halo=good.plan.halo - 16))
+    sums = [tiling.tiled_sums(p, tiling.pad_canvas(x, p.plan), params, None, None)["style"]["conv5_1"]["gram"]
+            for p in (good, short)]
+    whole = vgg.vgg_features(params, x, ["conv5_1"])["conv5_1"]
+    ref = np.einsum("hwi,hwj->ij", np.asarray(whole, np.float64), np.asarray(whole, np.float64))
+    np.testing.assert_allclose(np.asarray(sums[0]), ref, rtol=1e-5)
+    assert not np.allclose(np.asarray(sums[1]), ref, rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_eager_jit_and_vmap_over_loss_weights(params16):
+    C, S, X = rand_image(100, 90, 1), rand_image(64, 64, 2), rand_image(100, 90, 3)
+    cfg = Config(tile=64).validate("vgg16")
+    targets = problem.compute_targets(params16, vgg.CAFFE, C, [S], cfg)
+
+    def vg(x, alpha, beta):
+        c = cfg.replace(alpha=alpha, beta=beta)
+        return jax.value_and_grad(lambda x: problem.objective(x, params16, targets, c, vgg.CAFFE)[0])(x)
+
+    X = jnp.asarray(X)
+    alphas, betas = jnp.asarray([1.0, 0.5]), jnp.asarray([1e-4, 1e-2])
+    jb, gb = jax.jit(jax.vmap(vg, in_axes=(None, 0, 0)))(X, alphas, betas)
+    for k in range(2):
+        je, ge = vg(X, alphas[k], betas[k])  # eager
+        np.testing.assert_allclose(float(jb[k]), float(je), rtol=1e-6)
+        assert float(jnp.linalg.norm(gb[k] - ge) / jnp.linalg.norm(ge)) < 1e-5
+
+
+@pytest.mark.slow
+def test_loss_weight_cotangents(params16):
+    """dJ/dalpha = J_content and dJ/dbeta = J_style through the custom VJP."""
+    C, S, X = rand_image(80, 80, 1), rand_image(64, 64, 2), jnp.asarray(rand_image(80, 80, 3))
+    cfg = Config(tile=64).validate("vgg16")
+    targets = problem.compute_targets(params16, vgg.CAFFE, C, [S], cfg)
+
+    def j(alpha, beta):
+        return problem.objective(X, params16, targets, cfg.replace(alpha=alpha, beta=beta), vgg.CAFFE)[0]
+
+    da, db = jax.grad(j, argnums=(0, 1))(1.0, 1e-4)
+    terms = problem.objective(X, params16, targets, cfg, vgg.CAFFE)[1]
+    np.testing.assert_allclose([float(da), float(db)], [float(terms["content"]), float(terms["style"])],
+                               rtol=1e-6)
+
+
+def test_twenty_adam_steps_match_the_untiled_run(params16):
+    C, S = rand_image(100, 90, 1), rand_image(64, 64, 2)
+    cfg = Config(iterations=20, report_every=10)
+    a, ha = stylize(C, S, params16, vgg.CAFFE, config=cfg)
+    b, hb = stylize(C, S, params16, vgg.CAFFE, config=cfg.replace(tile=64))
+    assert float(np.mean(np.abs(a - b))) < 1e-4
+    np.testing.assert_allclose(hb["total"], ha["total"], rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kw", [
+    {"optimizer": "lbfgs", "iterations": 5},
+    {"preserve_color": "luminance", "scales": 2, "min_size": 64},
+    {"precision": "bf16"},
+    {"optimizer": "sgd", "learning_rate": 0.01, "avg_decay": 0.9},
+])
+def test_tiled_runs_compose(params16, kw):
+    C, S = rand_image(150, 130, 1), rand_image(90, 61, 2)
+    cfg = Config(**{"iterations": 12, "report_every": 6, **kw})
+    a, ha = stylize(C, [S, S[::-1]], params16, vgg.CAFFE, config=cfg, style_blend=[0.7, 0.3])
+    b, hb = stylize(C, [S, S[::-1]], params16, vgg.CAFFE, config=cfg.replace(tile=64),
+                    style_blend=[0.7, 0.3])
+    # bf16 rounds differently per window. After a coarse-to-fine reset, Adam's first
+    # steps move every pixel by ~lr whatever its gradient's size, so where a gradient is
+    # ~0 the sign of its rounding decides: the first steps of each scale agree to 1e-6,
+    # the images to ~5e-4 (so does the untiled run against itself with other rounding).
+    tol = 2e-2 if kw.get("precision") == "bf16" else 2e-3 if "scales" in kw else 1e-4
+    assert float(np.mean(np.abs(a - b))) < tol
+    first = [0, cfg.iterations] if "scales" in kw else [0]
+    np.testing.assert_allclose(hb["total"][first], ha["total"][first], rtol=1e-6)
+    assert ha["evals"] == hb["evals"] or kw.get("precision") == "bf16"
+
+
+@pytest.mark.slow
+def test_tiled_grid_matches_untiled_grid(params16):
+    from nst_jax.grid import stylize_grid
+
+    C, S = rand_image(100, 90, 1), rand_image(64, 64, 2)
+    cfg = Config(iterations=6, report_every=3)
+    r0 = stylize_grid(C, S, params16, vgg.CAFFE, config=cfg, alpha=[1.0, 2.0], beta=[1e-4])
+    r1 = stylize_grid(C, S, params16, vgg.CAFFE, config=cfg.replace(tile=64), alpha=[1.0, 2.0], beta=[1e-4])
+    assert float(np.max(np.abs(np.asarray(r0.images) - np.asarray(r1.images)))) < 1e-4
+
+
+def test_tiling_only_where_a_scale_exceeds_a_tile():
+    cfg = Config(tile=128)
+    assert at_scale(cfg, (100, 128)).tile == 0
+    assert at_scale(cfg, (100, 129)).tile == 128
+
+
+def test_tile_smaller_than_the_halo_is_refused():
+    with pytest.raises(ValueError, match=r"tile: 48 px is smaller than the 64 px halo that conv5_1 needs"):
+        tiling.plan_tiles((300, 300), 48, "vgg16", ["conv4_2", "conv5_1"])
+    with pytest.raises(ValueError, match=r"tile: expected an integer >= 0"):
+        Config(tile=-1).validate()
+
+
+def test_plan_geometry():
+    plan = tiling.plan_tiles((300, 100), 100, "vgg16", ["conv5_1"])
+    # rounded down to the stride 16, shrunk to the image where it is smaller
+    assert (plan.tile_h, plan.tile_w, plan.rows, plan.cols) == (96, 96, 4, 2)
+    assert plan.window == (224, 224) and plan.canvas == (4 * 96 + 128, 2 * 96 + 128)
