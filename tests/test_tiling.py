@@ -21,7 +21,8 @@ def _costs(params, C, S, X, cfg, tile):
     for t in (0, tile):
         c = dataclasses.replace(cfg, tile=t)
         targets = problem.compute_targets(params, vgg.CAFFE, C, [S], c)
-        f = jax.jit(jax.value_and_grad(lambda x, c=c, t=targets: problem.objective(x, params, t, c, vgg.CAFFE)[0]))
+        f = jax.jit(jax.value_and_grad(
+            lambda x, c=c, t=targets: problem.objective(x, params, t, c, vgg.CAFFE)[0]))
         out.append(f(jnp.asarray(X)))
     return out
 
