@@ -39,6 +39,9 @@ from typing import Any
 from nst_jax import vgg
 
 K_ACTIVATIONS = 1.25
+#: Canvas-sized float32 RGB copies that tiling adds (the padded input kept for the
+#: backward pass, the gradient accumulated over the tiles, its trimmed copy).
+TILE_IMAGES = 3
 
 
 def _layers_used(arch: str, deepest: str) -> list[str]:
@@ -58,31 +61,80 @@ def predict_bytes(
     lbfgs_history: int = 10,
     platform: str = "cpu",
     runtime: bool = True,
+    tile: int = 0,
 ) -> int:
     """Predicted peak bytes of optimising ``points`` images of ``height x width``.
 
     ``platform``: ``jax.devices()[0].platform`` of the run (``cpu``, ``gpu``, ``tpu``);
     it changes only what bf16 costs. ``runtime=False``: XLA's buffers only.
+    ``tile``: ``Config.tile``; the activations are then those of one window (tile plus
+    halo, :mod:`nst_jax.tiling`) and ``TILE_IMAGES`` canvas-sized copies are added.
     """
     shapes = vgg.conv_shapes(arch)
     used = _layers_used(arch, deepest)
     kernels = sum(4 * 9 * k[2] * k[3] for n, (k, _) in shapes.items() if n in used)
     biases = sum(4 * b[0] for n, (_, b) in shapes.items() if n in used)
     weights = 2 * kernels + biases + (kernels if runtime else 0)
-    acts, h, w, targets = 0, height, width, 0
-    for n in used:
-        if n.endswith("_1") and n != "conv1_1":
-            h, w = h // 2, w // 2
-        c = shapes[n][0][3]
-        acts += h * w * c
-        targets = max(targets, 4 * h * w * c) if n == "conv4_2" else targets
-        targets += 4 * c * c if n.endswith("_1") else 0
+    canvas = 0
+    ah, aw = height, width
+    if tile and max(height, width) > tile:
+        from nst_jax import tiling
+
+        plan = tiling.plan_tiles((height, width), tile, arch, [deepest])
+        ah, aw = plan.window
+        ch, cw = plan.canvas
+        canvas = TILE_IMAGES * ch * cw * 3 * 4
+    acts = _activations(arch, used, ah, aw)
+    targets = _targets(arch, used, height, width)
     bf16_cpu = precision == "bf16" and platform == "cpu"
     act_bytes = 2 if precision == "bf16" and not bf16_cpu else 4
     extra = 2 * kernels + acts if bf16_cpu and optimizer != "lbfgs" else 0
     images = 2 + (2 if optimizer == "adam" else 2 * lbfgs_history + 6 if optimizer == "lbfgs" else 0)
-    per_point = K_ACTIVATIONS * acts * act_bytes + extra + images * height * width * 3 * 4
+    per_point = K_ACTIVATIONS * acts * act_bytes + extra + images * height * width * 3 * 4 + canvas
     return int(weights + targets + points * per_point)
+
+
+def _activations(arch: str, used: list[str], h: int, w: int) -> int:
+    """``sum_l H_l W_l C_l`` over the conv layers ``used`` for an ``h x w`` input."""
+    shapes, acts = vgg.conv_shapes(arch), 0
+    for n in used:
+        if n.endswith("_1") and n != "conv1_1":
+            h, w = h // 2, w // 2
+        acts += h * w * shapes[n][0][3]
+    return acts
+
+
+def _targets(arch: str, used: list[str], h: int, w: int) -> int:
+    """Bytes of the targets: the content activations (``conv4_2``) and the Grams."""
+    shapes, total = vgg.conv_shapes(arch), 0
+    for n in used:
+        if n.endswith("_1") and n != "conv1_1":
+            h, w = h // 2, w // 2
+        c = shapes[n][0][3]
+        total = max(total, 4 * h * w * c) if n == "conv4_2" else total
+        total += 4 * c * c if n.endswith("_1") else 0
+    return total
+
+
+def largest_tile(budget_bytes: int, arch: str, height: int, width: int, **kw: Any) -> int:
+    """The largest tile (a multiple of the pooling stride, at least the halo) whose
+    prediction fits ``budget_bytes`` at ``height x width``; 0 when none does."""
+    from nst_jax import tiling
+
+    halo, align = tiling.receptive_halo(arch, [kw.get("deepest", "conv5_1")])
+    lo = max(halo, align)
+    hi = -(-max(height, width) // align) * align
+    def fits(t: int) -> bool:
+        return predict_bytes(arch, height, width, tile=t, **kw) <= budget_bytes
+
+    if not fits(lo):
+        return 0
+    best = lo
+    for t in range(hi, lo - 1, -align):  # predictions are cheap; sizes are few
+        if fits(t):
+            best = t
+            break
+    return best
 
 
 def largest_size(budget_bytes: int, arch: str, *, aspect: float = 1.0, **kw: Any) -> int:

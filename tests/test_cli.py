@@ -308,10 +308,57 @@ def test_size_that_cannot_fit_is_refused_with_a_suggestion(work, capsys, monkeyp
     from nst_jax import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: 400 * 2**20)
-    assert run(work, "--size", "4096", out="huge.png") == 2
+    assert run(work, "--size", "4096", "--tile", "0", out="huge.png") == 2
     err = capsys.readouterr().err
     assert "needs about" in err and "GiB (predicted) but 0.4 GiB are available" in err
-    assert "the largest size that fits is about --size" in err
+    assert "the largest size that fits whole is about --size" in err and "--tile auto" in err
+    # --tile auto (the default): even the smallest tile needs the image-sized arrays
+    assert run(work, "--size", "4096", out="huge.png") == 2
+    err = capsys.readouterr().err
+    assert "even in the smallest tiles (64 px: the image-sized arrays alone) but 0.4 GiB" in err
+
+
+def test_tile_auto_picks_the_largest_tile_that_fits(capsys, monkeypatch):
+    from nst_jax import memory
+    from nst_jax.cli.inputs import check_memory
+    from nst_jax.config import Config
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 4 * 2**30)
+    cfg = Config().validate("vgg19")
+    assert check_memory("vgg19", (1024, 1024), cfg, auto=True, quiet=False) == 0  # fits whole
+    tile = check_memory("vgg19", (4096, 4096), cfg, auto=True, quiet=False)
+    err = capsys.readouterr().err
+    assert tile % 16 == 0 and tile >= 80
+    assert memory.predict_bytes("vgg19", 4096, 4096, tile=tile) <= 0.9 * 4 * 2**30
+    assert memory.predict_bytes("vgg19", 4096, 4096, tile=tile + 16) > 0.9 * 4 * 2**30
+    assert f"computing it exactly in tiles of {tile} px" in err and err.count("\n") == 1
+    with pytest.raises(Exception, match=rf"--tile 4000: .* use --tile {tile} or less"):
+        check_memory("vgg19", (4096, 4096), cfg.replace(tile=4000))
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("32", "tile: 32 px is smaller than the 64 px halo that conv5_1 needs"),
+    ("abc", "expected auto, 0 or a tile size in pixels, got 'abc'"),
+    ("-5", "expected auto, 0 or a tile size in pixels"),
+])
+def test_bad_tile_is_refused(work, capsys, value, message):
+    try:
+        code = run(work, "--tile", value, out="bad-tile.png")
+    except SystemExit as e:  # argparse's own refusal
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") or "error:" in err
+    assert message in err and "Traceback" not in err
+    assert not (work / "bad-tile.png").exists()
+
+
+def test_tiled_cli_run_records_the_tile(work):
+    import json
+
+    assert run(work, "--size", "96", "--tile", "64", out="tiled.png") == 0
+    meta = json.loads((work / "tiled.png.json").read_text())
+    assert meta["settings"]["tile"] == 64
 
 
 def test_style_scale_sets_the_style_size(work):

@@ -77,6 +77,19 @@ def positive_int(s: str) -> int:
     return v
 
 
+def tile_arg(s: str) -> int | str:
+    """``--tile``: ``auto``, ``0`` (off) or a tile side in pixels."""
+    if s.strip().lower() == "auto":
+        return "auto"
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, 0 or a tile size in pixels, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected auto, 0 or a tile size in pixels, got {v}")
+    return v
+
+
 def nonneg_float(s: str) -> float:
     try:
         v = _number(s)

@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from nst_jax.cli.common import nonneg_float, positive_float, positive_int
+from nst_jax.cli.common import nonneg_float, positive_float, positive_int, tile_arg
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +95,10 @@ GROUPS: dict[str, tuple[Flag, ...]] = {
              "everywhere (slower on GPU/TPU); bf16 = bfloat16 with float32 accumulation (pays off "
              "on GPU/TPU, not on CPU). Grams and costs are float32 in every mode", "precision",
              choices="precision"),
+        Flag("--tile", "compute the cost and its gradient exactly in tiles of at most PX x PX "
+             "pixels plus a halo (memory of one tile, about twice the time): auto = only when "
+             "the whole image does not fit in memory, the largest tile that fits; 0 = never",
+             type=tile_arg, default="auto", metavar="PX|auto|0"),
         Flag("--device", "JAX platform; an error if there is no such device (default: JAX's choice)",
              choices=("cpu", "gpu", "tpu")),
         Flag("--report-every", "iterations fused per compiled call between progress updates",

@@ -76,13 +76,19 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
         s_hw = [I.image_shape(s, style_size) for s in args.style]
     except I.ImageError as e:
         raise CliError(str(e)) from None
+    if isinstance(args.tile, int) and args.tile:
+        config = config.replace(tile=args.tile)
     try:
         check_sizes((*c_hw, 3), [(*hw, 3) for hw in s_hw], arch, config,
                     names=[args.content, *args.style])
     except ValueError as e:
+        if str(e).startswith("tile:"):
+            raise CliError(str(e)) from None
         raise CliError(f"{e} (raise --size / --min-size / --style-scale or use shallower "
                        "layers)") from None
-    check_memory(arch, c_hw, config, points=points, devices=len(jax.devices()))
+    tile = check_memory(arch, c_hw, config, points=points, devices=len(jax.devices()),
+                        auto=args.tile == "auto", quiet=args.quiet)
+    config = config.replace(tile=tile)
     try:
         content = I.load_image(args.content, args.size)
         styles = [I.load_image(s, style_size) for s in args.style]
@@ -91,6 +97,7 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
     settings = dict(vars(args))
     settings.pop("func", None)
     settings["style_layers"] = dict(zip(config.style_layers, config.style_weights, strict=True))
+    settings["tile"] = config.tile  # what --tile auto chose
     meta = {
         "nst_jax": __import__("nst_jax").__version__, "jax": jax.__version__,
         "device": str(jax.devices()[0]), "platform": jax.devices()[0].platform,
@@ -108,17 +115,19 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
 
 
 def check_memory(arch: str, hw: tuple[int, int], config: Any, *, points: int = 1,
-                 devices: int = 1) -> None:
-    """Refuse, before compiling, a run whose peak memory on one device exceeds what is free.
+                 devices: int = 1, auto: bool = False, quiet: bool = True) -> int:
+    """Refuse, before compiling, a run whose peak memory on one device exceeds what is
+    free; return the tile to use (``config.tile``, or with ``auto`` the largest tile
+    that fits when the whole image does not, announced in one line).
 
     ``points`` grid points are spread over ``devices`` devices: each device holds
     ``ceil(points / devices)``. On CPU the fitted model (:func:`nst_jax.memory.predict_bytes`)
     predicts it; on GPU/TPU, XLA's own figure for the compiled program
-    (:func:`nst_jax.memory.compiled_bytes`) where the backend gives one.
+    (:func:`nst_jax.memory.compiled_bytes`) where the backend gives one (untiled runs).
     """
     import jax
 
-    from nst_jax import memory, vgg
+    from nst_jax import memory, tiling, vgg
 
     per_device = -(-points // devices)
     deepest = max((config.content_layer, *config.style_layers), key=vgg.layer_names(arch).index)
@@ -127,20 +136,39 @@ def check_memory(arch: str, hw: tuple[int, int], config: Any, *, points: int = 1
           "deepest": deepest, "lbfgs_history": config.lbfgs_history, "platform": device.platform}
     avail = memory.available_bytes(device)
     if avail is None:
-        return
-    need, how = memory.predict_bytes(arch, *hw, **kw), "predicted"
-    if device.platform != "cpu":
+        return config.tile
+    budget = 0.9 * avail  # leave room for the runtime itself
+    need, how = memory.predict_bytes(arch, *hw, tile=config.tile, **kw), "predicted"
+    if device.platform != "cpu" and not config.tile:
         try:
             need, how = memory.compiled_bytes(arch, *hw, config, points=per_device), "XLA's figure"
         except Exception:  # no analysis on this backend: keep the model's prediction
             pass
-    if need <= 0.9 * avail:  # leave room for the runtime itself
-        return
-    best = memory.largest_size(avail, arch, aspect=hw[0] / hw[1], **kw)
-    hint = f"the largest size that fits is about --size {best}" if best else "nothing fits"
+    if need <= budget:
+        return config.tile
+    where = f" per device ({per_device} grid points each)" if points > 1 else ""
+    have = f"{avail / 2**30:.1f} GiB are available"
+    if auto or config.tile:
+        best = memory.largest_tile(int(budget), arch, *hw, **kw)
+        if best and auto:
+            if not quiet:
+                print(f"nst_jax: {hw[1]}x{hw[0]} needs about {need / 2**30:.1f} GiB whole ({how}) "
+                      f"but {have}: computing it exactly in tiles of {best} px "
+                      f"(about {memory.predict_bytes(arch, *hw, tile=best, **kw) / 2**30:.1f} GiB)",
+                      file=sys.stderr)
+            return best
+        halo = max(tiling.receptive_halo(arch, [deepest]))
+        smallest = memory.predict_bytes(arch, *hw, tile=halo, **kw)
+        if not best:
+            raise CliError(f"{hw[1]}x{hw[0]} needs about {smallest / 2**30:.1f} GiB{where} even in "
+                           f"the smallest tiles ({halo} px: the image-sized arrays alone) but {have}: "
+                           "lower --size" + (" or --chunk" if points > 1 else ""))
+        raise CliError(f"--tile {config.tile}: {hw[1]}x{hw[0]} needs about {need / 2**30:.1f} GiB"
+                       f"{where} but {have}: use --tile {best} or less (or --tile auto)")
+    best = memory.largest_size(int(avail), arch, aspect=hw[0] / hw[1], **kw)
+    hint = f"the largest size that fits whole is about --size {best}" if best else "nothing fits whole"
     extra = "" if config.precision == "bf16" or device.platform == "cpu" else (
         "; --precision bf16 halves the activations")
-    where = f" per device ({per_device} grid points each)" if points > 1 else ""
     raise CliError(f"{hw[1]}x{hw[0]} needs about {need / 2**30:.1f} GiB ({how}){where} but "
-                   f"{avail / 2**30:.1f} GiB are available: {hint}{extra}"
+                   f"{have}: {hint}, or use --tile auto{extra}"
                    + (" (or a smaller --chunk)" if points > 1 else ""))

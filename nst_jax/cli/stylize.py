@@ -39,7 +39,8 @@ saves its current image.
 
 #: Settings that do not change the result (left out of the resume comparison).
 NOT_RESULT = ("output", "resume", "checkpoint_every", "save_every", "overwrite", "quiet",
-              "report_every", "device", "weights", "func")
+              "report_every", "device", "weights", "func",
+              "tile")  # exact: a run may resume with other tiles (or none)
 
 
 def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:

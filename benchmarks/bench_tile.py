@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Memory and time of exact tiling (``--tile``) against the whole image.
+
+Each row runs in a fresh subprocess what ``nst-jax stylize`` runs (the engine: targets
+computed, then ``--steps`` Adam iterations, one per compiled call, the first one
+compiling), with random weights of the real shapes, a random content and a style image
+of the same size (the CLI's default ``--style-scale 1``), and reports:
+
+* ``s/step``: the median wall time of the steps after the first (compiled) one;
+* ``targets s``: computing the content and style targets (compiles included);
+* ``peak RSS MB``: the whole process's resident high-water mark: imports, weights,
+  compiles, targets and the steps: what the machine must have;
+* ``before MB``: resident before the run (interpreter, JAX, the weights and images);
+* ``first MB``/``steps MB``: the high-water marks through the first report (targets,
+  compiles, the first step) and through the later steps;
+* ``predicted MB``: ``nst_jax.memory.predict_bytes`` for the row, and its ratio to the
+  run's own memory (peak minus before).
+
+    python benchmarks/bench_tile.py                                  # the default table
+    python benchmarks/bench_tile.py --rows vgg19:1024:0 vgg19:1024:512 --steps 3
+    python benchmarks/bench_tile.py --show benchmarks/results/bench_tile-cpu.json
+
+Rows are ``arch:size:tile`` (tile 0: untiled). Writes JSON after every row (default
+``benchmarks/results/bench_tile-<platform>.json``), so a long table keeps what it has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DEFAULT_ROWS = [
+    "vgg19:512:0", "vgg19:512:256",
+    "vgg19:1024:0", "vgg19:1024:256", "vgg19:1024:384", "vgg19:1024:512", "vgg19:1024:768",
+    "vgg19:2048:0", "vgg19:2048:512",
+]  # and, with --steps 2 (one timed step: ~8 min each on 2 cores), vgg19:4096:512
+
+
+def bench_row(arch: str, size: int, tile: int, steps: int) -> dict:
+    """One row in this process (see the module docstring)."""
+    from benchmarks.common import ProcessMemory
+    from nst_jax.cli import default_xla_flags
+
+    default_xla_flags()
+    import jax
+    import numpy as np
+
+    from nst_jax import memory, vgg
+    from nst_jax.config import Config
+    from nst_jax.engine import iterate
+
+    params = vgg.synthetic_params(arch, vgg.CHANNELS, seed=0)
+    rng = np.random.default_rng(1)
+    C = rng.uniform(size=(size, size, 3)).astype(np.float32)
+    S = rng.uniform(size=(size, size, 3)).astype(np.float32)
+    cfg = Config(iterations=steps, report_every=1, tile=tile)
+    mem = ProcessMemory()
+    before = mem.reset()
+    times, t_prev = [], time.perf_counter()
+    t_start = t_prev
+    first_yield, peak_first, steps_peak = None, 0, 0
+    for p in iterate(C, S, params, vgg.CAFFE, config=cfg, key=jax.random.key(0)):
+        now = time.perf_counter()
+        if first_yield is None:
+            first_yield = now - t_start
+            peak_first = mem.peak()
+            mem.reset()
+        else:
+            times.append(now - t_prev)
+        t_prev = now
+        assert np.isfinite(p.costs["total"])
+    steps_peak = mem.peak() if times else 0
+    # clear_refs resets the kernel's high-water mark (and ru_maxrss with it): the run's
+    # peak is the larger of the two phases
+    peak = max(peak_first, steps_peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    pred = memory.predict_bytes(arch, size, size, tile=tile, platform=jax.devices()[0].platform)
+    return {"arch": arch, "size": size, "tile": tile, "steps": steps,
+            "s_per_step": statistics.median(times) if times else None, "step_times": times,
+            "first_s": first_yield, "peak_rss_mb": peak / 2**20, "predicted_mb": pred / 2**20,
+            "rss_before_mb": before / 2**20, "first_call_peak_mb": peak_first / 2**20,
+            "steps_peak_mb": steps_peak / 2**20,
+            "pred_over_meas": pred / (peak - before), "platform": jax.devices()[0].platform}
+
+
+def show(rows: list[dict]) -> None:
+    print(f"{'arch':6} {'size':>5} {'tile':>5} {'s/step':>8} {'vs whole':>8} {'first s':>8} "
+          f"{'peak RSS MB':>11} {'before MB':>9} {'first MB':>8} {'steps MB':>8} "
+          f"{'predicted MB':>12} {'pred/meas':>9}")
+    whole = {(r["arch"], r["size"]): r["s_per_step"]
+             for r in rows if r.get("tile") == 0 and r.get("s_per_step")}
+    for r in rows:
+        if "error" in r:
+            print(f"{r['arch']:6} {r['size']:>5} {r['tile']:>5}  failed: {r['error']}")
+            continue
+        ref = whole.get((r["arch"], r["size"]))
+        ratio = f"{r['s_per_step'] / ref:.2f}x" if ref and r["s_per_step"] else "-"
+        sps = f"{r['s_per_step']:.2f}" if r["s_per_step"] else "-"
+        print(f"{r['arch']:6} {r['size']:>5} {r['tile']:>5} {sps:>8} {ratio:>8} {r['first_s']:>8.1f} "
+              f"{r['peak_rss_mb']:>11.0f} {r['rss_before_mb']:>9.0f} {r['first_call_peak_mb']:>8.0f} "
+              f"{r['steps_peak_mb']:>8.0f} {r['predicted_mb']:>12.0f} {r['pred_over_meas']:>9.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, help="arch:size:tile ...")
+    ap.add_argument("--steps", type=int, default=3, help="Adam iterations per row (the first compiles)")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds per row")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--show", default=None, help="print a saved JSON table")
+    ap.add_argument("--row", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.show:
+        show(json.loads(Path(args.show).read_text())["rows"])
+        return
+    if args.row:
+        arch, size, tile = args.row.split(":")
+        print(json.dumps(bench_row(arch, int(size), int(tile), args.steps)))
+        return
+    out = Path(args.out or Path(__file__).parent / "results" / "bench_tile-cpu.json")
+    rows: list[dict] = []
+    for spec in args.rows:
+        arch, size, tile = spec.split(":")
+        try:
+            r = subprocess.run([sys.executable, __file__, "--row", spec, "--steps", str(args.steps)],
+                               capture_output=True, text=True, timeout=args.timeout, check=False)
+            rows.append(json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else
+                        {"arch": arch, "size": int(size), "tile": int(tile),
+                         "error": (r.stderr.strip().splitlines() or ["?"])[-1][:200]})
+        except subprocess.TimeoutExpired:
+            rows.append({"arch": arch, "size": int(size), "tile": int(tile), "error": "timeout"})
+        show(rows[-1:])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"machine": platform.machine(), "python": platform.python_version(),
+                                   "rows": rows}, indent=1))
+    print()
+    show(rows)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
