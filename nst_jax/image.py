@@ -143,12 +143,56 @@ def metadata_text(metadata: Mapping[str, Any] | None) -> str:
     return json.dumps(dict(metadata or {}), indent=1, sort_keys=True, default=str)
 
 
-def encode_image(rgb: np.ndarray, fmt: str, metadata: Mapping[str, Any] | None = None) -> bytes:
+BIT_DEPTHS = (8, 16)
+
+
+def encode_png16(rgb: np.ndarray, text: str) -> bytes:
+    """``rgb`` (``(H, W, 3)`` in [0, 1]) as a 16-bit-per-channel RGB PNG (colour type 2,
+    bit depth 16, big-endian samples ``round(65535 x)``), ``text`` in an ``iTXt`` chunk
+    keyed ``nst_jax`` (UTF-8).
+
+    Written by hand (PNG is a few chunks around zlib data, ISO/IEC 15948): Pillow has
+    no 16-bit RGB image mode to save from. Smooth gradients of large prints then keep
+    65536 levels instead of 256 (no banding).
+    """
+    import struct
+    import zlib
+
+    a = np.asarray(rgb, np.float64)
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"rgb: expected shape (H, W, 3), got {a.shape}")
+    h, w, _ = a.shape
+    samples = np.round(np.clip(np.nan_to_num(a), 0.0, 1.0) * 65535.0).astype(">u2")
+    rows = np.concatenate([np.zeros((h, 1), np.uint8),           # filter type 0 per row
+                           samples.view(np.uint8).reshape(h, w * 6)], axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    return b"".join([
+        b"\x89PNG\r\n\x1a\n",
+        chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)),
+        chunk(b"iTXt", b"nst_jax\0\0\0\0\0" + text.encode("utf-8")),
+        chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)),
+        chunk(b"IEND", b""),
+    ])
+
+
+def encode_image(rgb: np.ndarray, fmt: str, metadata: Mapping[str, Any] | None = None,
+                 *, bit_depth: int = 8) -> bytes:
     """``rgb`` (``(H, W, 3)`` in [0, 1]) as PNG or JPEG file bytes, ``metadata`` as JSON in
-    the PNG text chunk ``nst_jax`` (JPEG: the comment)."""
+    the PNG text chunk ``nst_jax`` (JPEG: the comment). ``bit_depth=16``: a 16-bit PNG
+    (:func:`encode_png16`); JPEG has 8 bits only."""
     import io
 
     text = metadata_text(metadata)
+    if bit_depth not in BIT_DEPTHS:
+        raise ImageError(f"bit depth: expected 8 or 16, got {bit_depth}")
+    if bit_depth == 16:
+        if fmt != "PNG":
+            raise ImageError(f"bit depth 16: {fmt} has 8 bits per channel only; write a .png")
+        return encode_png16(rgb, text)
     im = Image.fromarray(to_uint8(rgb), "RGB")
     buf = io.BytesIO()
     if fmt == "PNG":
@@ -173,6 +217,7 @@ def save_image(
     *,
     overwrite: bool = False,
     sidecar: bool = True,
+    bit_depth: int = 8,
 ) -> Path:
     """Write ``rgb`` (``(H, W, 3)`` in [0, 1]) atomically as PNG (default) or JPEG.
 
@@ -180,7 +225,8 @@ def save_image(
     stored as JSON in the PNG text chunk ``nst_jax`` (JPEG: the comment) and, with
     ``sidecar``, in ``<path>.json``. The image and its sidecar are written all or
     nothing. Existing files are refused unless ``overwrite`` (the image's name is
-    claimed atomically: see :mod:`nst_jax.files`).
+    claimed atomically: see :mod:`nst_jax.files`). ``bit_depth=16``: 16 bits per
+    channel (PNG only).
 
     Raises:
       ImageError: the extension is unknown.
@@ -192,7 +238,8 @@ def save_image(
     side = sidecar_of(p)
     for q in (p, side) if sidecar else (p,):
         files.check_new_name(q, overwrite=overwrite)
-    files.write_bytes(p, encode_image(rgb, fmt, metadata), overwrite=overwrite)
+    data = encode_image(rgb, fmt, metadata, bit_depth=bit_depth)
+    files.write_bytes(p, data, overwrite=overwrite)
     if sidecar:
         try:
             files.write_bytes(side, (metadata_text(metadata) + "\n").encode(), overwrite=overwrite)

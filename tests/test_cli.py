@@ -391,3 +391,14 @@ def test_style_loss_flag_end_to_end_and_too_small(work, capsys):
     assert run(work, "--style-loss", "meancov", "--size", "24", out="mc24.png") == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "needs at least 2 to estimate a covariance" in err
+
+
+def test_bit_depth_16_cli(work, capsys):
+    from PIL import Image
+
+    assert run(work, "--bit-depth", "16", out="deep.png") == 0
+    with Image.open(work / "deep.png") as im:
+        assert im.mode in ("RGB", "I;16", "I") and "nst_jax" in im.info
+    assert (work / "deep.png").read_bytes()[24] == 16  # IHDR bit depth
+    assert run(work, "--bit-depth", "16", out="deep.jpg") == 2
+    assert "--bit-depth 16: deep.jpg is JPEG" in capsys.readouterr().err

@@ -137,3 +137,48 @@ def test_save_errors(tmp_path):
         I.save_image(tmp_path / "o.gif", np.zeros((2, 2, 3)))
     with pytest.raises(OSError, match="output folder does not exist"):
         I.save_image(tmp_path / "nope" / "o.png", np.zeros((2, 2, 3)))
+
+
+def _read_png16(data: bytes) -> tuple[np.ndarray, dict[bytes, bytes]]:
+    """An independent reader of the one PNG layout encode_png16 writes: chunks checked
+    against their CRCs, IDAT inflated, filter bytes stripped, big-endian uint16 samples."""
+    import struct
+    import zlib
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, {}
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        (crc,) = struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])
+        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF, kind
+        chunks[kind] = chunks.get(kind, b"") + body
+        pos += 12 + n
+    w, h, depth, ctype = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert (depth, ctype) == (16, 2)
+    raw = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(h, 1 + w * 6)
+    assert np.all(raw[:, 0] == 0)
+    return raw[:, 1:].copy().view(">u2").reshape(h, w, 3).astype(np.uint16), chunks
+
+
+def test_png16_round_trip_and_metadata(tmp_path):
+    from PIL import Image
+
+    from nst_jax import image as I
+
+    rgb = np.linspace(0, 1, 5 * 7 * 3).reshape(5, 7, 3).astype(np.float32)
+    p = I.save_image(tmp_path / "deep.png", rgb, {"name": "żółw"}, bit_depth=16)
+    samples, chunks = _read_png16(p.read_bytes())
+    np.testing.assert_array_equal(samples, np.round(rgb.astype(np.float64) * 65535).astype(np.uint16))
+    assert len(np.unique(samples)) == rgb.size  # 105 distinct levels; 8 bits would merge some
+    with Image.open(p) as im:  # a standard reader accepts it, metadata included
+        assert im.size == (7, 5) and json.loads(im.info["nst_jax"])["name"] == "żółw"
+    assert json.loads((tmp_path / "deep.png.json").read_text())["name"] == "żółw"
+
+
+def test_png16_refused_for_jpeg(tmp_path):
+    from nst_jax import image as I
+
+    with pytest.raises(I.ImageError, match="JPEG has 8 bits per channel only"):
+        I.save_image(tmp_path / "x.jpg", np.zeros((2, 2, 3)), bit_depth=16)
+    assert not (tmp_path / "x.jpg").exists()

@@ -103,6 +103,8 @@ GROUPS: dict[str, tuple[Flag, ...]] = {
              choices=("cpu", "gpu", "tpu")),
         Flag("--report-every", "iterations fused per compiled call between progress updates",
              "report_every", positive_int, metavar="N"),
+        Flag("--bit-depth", "bits per channel of PNG outputs: 16 keeps smooth gradients of large "
+             "prints from banding", type=int, choices=(8, 16), default=8),
         Flag("--overwrite", "replace existing output files", action="store_true"),
         Flag("--quiet", "print only the final line", action="store_true"),
     ),

@@ -247,7 +247,7 @@ def _encode(res: Any, pr: Any, args: argparse.Namespace) -> tuple[dict[str, byte
         costs = {k: float(v[i]) for k, v in res.costs.items()}
         meta = {**pr.meta, "status": "done" if res.ok[i] else "stopped: non-finite cost",
                 "point": pt, "steps": pr.config.iterations, "final_costs": costs}
-        blobs[name_of(pt)] = I.encode_image(res.images[i], "PNG", meta)
+        blobs[name_of(pt)] = I.encode_image(res.images[i], "PNG", meta, bit_depth=args.bit_depth)
         rows.append({**pt, **costs, "ok": bool(res.ok[i]), "file": name_of(pt)})
     n_a = len(dict.fromkeys(p["alpha"] for p in res.points))
     labels = []

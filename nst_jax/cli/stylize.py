@@ -40,7 +40,8 @@ saves its current image.
 #: Settings that do not change the result (left out of the resume comparison).
 NOT_RESULT = ("output", "resume", "checkpoint_every", "save_every", "overwrite", "quiet",
               "report_every", "device", "weights", "func",
-              "tile")  # exact: a run may resume with other tiles (or none)
+              "tile",  # exact: a run may resume with other tiles (or none)
+              "bit_depth")
 
 
 def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -183,7 +184,8 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
             if args.save_every and p.step % args.save_every == 0 and not p.finished:
                 frame = frame_path(out, p.step)
                 side_write(f"frame {frame}", lambda f=frame, q=p: I.save_image(
-                    f, q.image, meta_for(q, "frame"), overwrite=args.overwrite))
+                    f, q.image, meta_for(q, "frame"), overwrite=args.overwrite,
+                    bit_depth=args.bit_depth))
             if args.checkpoint_every and (p.step % args.checkpoint_every == 0 or
                                           stop.requested) and not p.finished:
                 from nst_jax.checkpoint import save_checkpoint
@@ -207,7 +209,8 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
         return stop.exit_code
     meta = meta_for(last, status)
     written, why = save_with_fallback(
-        out, lambda path, ow: I.save_image(path, last.image, meta, overwrite=ow),
+        out, lambda path, ow: I.save_image(path, last.image, meta, overwrite=ow,
+                                           bit_depth=args.bit_depth),
         overwrite=args.overwrite)
     code = _report(args, last, status, out, written, why, write_failed, t_start)
     if status == "interrupted":
@@ -228,9 +231,12 @@ def _choose_output(args: argparse.Namespace) -> Path:
         return out
     out = Path(args.output)
     try:
-        I.format_of(out)
+        fmt = I.format_of(out)
     except I.ImageError as e:
         raise CliError(str(e)) from None
+    if args.bit_depth == 16 and fmt != "PNG":
+        raise CliError(f"--bit-depth 16: {out.name} is {fmt}, which has 8 bits per channel only; "
+                       "write a .png")
     check_outputs(planned_outputs(args, out), args.overwrite)
     if args.save_every and not args.overwrite and (old := _earlier_frames(out)):
         raise CliError(f"{old[0]} exists (frames of an earlier run); pass --overwrite or "
