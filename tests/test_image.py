@@ -169,6 +169,7 @@ def test_png16_round_trip_and_metadata(tmp_path):
     rgb = np.linspace(0, 1, 5 * 7 * 3).reshape(5, 7, 3).astype(np.float32)
     p = I.save_image(tmp_path / "deep.png", rgb, {"name": "żółw"}, bit_depth=16)
     samples, chunks = _read_png16(p.read_bytes())
+    assert chunks[b"iTXt"].startswith(b"nst_jax\0\0\0\0\0")
     np.testing.assert_array_equal(samples, np.round(rgb.astype(np.float64) * 65535).astype(np.uint16))
     assert len(np.unique(samples)) == rgb.size  # 105 distinct levels; 8 bits would merge some
     with Image.open(p) as im:  # a standard reader accepts it, metadata included
