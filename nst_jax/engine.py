@@ -26,7 +26,7 @@ import optax
 
 from nst_jax import vgg
 from nst_jax.config import Config
-from nst_jax.layout import Layout, to_host
+from nst_jax.layout import Layout, to_host, trimmed
 from nst_jax.problem import (
     compute_targets,
     init_image,
@@ -116,6 +116,28 @@ def check_sizes(
                         f"{names[min(i, len(names) - 1)]}: {w}x{h} gives {layer} "
                         f"{(h // step) * (w // step)} position(s); style_loss "
                         f"{config.style_loss!r} needs at least 2 to estimate a covariance")
+
+
+def check_rows(sizes: Sequence[tuple[int, int]], n_devices: int, arch: str, config: Config) -> None:
+    """Raise ``ValueError`` when a scale is too short to split over ``n_devices`` by rows.
+
+    Every device must hold at least 2 rows of the deepest pooled feature map, i.e.
+    ``H >= n 2^P`` for ``P`` poolings before the deepest layer: XLA:CPU's partitioner
+    computed wrong features when a pooled pair of rows straddled two devices holding
+    one row each (seen with 4 devices at 16 and 32 rows; every height from 36 up was
+    exact), so shorter scales are refused rather than trusted.
+    """
+    from nst_jax import tiling
+
+    _, align = tiling.receptive_halo(arch, [config.content_layer, *config.style_layers])
+    need = n_devices * align
+    short = [h for h, _ in sizes if h < need]
+    if short:
+        where = "the first scale is" if config.scales > 1 else "the image is"
+        raise ValueError(
+            f"devices: {where} {short[0]} px high, but splitting it over {n_devices} devices by "
+            f"rows needs at least {need} ({align} per device: 2 rows of the deepest pooled "
+            "feature map each); raise --size/--min-size or use fewer devices")
 
 
 def resize(rgb: Array, hw: tuple[int, int]) -> Array:
@@ -235,7 +257,14 @@ def iterate(
     chunk = min(config.report_every, config.iterations)
     tx = tx if tx is not None else _optimizer(config.optimizer, config.learning_rate,
                                               config.lbfgs_history)
-    run, measure = layout.programs(tx, spec, chunk, objective or default_objective)
+    objective = objective or default_objective
+    if layout.rows:
+        check_rows(sizes, len(layout.devices), vgg.arch_of(params), config)
+    if layout.rows and config.tile:
+        raise ValueError("tile: tiling and sharding one image over devices do not compose yet: "
+                         "tiles are a sequential scan inside one device's program, and XLA "
+                         "cannot partition that scan's dynamic windows by rows; use one or "
+                         "the other")
     cfg = layout.split(point_configs) if layout.batched else config
     params_d = layout.share(params)
     t = _Tally()
@@ -248,13 +277,16 @@ def iterate(
     Xr = None
     for si in range(start_scale, len(sizes)):
         config_s, cfg_s = at_scale(config, sizes[si]), at_scale(cfg, sizes[si])
+        height, stored = sizes[si][0], layout.padded(sizes[si][0])
+        run, measure = layout.programs(
+            tx, spec, chunk, trimmed(objective, height) if stored != height else objective)
         c_s, targets = _scale_inputs(content_rgb, styles, sizes[si], config_s, params, spec, style_blend)
         targets = layout.share(targets)
         if resume is not None and si == start_scale:
             X, ls = _restore(resume, tx, config, layout)
             done = start_step
         else:
-            X = _fresh(si, sizes[si], Xr, c_s, init, key, config, layout)
+            X = _pad_rows(_fresh(si, sizes[si], Xr, c_s, init, key, config, layout), stored)
             ls, done = layout.map(lambda x: init_loop_state(tx, x, config), X), 0
         X, ls = layout.split((X, ls))
         first_call = True
@@ -265,7 +297,8 @@ def iterate(
             n_done = t.record(costs, n_evals, n_done, ok, t0, first_call)
             first_call = False
             done += n_done
-            Xr, image, c = measure(X, ls, params_d, targets, c_s, cfg_s)
+            Xr, image, c = measure(X, ls, params_d, targets, _pad_rows(c_s, stored), cfg_s)
+            Xr, image = Xr[..., :height, :, :], image[..., :height, :, :]
             p = t.progress(X, ls, image, c, si, last_scale=si == len(sizes) - 1,
                            scale_done=done >= config.iterations)
             if snapshots:
@@ -274,7 +307,14 @@ def iterate(
             if p.error is not None and not layout.batched:
                 return
         if Xr is None:  # resumed exactly at the end of a scale
-            Xr = layout.map(lambda x, s: averaged(x, s, config), X, ls)
+            Xr = layout.map(lambda x, s: averaged(x, s, config), X, ls)[..., :height, :, :]
+
+
+def _pad_rows(x: Array, height: int) -> Array:
+    """``x (H, W, C)`` with its last row repeated to ``height`` rows (rows layouts)."""
+    if x.shape[0] == height:
+        return x
+    return jnp.pad(x, ((0, height - x.shape[0]), (0, 0), (0, 0)), mode="edge")
 
 
 def _snapshot(X: Array, ls: Any, si: int, done: int, p: Progress, key: Array) -> dict[str, Any]:
@@ -349,6 +389,7 @@ def stylize(
     callback: Callable[[Progress], Any] | None = None,
     tx: optax.GradientTransformation | None = None,
     objective: Callable | None = None,
+    devices: Sequence[Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Style-transfer ``content_rgb`` in the style of ``style_rgb``.
 
@@ -363,6 +404,9 @@ def stylize(
       tx: any optax transformation (default: the one ``config.optimizer`` names).
       objective: a custom ``(X, params, targets, config, spec) -> (J, terms)``
         (default :func:`nst_jax.problem.objective`).
+      devices: split the image along its height over these devices
+        (:meth:`Layout.by_rows`; every device of every host after
+        ``jax.distributed.initialize``: ``jax.devices()``); default: one device.
 
     Returns:
       ``(image (H, W, 3) float32 in [0, 1], history)``; ``history`` has ``"total"`` (J
@@ -375,7 +419,9 @@ def stylize(
     """
     last = None
     for last in iterate(content_rgb, style_rgb, params, spec, config=config, key=key,
-                        style_blend=style_blend, tx=tx, objective=objective):
+                        style_blend=style_blend, tx=tx, objective=objective,
+                        layout=Layout.by_rows(devices) if devices is not None and len(devices) > 1
+                        else Layout()):
         if callback is not None and callback(last):
             break
     assert last is not None
@@ -388,4 +434,4 @@ def stylize(
     }
 
 
-__all__ = ["Progress", "at_scale", "check_sizes", "iterate", "resize", "scale_sizes", "stylize"]
+__all__ = ["Progress", "at_scale", "check_rows", "check_sizes", "iterate", "resize", "scale_sizes", "stylize"]

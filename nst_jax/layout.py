@@ -81,12 +81,52 @@ def vmapped_programs(tx: optax.GradientTransformation, spec: vgg.Preprocessing, 
     return run, measure
 
 
+@functools.lru_cache(maxsize=32)
+def trimmed(objective_fn: Callable, height: int) -> Callable:
+    """``objective_fn`` of the first ``height`` rows of X: the rows-sharded layout pads X
+    to a multiple of the device count; the padding gets no gradient, so it never moves."""
+    def objective(X, params, targets, config, spec):
+        return objective_fn(X[:height], params, targets, config, spec)
+
+    return objective
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """One image (``points=0``) or ``points`` images along a sharded leading axis."""
+    """One image (``points=0``), ``points`` images along a sharded leading axis, or
+    (``rows=True``) one image sharded along its height over ``devices``.
+
+    Rows: X ``(H, W, C)`` and every image-shaped leaf of the loop state are placed with
+    ``NamedSharding(mesh, P("rows"))``, padded to a multiple of the device count (edge
+    rows, trimmed from the cost by :func:`trimmed` and from the results); params and
+    targets replicated. The step is the single-image program: XLA's SPMD partitioner
+    propagates the sharding to the activations and inserts the convolution halo
+    exchanges and the Gram all-reduces; nothing is hand-written."""
 
     points: int = 0
     devices: tuple[Any, ...] = ()
+    rows: bool = False
+
+    @staticmethod
+    def by_rows(devices: Sequence[Any] | None = None) -> Layout:
+        """One image split along its height over ``devices`` (default: all of them)."""
+        devs = tuple(devices) if devices is not None else tuple(jax.devices())
+        return Layout(0, devs, rows=True)
+
+    def padded(self, height: int) -> int:
+        """The height X is stored at: a multiple of the device count (rows layouts)."""
+        n = len(self.devices) if self.rows else 1
+        return -(-height // n) * n
+
+    def _rows_mesh(self) -> Mesh:
+        return Mesh(np.asarray(self.devices), ("rows",))
+
+    def split_rows(self, tree: Any, height: int) -> Any:
+        """Place image-shaped leaves (``(height, W, C)``) along the rows, others replicated."""
+        mesh = self._rows_mesh()
+        return jax.tree.map(
+            lambda a: jax.device_put(a, NamedSharding(
+                mesh, P("rows") if np.ndim(a) == 3 and np.shape(a)[0] == height else P())), tree)
 
     @staticmethod
     def of(points: int, devices: Sequence[Any] | None = None) -> Layout:
@@ -107,12 +147,16 @@ class Layout:
 
     def split(self, tree: Any) -> Any:
         """Place a pytree whose leaves have the leading axis: sharded over the devices."""
+        if self.rows:
+            return self.split_rows(tree, jax.tree.leaves(tree)[0].shape[0])
         if not self.batched:
             return tree
         return jax.device_put(tree, NamedSharding(self._mesh(), P("points")))
 
     def share(self, tree: Any) -> Any:
         """Place a pytree every point uses (params, targets): replicated."""
+        if self.rows:
+            return jax.device_put(tree, NamedSharding(self._rows_mesh(), P()))
         if not self.batched:
             return tree
         return jax.device_put(tree, NamedSharding(self._mesh(), P()))
@@ -122,4 +166,4 @@ class Layout:
         return jax.vmap(fn)(*args) if self.batched else fn(*args)
 
 
-__all__ = ["Layout", "is_line_search", "single_programs", "to_host", "vmapped_programs"]
+__all__ = ["Layout", "is_line_search", "single_programs", "to_host", "trimmed", "vmapped_programs"]

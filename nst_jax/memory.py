@@ -62,6 +62,7 @@ def predict_bytes(
     platform: str = "cpu",
     runtime: bool = True,
     tile: int = 0,
+    shards: int = 1,
 ) -> int:
     """Predicted peak bytes of optimising ``points`` images of ``height x width``.
 
@@ -69,6 +70,8 @@ def predict_bytes(
     it changes only what bf16 costs. ``runtime=False``: XLA's buffers only.
     ``tile``: ``Config.tile``; the activations are then those of one window (tile plus
     halo, :mod:`nst_jax.tiling`) and ``TILE_IMAGES`` canvas-sized copies are added.
+    ``shards``: the image split by rows over that many devices (per device: the
+    weights and targets whole, the rest divided).
     """
     shapes = vgg.conv_shapes(arch)
     used = _layers_used(arch, deepest)
@@ -91,7 +94,7 @@ def predict_bytes(
     extra = 2 * kernels + acts if bf16_cpu and optimizer != "lbfgs" else 0
     images = 2 + (2 if optimizer == "adam" else 2 * lbfgs_history + 6 if optimizer == "lbfgs" else 0)
     per_point = K_ACTIVATIONS * acts * act_bytes + extra + images * height * width * 3 * 4 + canvas
-    return int(weights + targets + points * per_point)
+    return int(weights + targets + points * per_point / shards)
 
 
 def _activations(arch: str, used: list[str], h: int, w: int) -> int:

@@ -367,3 +367,40 @@ class Prepared:
     styles: list
     blend: list[float] | None
     meta: dict
+    layout: Any = None  # nst_jax.layout.Layout of --devices (None: one device)
+
+
+def add_distributed(ap: argparse.ArgumentParser) -> None:
+    """The flags of a run over several hosts (``jax.distributed``)."""
+    m = ap.add_argument_group("several hosts (jax.distributed; every process runs the same command)")
+    m.add_argument("--distributed", action="store_true",
+                   help="call jax.distributed.initialize() (auto-detected on SLURM, Open MPI, "
+                        "TPU pods; or give the three flags below)")
+    m.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                   help="address of process 0's coordinator service")
+    m.add_argument("--num-processes", type=positive_int, default=None, metavar="N")
+    m.add_argument("--process-id", type=int, default=None, metavar="I")
+
+
+def start_distributed(args: argparse.Namespace) -> None:
+    """``jax.distributed.initialize`` from the flags, before any backend starts; CPU
+    collectives go through gloo (XLA's CPU default has none across processes)."""
+    given = [args.coordinator, args.num_processes, args.process_id]
+    if not args.distributed and all(v is None for v in given):
+        return
+    if any(v is None for v in given) and not all(v is None for v in given):
+        raise CliError("--coordinator, --num-processes and --process-id go together")
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    except (RuntimeError, ValueError) as e:
+        raise CliError(f"jax.distributed.initialize failed: {str(e).splitlines()[0]}") from None
+
+
+def devices_arg(s: str) -> int | str:
+    """``--devices``: ``all`` or a positive count."""
+    if s.strip().lower() == "all":
+        return "all"
+    return positive_int(s)

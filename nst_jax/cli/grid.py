@@ -18,11 +18,13 @@ from nst_jax.cli.common import (
     CliError,
     Interrupts,
     RunError,
+    add_distributed,
     check_outputs,
     fmt_time,
     parse_numbers,
     positive_int,
     select_device,
+    start_distributed,
 )
 from nst_jax.cli.inputs import add_common_args, add_inputs, prepare
 
@@ -45,34 +47,10 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
                          "of the device count (default: all at once)")
     ap.add_argument("--per-point-seeds", action="store_true",
                     help="give each point its own initial noise (default: the same start everywhere)")
-    m = ap.add_argument_group("several hosts (jax.distributed; every process runs the same command)")
-    m.add_argument("--distributed", action="store_true",
-                   help="call jax.distributed.initialize() (auto-detected on SLURM, Open MPI, "
-                        "TPU pods; or give the three flags below)")
-    m.add_argument("--coordinator", metavar="HOST:PORT", default=None,
-                   help="address of process 0's coordinator service")
-    m.add_argument("--num-processes", type=positive_int, default=None, metavar="N")
-    m.add_argument("--process-id", type=int, default=None, metavar="I")
+    add_distributed(ap)
     add_common_args(ap)
     ap.set_defaults(size=256)
     return ap
-
-
-def start_distributed(args: argparse.Namespace) -> None:
-    """``jax.distributed.initialize`` from the flags, before any backend starts; CPU
-    collectives go through gloo (XLA's CPU default has none across processes)."""
-    given = [args.coordinator, args.num_processes, args.process_id]
-    if not args.distributed and all(v is None for v in given):
-        return
-    if any(v is None for v in given) and not all(v is None for v in given):
-        raise CliError("--coordinator, --num-processes and --process-id go together")
-    import jax
-
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    try:
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    except (RuntimeError, ValueError) as e:
-        raise CliError(f"jax.distributed.initialize failed: {str(e).splitlines()[0]}") from None
 
 
 def _fmt(v: float) -> str:

@@ -78,6 +78,7 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
         raise CliError(str(e)) from None
     if isinstance(args.tile, int) and args.tile:
         config = config.replace(tile=args.tile)
+    layout = rows_layout(getattr(args, "devices", 1), arch, c_hw, config)
     try:
         check_sizes((*c_hw, 3), [(*hw, 3) for hw in s_hw], arch, config,
                     names=[args.content, *args.style])
@@ -86,8 +87,9 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
             raise CliError(str(e)) from None
         raise CliError(f"{e} (raise --size / --min-size / --style-scale or use shallower "
                        "layers)") from None
+    shards = len(layout.devices) if layout.rows else 1
     tile = check_memory(arch, c_hw, config, points=points, devices=len(jax.devices()),
-                        auto=args.tile == "auto", quiet=args.quiet)
+                        auto=args.tile == "auto" and shards == 1, quiet=args.quiet, shards=shards)
     config = config.replace(tile=tile)
     try:
         content = I.load_image(args.content, args.size)
@@ -111,11 +113,37 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
               f"{', '.join(W.Path(s).name for s in args.style)}: {content.shape[1]}x{content.shape[0]}, "
               f"{arch} ({meta_w.get('source')}), {config.optimizer}, {config.iterations} iterations "
               f"on {jax.devices()[0].platform}", file=sys.stderr)
-    return Prepared(params, spec, arch, config, content, styles, blend, meta)
+    meta["devices"] = shards
+    return Prepared(params, spec, arch, config, content, styles, blend, meta, layout)
+
+
+def rows_layout(devices: int | str, arch: str, hw: tuple[int, int], config: Any) -> Any:
+    """The :class:`~nst_jax.layout.Layout` of ``--devices``: one device, or the image
+    split by rows over N of ``jax.devices()`` (every host's)."""
+    import jax
+
+    from nst_jax.engine import check_rows, scale_sizes
+    from nst_jax.layout import Layout
+
+    have = jax.devices()
+    n = len(have) if devices == "all" else int(devices)
+    if n > len(have):
+        raise CliError(f"--devices {n}: only {len(have)} {have[0].platform} device(s) are available")
+    if n == 1:
+        return Layout()
+    if config.tile:
+        raise CliError(f"--tile {config.tile} with --devices {n}: tiling and splitting one image "
+                       "over devices do not compose yet (tiles are a sequential scan inside one "
+                       "device's program); use one or the other")
+    try:
+        check_rows(scale_sizes(*hw, config), n, arch, config)
+    except ValueError as e:
+        raise CliError(str(e).replace("devices: ", f"--devices {n}: ")) from None
+    return Layout.by_rows(have[:n])
 
 
 def check_memory(arch: str, hw: tuple[int, int], config: Any, *, points: int = 1,
-                 devices: int = 1, auto: bool = False, quiet: bool = True) -> int:
+                 devices: int = 1, auto: bool = False, quiet: bool = True, shards: int = 1) -> int:
     """Refuse, before compiling, a run whose peak memory on one device exceeds what is
     free; return the tile to use (``config.tile``, or with ``auto`` the largest tile
     that fits when the whole image does not, announced in one line).
@@ -133,13 +161,14 @@ def check_memory(arch: str, hw: tuple[int, int], config: Any, *, points: int = 1
     deepest = max((config.content_layer, *config.style_layers), key=vgg.layer_names(arch).index)
     device = jax.devices()[0]
     kw = {"optimizer": config.optimizer, "precision": config.precision, "points": per_device,
-          "deepest": deepest, "lbfgs_history": config.lbfgs_history, "platform": device.platform}
+          "deepest": deepest, "lbfgs_history": config.lbfgs_history, "platform": device.platform,
+          "shards": shards}
     avail = memory.available_bytes(device)
     if avail is None:
         return config.tile
     budget = 0.9 * avail  # leave room for the runtime itself
     need, how = memory.predict_bytes(arch, *hw, tile=config.tile, **kw), "predicted"
-    if device.platform != "cpu" and not config.tile:
+    if device.platform != "cpu" and not config.tile and shards == 1:
         try:
             need, how = memory.compiled_bytes(arch, *hw, config, points=per_device), "XLA's figure"
         except Exception:  # no analysis on this backend: keep the model's prediction

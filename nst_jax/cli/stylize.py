@@ -17,11 +17,14 @@ from nst_jax.cli.common import (
     CliError,
     Interrupts,
     ProgressBar,
+    add_distributed,
     check_outputs,
+    devices_arg,
     fmt_time,
     positive_int,
     save_with_fallback,
     sha256_of,
+    start_distributed,
 )
 from nst_jax.cli.inputs import add_common_args, add_inputs, prepare
 
@@ -41,7 +44,8 @@ saves its current image.
 NOT_RESULT = ("output", "resume", "checkpoint_every", "save_every", "overwrite", "quiet",
               "report_every", "device", "weights", "func",
               "tile",  # exact: a run may resume with other tiles (or none)
-              "bit_depth")
+              "bit_depth", "devices", "distributed", "coordinator", "num_processes",
+              "process_id")
 
 
 def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -55,6 +59,10 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
                          "Ctrl-C/SIGTERM (default: off)")
     ap.add_argument("--resume", default=None, metavar="CKPT",
                     help="continue the run saved in CKPT (give the same inputs and settings)")
+    ap.add_argument("--devices", type=devices_arg, default=1, metavar="N|all",
+                    help="split the image along its height over N devices, or all of them (every "
+                         "host's, with --distributed); XLA exchanges the halos (default: 1)")
+    add_distributed(ap)
     return ap
 
 
@@ -141,10 +149,13 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     import jax
 
     from nst_jax import image as I
+    from nst_jax.layout import Layout
     from nst_jax.optimize import iterate
 
     t_start = time.perf_counter()
-    out = _choose_output(args)
+    start_distributed(args)
+    is_main = jax.process_index() == 0  # on several hosts, process 0 writes the files
+    out = _choose_output(args) if is_main else Path(args.output or "unused.png")
     every = math.gcd(args.report_every, math.gcd(args.save_every or args.report_every,
                                                   args.checkpoint_every or args.report_every))
     pr = prepare(args, every)
@@ -157,7 +168,7 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
         print(f"interrupted ({stop.name}): stopped before the run started; nothing saved",
               file=sys.stderr)
         return stop.exit_code
-    bar = ProgressBar(config.iterations * config.scales, args.quiet)
+    bar = ProgressBar(config.iterations * config.scales, args.quiet or not is_main)
     write_failed: list[str] = []
 
     def meta_for(p: Any, status: str) -> dict:
@@ -167,6 +178,8 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
                 "iterate_s": round(p.run_s, 3)}
 
     def side_write(what: str, fn: Any) -> None:  # frames and checkpoints: report, go on
+        if not is_main:
+            return
         try:
             fn()
         except (OSError, I.ImageError) as e:
@@ -178,7 +191,7 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     try:
         for p in iterate(pr.content, pr.styles, pr.params, pr.spec, config=config,
                          key=jax.random.key(args.seed), style_blend=pr.blend, resume=resume,
-                         snapshots=bool(args.checkpoint_every)):
+                         snapshots=bool(args.checkpoint_every), layout=pr.layout or Layout()):
             last = p
             bar.update(p)
             if args.save_every and p.step % args.save_every == 0 and not p.finished:
@@ -207,6 +220,8 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
         print(f"interrupted ({stop.name}): stopped before the first iterate was computed; "
               "nothing saved", file=sys.stderr)
         return stop.exit_code
+    if not is_main:
+        return stop.exit_code if status == "interrupted" else EXIT_OK
     meta = meta_for(last, status)
     written, why = save_with_fallback(
         out, lambda path, ow: I.save_image(path, last.image, meta, overwrite=ow,
