@@ -49,7 +49,8 @@ for name, kw in {"adam": {}, "lbfgs": {"optimizer": "lbfgs", "iterations": 4},
     c = Config(**{"iterations": 8, "report_every": 4, **kw})
     a, ha = stylize(C2, S, params, vgg.CAFFE, config=c)
     b, hb = stylize(C2, S, params, vgg.CAFFE, config=c, devices=jax.devices())
-    out[name] = [float(np.mean(np.abs(a - b))), float(np.max(np.abs(ha["total"] - hb["total"]) / ha["total"]))]
+    rel = np.abs(ha["total"] - hb["total"]) / ha["total"]
+    out[name] = [float(np.mean(np.abs(a - b))), float(np.max(rel))]
     out[name + "_shape"] = list(b.shape)
 print(json.dumps(out))
 """
