@@ -286,7 +286,8 @@ def iterate(
             X, ls = _restore(resume, tx, config, layout)
             done = start_step
         else:
-            X = _pad_rows(_fresh(si, sizes[si], Xr, c_s, init, key, config, layout), stored)
+            X = _fresh(si, sizes[si], Xr, c_s, init, key, config, layout)
+            X = _pad_rows(X, stored) if layout.rows else X
             ls, done = layout.map(lambda x: init_loop_state(tx, x, config), X), 0
         X, ls = layout.split((X, ls))
         first_call = True

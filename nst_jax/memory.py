@@ -2,8 +2,13 @@
 
 Model (bytes)::
 
-    peak = weights + runtime + targets
+    peak = max(step, weights + runtime + targets + K_TARGETS * 2 * activations * 4)
+    step = weights + runtime + targets
            + points * (K * activations * act_bytes + extra + images * H * W * 3 * 4)
+
+(the second term: computing the targets, the forward passes of C and S, which is the
+peak of whole-image runs from ~1024 px on; with ``tile`` both terms use one window's
+activations and the step adds ``TILE_IMAGES`` canvas copies)
 
 - ``weights``: the conv parameters of the layers used, kernels twice (the driver keeps
   each kernel's flipped copy for the input gradient, :func:`nst_jax.vgg.with_backward_kernels`);
@@ -42,6 +47,11 @@ K_ACTIVATIONS = 1.25
 #: Canvas-sized float32 RGB copies that tiling adds (the padded input kept for the
 #: backward pass, the gradient accumulated over the tiles, its trimmed copy).
 TILE_IMAGES = 3
+#: The targets' program (forward passes of C and S to the deepest layer, whole or one
+#: window at a time) holds about 1.2x their activations: fitted to the whole-process
+#: peaks of benchmarks/bench_tile.py (VGG19, 1024 and 2048 px: 2.9 and 11.5 GB measured,
+#: where the step alone holds 2.0 and 6.6 GB).
+K_TARGETS = 1.2
 
 
 def _layers_used(arch: str, deepest: str) -> list[str]:
@@ -94,7 +104,13 @@ def predict_bytes(
     extra = 2 * kernels + acts if bf16_cpu and optimizer != "lbfgs" else 0
     images = 2 + (2 if optimizer == "adam" else 2 * lbfgs_history + 6 if optimizer == "lbfgs" else 0)
     per_point = K_ACTIVATIONS * acts * act_bytes + extra + images * height * width * 3 * 4 + canvas
-    return int(weights + targets + points * per_point / shards)
+    step = weights + targets + points * per_point / shards
+    # The targets are computed first, in one program: the forward passes of C and of S
+    # (the CLI's default style size is G's), measured at K_TARGETS x their activations.
+    # Fitted on XLA:CPU (whose convolutions pack their input patches); elsewhere the CLI
+    # asks XLA for the step's own figure.
+    forward = K_TARGETS * 4 * 2 * acts / shards if platform == "cpu" else 0
+    return int(max(step, weights + targets + forward))
 
 
 def _activations(arch: str, used: list[str], h: int, w: int) -> int:

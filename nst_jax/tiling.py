@@ -117,8 +117,10 @@ class TilePlan:
 def plan_tiles(shape: Sequence[int], tile: int, arch: str, layers: Sequence[str]) -> TilePlan:
     """The tiling of an image of ``shape (H, W, ...)`` with tiles of at most ``tile`` px.
 
-    ``tile`` is rounded down to a multiple of the pooling stride, and shrunk to the
-    image (rounded up to the stride) where the image is smaller.
+    ``tile`` is rounded down to a multiple of the pooling stride ``t``; each side then
+    gets ``n = ceil(side / t)`` tiles of ``ceil(side / n)`` pixels rounded up to the
+    stride (balanced: a 1024 px side with ``tile=768`` gets two 512 px tiles, not a
+    768 px tile and a mostly empty one).
 
     Raises:
       ValueError: when ``tile`` is smaller than the halo (or the stride), naming both.
@@ -133,7 +135,12 @@ def plan_tiles(shape: Sequence[int], tile: int, arch: str, layers: Sequence[str]
             f"(the reach of its receptive field); use --tile {need} or more")
     t = tile // align * align
     h, w = int(shape[0]), int(shape[1])
-    return TilePlan(h, w, min(t, -(-h // align) * align), min(t, -(-w // align) * align), halo, align)
+
+    def balanced(side: int) -> int:  # n = ceil(side / t) tiles of equal size, none hanging over
+        n = -(-side // t)
+        return min(t, -(-(-(-side // n)) // align) * align)
+
+    return TilePlan(h, w, balanced(h), balanced(w), halo, align)
 
 
 @jax.tree_util.register_static

@@ -18,7 +18,10 @@ def test_prediction_within_20_percent_of_xla(arch, h, w, opt):
 
 def test_prediction_grows_with_points_size_and_precision():
     one = memory.predict_bytes("vgg16", 256, 256)
-    assert memory.predict_bytes("vgg16", 256, 256, points=4) > 3 * (one - 60e6)
+    # the targets' forward passes (once per run) are the peak of a single point; the
+    # step's memory grows linearly with the points beyond that
+    p4, p8 = (memory.predict_bytes("vgg16", 256, 256, points=k) for k in (4, 8))
+    assert p8 > p4 > one and p8 - p4 > 0.9 * (p4 - memory.predict_bytes("vgg16", 256, 256, points=0))
     assert memory.predict_bytes("vgg16", 512, 512) > 3 * (one - 60e6)
     # bf16 halves the activations on accelerators; XLA:CPU computes in f32 and the
     # fused loop keeps bf16 copies besides (measured), so there it costs more

@@ -184,6 +184,8 @@ def test_tile_smaller_than_the_halo_is_refused():
 
 def test_plan_geometry():
     plan = tiling.plan_tiles((300, 100), 100, "vgg16", ["conv5_1"])
-    # rounded down to the stride 16, shrunk to the image where it is smaller
-    assert (plan.tile_h, plan.tile_w, plan.rows, plan.cols) == (96, 96, 4, 2)
-    assert plan.window == (224, 224) and plan.canvas == (4 * 96 + 128, 2 * 96 + 128)
+    # 100 -> 96 (the stride 16); 300 px: ceil(300/96) = 4 tiles of 75 -> 80; 100 px: 2 of 50 -> 64
+    assert (plan.tile_h, plan.tile_w, plan.rows, plan.cols) == (80, 64, 4, 2)
+    assert plan.window == (208, 192) and plan.canvas == (4 * 80 + 128, 2 * 64 + 128)
+    big = tiling.plan_tiles((1024, 1024), 768, "vgg19", ["conv5_1"])
+    assert (big.tile_h, big.rows) == (512, 2)  # balanced, not 768 + a mostly empty tile
