@@ -138,7 +138,8 @@ def plan_tiles(shape: Sequence[int], tile: int, arch: str, layers: Sequence[str]
 
     def balanced(side: int) -> int:  # n = ceil(side / t) tiles of equal size, none hanging over
         n = -(-side // t)
-        return min(t, -(-(-(-side // n)) // align) * align)
+        per = -(-side // n)
+        return min(t, -(-per // align) * align)
 
     return TilePlan(h, w, balanced(h), balanced(w), halo, align)
 
