@@ -11,6 +11,11 @@
 #   * bench_step: s/step, GFLOP/s, compile time and memory for VGG19 at 512 and 2048 px,
 #     Adam f32 vs bf16 (bf16 speed-up), L-BFGS f32 at 512 px (500 iterations = 500 x s/step);
 #   * bench_grid: a 16-point alpha/beta grid at 256 px, vmapped vs 16 separate runs.
+# Large prints and many devices, as a second short command (each under 10 minutes):
+#   SECTIONS=scale bash benchmarks/gpu.sh
+#   * bench_tile: VGG19 at 8192 px, whole (if it fits) and in exact 2048 px tiles;
+#   * bench_shard: VGG19 at 4096 and 8192 px split by rows over every GPU present
+#     (per-device XLA memory and step time against one GPU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
@@ -38,6 +43,17 @@ DATE=$(date +%Y-%m-%d)
 OUT=benchmarks/results
 mkdir -p "$OUT"
 status=0
+SECTIONS=${SECTIONS:-step,grid}
+if [[ ",$SECTIONS," == *",scale,"* ]]; then
+  timeout 420 "$VPY" benchmarks/bench_tile.py --rows vgg19:8192:2048 vgg19:8192:0 --steps 3 \
+    --timeout 200 --out "$OUT/bench_tile-$DEV-$DATE.json" || status=1
+  timeout 170 "$VPY" benchmarks/bench_shard.py --arch vgg19 --sizes 4096 8192 --repeats 2 \
+    --out "$OUT/bench_shard-$DEV-$DATE.json" || status=1
+fi
+if [[ ",$SECTIONS," != *",step,"* ]]; then
+  ls -l "$OUT"/*"$DEV-$DATE"*.json 2>/dev/null
+  exit $status
+fi
 timeout 330 "$VPY" benchmarks/bench_step.py --arch vgg19 --sizes 512 2048 --optimizers adam \
   --precisions f32 bf16 --repeats 10 --chunk 10 --row-timeout 150 \
   --json "$OUT/bench_step-$DEV-$DATE.json" || status=1
