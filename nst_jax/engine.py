@@ -247,8 +247,6 @@ def iterate(
     content_rgb = jnp.asarray(content_rgb, jnp.float32)
     if content_rgb.ndim != 3 or content_rgb.shape[-1] != 3:
         raise ValueError(f"content_rgb: expected shape (H, W, 3), got {content_rgb.shape}")
-    if layout.batched and point_configs is None:
-        raise ValueError("a batched layout needs point_configs (the per-point loss weights)")
     styles = [style_rgb] if hasattr(style_rgb, "ndim") else list(style_rgb)
     check_sizes(content_rgb.shape, [s.shape for s in styles], vgg.arch_of(params), config)
     params = _with_backward_kernels(params)  # once, for every step and scale
@@ -258,22 +256,11 @@ def iterate(
     tx = tx if tx is not None else _optimizer(config.optimizer, config.learning_rate,
                                               config.lbfgs_history)
     objective = objective or default_objective
-    if layout.rows:
-        check_rows(sizes, len(layout.devices), vgg.arch_of(params), config)
-    if layout.rows and config.tile:
-        raise ValueError("tile: tiling and sharding one image over devices do not compose yet: "
-                         "tiles are a sequential scan inside one device's program, and XLA "
-                         "cannot partition that scan's dynamic windows by rows; use one or "
-                         "the other")
+    _check_layout(layout, point_configs, sizes, vgg.arch_of(params), config)
     cfg = layout.split(point_configs) if layout.batched else config
     params_d = layout.share(params)
     t = _Tally()
-    start_scale, start_step = 0, 0
-    if resume is not None:
-        start_scale, start_step = int(resume["scale"]), int(resume["step_in_scale"])
-        t.hist = [np.asarray(resume["history"], np.float32)]
-        t.steps, t.evals = int(resume["steps"]), resume["evals"]
-        key = jax.random.wrap_key_data(jnp.asarray(resume["key"], jnp.uint32))
+    start_scale, start_step, key = t.resume(resume, key)
     Xr = None
     for si in range(start_scale, len(sizes)):
         config_s, cfg_s = at_scale(config, sizes[si]), at_scale(cfg, sizes[si])
@@ -283,11 +270,9 @@ def iterate(
         c_s, targets = _scale_inputs(content_rgb, styles, sizes[si], config_s, params, spec, style_blend)
         targets = layout.share(targets)
         if resume is not None and si == start_scale:
-            X, ls = _restore(resume, tx, config, layout)
-            done = start_step
+            (X, ls), done = _restore(resume, tx, config, layout), start_step
         else:
-            X = _fresh(si, sizes[si], Xr, c_s, init, key, config, layout)
-            X = _pad_rows(X, stored) if layout.rows else X
+            X = _pad_rows(_fresh(si, sizes[si], Xr, c_s, init, key, config, layout), stored, layout)
             ls, done = layout.map(lambda x: init_loop_state(tx, x, config), X), 0
         X, ls = layout.split((X, ls))
         first_call = True
@@ -298,7 +283,7 @@ def iterate(
             n_done = t.record(costs, n_evals, n_done, ok, t0, first_call)
             first_call = False
             done += n_done
-            Xr, image, c = measure(X, ls, params_d, targets, _pad_rows(c_s, stored), cfg_s)
+            Xr, image, c = measure(X, ls, params_d, targets, _pad_rows(c_s, stored, layout), cfg_s)
             Xr, image = Xr[..., :height, :, :], image[..., :height, :, :]
             p = t.progress(X, ls, image, c, si, last_scale=si == len(sizes) - 1,
                            scale_done=done >= config.iterations)
@@ -311,9 +296,23 @@ def iterate(
             Xr = layout.map(lambda x, s: averaged(x, s, config), X, ls)[..., :height, :, :]
 
 
-def _pad_rows(x: Array, height: int) -> Array:
+def _check_layout(layout: Layout, point_configs: Config | None, sizes: Sequence[tuple[int, int]],
+                  arch: str, config: Config) -> None:
+    """Refuse what a layout cannot run (``ValueError``)."""
+    if layout.batched and point_configs is None:
+        raise ValueError("a batched layout needs point_configs (the per-point loss weights)")
+    if layout.rows:
+        check_rows(sizes, len(layout.devices), arch, config)
+        if config.tile:
+            raise ValueError("tile: tiling and sharding one image over devices do not compose "
+                             "yet: tiles are a sequential scan inside one device's program, and "
+                             "XLA cannot partition that scan's dynamic windows by rows; use one "
+                             "or the other")
+
+
+def _pad_rows(x: Array, height: int, layout: Layout) -> Array:
     """``x (H, W, C)`` with its last row repeated to ``height`` rows (rows layouts)."""
-    if x.shape[0] == height:
+    if not layout.rows or x.shape[0] == height:
         return x
     return jnp.pad(x, ((0, height - x.shape[0]), (0, 0), (0, 0)), mode="edge")
 
@@ -335,6 +334,15 @@ class _Tally:
         self.compile_s = self.run_s = 0.0
         self.run_steps = 0
         self.ok: Any = True
+
+    def resume(self, snapshot: dict[str, Any] | None, key: Array) -> tuple[int, int, Array]:
+        """Take over a snapshot's counts and history: ``(scale, step in scale, key)``."""
+        if snapshot is None:
+            return 0, 0, key
+        self.hist = [np.asarray(snapshot["history"], np.float32)]
+        self.steps, self.evals = int(snapshot["steps"]), snapshot["evals"]
+        return (int(snapshot["scale"]), int(snapshot["step_in_scale"]),
+                jax.random.wrap_key_data(jnp.asarray(snapshot["key"], jnp.uint32)))
 
     @staticmethod
     def alive(ls: Any) -> bool:
