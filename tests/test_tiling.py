@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import rand_image, tiny_params
+from conftest import ROOT, rand_image, tiny_params
 
 from nst_jax import problem, tiling, vgg
 from nst_jax.config import Config
@@ -189,3 +189,41 @@ def test_plan_geometry():
     assert plan.window == (208, 192) and plan.canvas == (4 * 80 + 128, 2 * 64 + 128)
     big = tiling.plan_tiles((1024, 1024), 768, "vgg19", ["conv5_1"])
     assert (big.tile_h, big.rows) == (512, 2)  # balanced, not 768 + a mostly empty tile
+
+
+@pytest.mark.slow
+def test_resume_a_whole_image_run_with_tiles(params16):
+    """A checkpoint holds X and the optimizer state only: a run may continue in tiles."""
+    from nst_jax.engine import iterate
+
+    C, S = rand_image(100, 90, 1), rand_image(64, 64, 2)
+    cfg = Config(iterations=10, report_every=5)
+    whole = list(iterate(C, S, params16, vgg.CAFFE, config=cfg, snapshots=True))
+    resumed = list(iterate(C, S, params16, vgg.CAFFE, config=cfg.replace(tile=64),
+                           resume=whole[0].snapshot))
+    assert resumed[-1].step == 10
+    assert float(np.mean(np.abs(resumed[-1].image - whole[-1].image))) < 1e-4
+    np.testing.assert_allclose(resumed[-1].history, whole[-1].history, rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.real_weights
+@pytest.mark.parametrize(("style_loss", "norm"), [("gram", "lecture"), ("w2", "gatys")])
+def test_tiled_equals_untiled_with_the_real_vgg16(real16, style_loss, norm):
+    """The bundled example photos, the real ImageNet VGG16: 200 x 150 in 4 x 3 tiles."""
+    from nst_jax.image import load_image
+
+    params, spec = real16
+    ex = ROOT / "examples"
+    C, S = load_image(ex / "content_chelsea.png", 200), load_image(ex / "style_swirls.png", 160)
+    X = jnp.asarray(np.clip(C + 0.1 * rand_image(*C.shape[:2], seed=5) - 0.05, 0, 1))
+    cfg = Config(style_loss=style_loss, normalization=norm).validate("vgg16")
+    out = []
+    for tile in (0, 64):
+        c = dataclasses.replace(cfg, tile=tile)
+        t = problem.compute_targets(params, spec, C, [S], c)
+        out.append(jax.jit(jax.value_and_grad(
+            lambda x, c=c, t=t: problem.objective(x, params, t, c, spec)[0]))(X))
+    (j0, g0), (j1, g1) = out
+    assert abs(float(j1 - j0)) <= 1e-5 * abs(float(j0))
+    assert float(jnp.linalg.norm(g1 - g0) / jnp.linalg.norm(g0)) <= 1e-5
