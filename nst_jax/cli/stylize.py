@@ -23,6 +23,7 @@ from nst_jax.cli.common import (
     fmt_time,
     positive_int,
     save_with_fallback,
+    select_device,
     sha256_of,
     start_distributed,
 )
@@ -154,6 +155,7 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
 
     t_start = time.perf_counter()
     start_distributed(args)
+    select_device(args.device)  # before anything starts a backend
     is_main = jax.process_index() == 0  # on several hosts, process 0 writes the files
     out = _choose_output(args) if is_main else Path(args.output or "unused.png")
     every = math.gcd(args.report_every, math.gcd(args.save_every or args.report_every,
