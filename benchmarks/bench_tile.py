@@ -109,17 +109,38 @@ def show(rows: list[dict]) -> None:
               f"{r['steps_peak_mb']:>8.0f} {r['predicted_mb']:>12.0f} {r['pred_over_meas']:>9.2f}")
 
 
+def markdown(rows: list[dict]) -> None:
+    """The table as Markdown (for the READMEs); ``predicted`` from the current model."""
+    from nst_jax import memory
+
+    whole = {r["size"]: r["s_per_step"] for r in rows if r.get("tile") == 0 and r.get("s_per_step")}
+    print("| size | tile | s/step | vs whole | peak RSS GB (whole process) | the run's own (peak - before) | "
+          "predicted GB | pred/own |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "error" in r:
+            continue
+        ref = whole.get(r["size"])
+        ratio = f"{r['s_per_step'] / ref:.2f}x" if ref else "-"
+        pred = memory.predict_bytes(r["arch"], r["size"], r["size"], tile=r["tile"]) / 2**30
+        own = (r["peak_rss_mb"] - r["rss_before_mb"]) / 1024
+        print(f"| {r['size']} | {r['tile'] or 'whole'} | {r['s_per_step']:.1f} | {ratio} | "
+              f"{r['peak_rss_mb'] / 1024:.2f} | {own:.2f} | {pred:.2f} | {pred / own:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, help="arch:size:tile ...")
     ap.add_argument("--steps", type=int, default=3, help="Adam iterations per row (the first compiles)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per row")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--show", default=None, help="print a saved JSON table")
+    ap.add_argument("--show", default=None, nargs="+", help="print saved JSON tables")
+    ap.add_argument("--markdown", action="store_true", help="with --show: as a Markdown table")
     ap.add_argument("--row", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.show:
-        show(json.loads(Path(args.show).read_text())["rows"])
+        rows = [r for f in args.show for r in json.loads(Path(f).read_text())["rows"]]
+        (markdown if args.markdown else show)(rows)
         return
     if args.row:
         arch, size, tile = args.row.split(":")
