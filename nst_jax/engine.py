@@ -283,17 +283,18 @@ def iterate(
             n_done = t.record(costs, n_evals, n_done, ok, t0, first_call)
             first_call = False
             done += n_done
-            Xr, image, c = measure(X, ls, params_d, targets, _pad_rows(c_s, stored, layout), cfg_s)
-            Xr, image = Xr[..., :height, :, :], image[..., :height, :, :]
+            _, image, c = measure(X, ls, params_d, targets, _pad_rows(c_s, stored, layout), cfg_s)
+            image = image[..., :height, :, :]
             p = t.progress(X, ls, image, c, si, last_scale=si == len(sizes) - 1,
                            scale_done=done >= config.iterations)
             if snapshots:
                 p.snapshot = _snapshot(X, ls, si, done, p, key)
             yield p
+            del image, c  # device copies: the next chunk's step needs the memory (4096 px: 0.2 GB each)
             if p.error is not None and not layout.batched:
                 return
-        if Xr is None:  # resumed exactly at the end of a scale
-            Xr = layout.map(lambda x, s: averaged(x, s, config), X, ls)[..., :height, :, :]
+        # the result of this scale, the start of the next one
+        Xr = layout.map(lambda x, s: averaged(x, s, config), X, ls)[..., :height, :, :]
 
 
 def _check_layout(layout: Layout, point_configs: Config | None, sizes: Sequence[tuple[int, int]],
