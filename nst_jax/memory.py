@@ -52,6 +52,9 @@ TILE_IMAGES = 3
 #: peaks of benchmarks/bench_tile.py (VGG19, 1024 and 2048 px: 2.9 and 11.5 GB measured,
 #: where the step alone holds 2.0 and 6.6 GB).
 K_TARGETS = 1.2
+#: What a tiled run holds beyond the model's arrays, fitted (0.30-0.41 GiB) to the six
+#: tiled rows of benchmarks/bench_tile.py at 512-2048 px; the 4096 px row is held out.
+TILE_OVERHEAD = int(0.37 * 2**30)
 
 
 def _layers_used(arch: str, deepest: str) -> list[str]:
@@ -109,8 +112,9 @@ def predict_bytes(
     # (the CLI's default style size is G's), measured at K_TARGETS x their activations.
     # Fitted on XLA:CPU (whose convolutions pack their input patches); elsewhere the CLI
     # asks XLA for the step's own figure.
-    forward = K_TARGETS * 4 * 2 * acts / shards if platform == "cpu" else 0
-    return int(max(step, weights + targets + forward))
+    # (tiled: one window of one image at a time, in a scan)
+    forward = K_TARGETS * 4 * (1 if canvas else 2) * acts / shards if platform == "cpu" else 0
+    return int(max(step, weights + targets + forward) + (TILE_OVERHEAD if canvas else 0))
 
 
 def _activations(arch: str, used: list[str], h: int, w: int) -> int:
