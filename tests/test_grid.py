@@ -154,6 +154,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def two_hosts(argv_of, env: dict, cwd) -> None:
+    """Run ``argv_of(i)`` as processes 0 and 1 of a ``jax.distributed`` job on 127.0.0.1
+    (the coordinator flags appended); skip where gloo CPU collectives are missing."""
+    port = _free_port()
+    procs = [subprocess.Popen(
+        [*argv_of(i), "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+         "--process-id", str(i)], env=env, cwd=cwd, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    if any("gloo" in err.lower() and "not" in err.lower() and p.returncode for p, (_, err)
+           in zip(procs, outs, strict=True)):
+        pytest.skip(f"no gloo CPU collectives on this platform: {outs[0][1][-300:]}")
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+
+
 @pytest.mark.slow
 def test_grid_cli_on_two_hosts_equals_one_host(work, tmp_path):
     """Two processes on 127.0.0.1 (jax.distributed, gloo CPU collectives), 2 devices each:
@@ -164,16 +179,7 @@ def test_grid_cli_on_two_hosts_equals_one_host(work, tmp_path):
     script = [sys.executable, str(ROOT / "scripts" / "grid.py")]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
            "JAX_PLATFORMS": "cpu"}
-    port = _free_port()
-    procs = [subprocess.Popen(
-        [*script, *argv, "-o", str(tmp_path / f"multi{i}"), "--coordinator", f"127.0.0.1:{port}",
-         "--num-processes", "2", "--process-id", str(i)], env=env, cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
-    if any("gloo" in err.lower() and "not" in err.lower() and p.returncode for p, (_, err)
-           in zip(procs, outs, strict=True)):
-        pytest.skip(f"no gloo CPU collectives on this platform: {outs[0][1][-300:]}")
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    two_hosts(lambda i: [*script, *argv, "-o", str(tmp_path / f"multi{i}")], env, tmp_path)
     assert not (tmp_path / "multi1").exists()  # process 1 wrote nothing
     one = subprocess.run([*script, *argv, "-o", str(tmp_path / "single")], env=env,
                          capture_output=True, text=True, timeout=600)

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import ROOT
-from test_grid import _free_port
+from test_grid import two_hosts
 
 SCRIPT = r"""
 import json, sys
@@ -111,20 +111,12 @@ def _read16(path) -> np.ndarray:
 def test_stylize_cli_on_two_hosts_equals_one_process(work, tmp_path):
     """Two processes on 127.0.0.1 (gloo collectives), 2 virtual devices each, one image
     split by rows over the 4: the same image as one process on one device."""
-    port = _free_port()
     size = ["--size", "96"]
-    procs = [subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "stylize.py"), str(work / "c.png"), str(work / "s.png"),
-         "--weights", str(work / "tiny.h5"), "--iters", "4", "--report-every", "2", "--beta", "1e-2",
-         "--quiet", "--bit-depth", "16", *size, "--devices", "all", "-o", str(tmp_path / f"multi{i}.png"),
-         "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
-        env=_env(2), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
-    if any("gloo" in err.lower() and "not" in err.lower() and p.returncode for p, (_, err)
-           in zip(procs, outs, strict=True)):
-        pytest.skip(f"no gloo CPU collectives on this platform: {outs[0][1][-300:]}")
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    two_hosts(lambda i: [
+        sys.executable, str(ROOT / "scripts" / "stylize.py"), str(work / "c.png"), str(work / "s.png"),
+        "--weights", str(work / "tiny.h5"), "--iters", "4", "--report-every", "2", "--beta", "1e-2",
+        "--quiet", "--bit-depth", "16", *size, "--devices", "all", "-o", str(tmp_path / f"multi{i}.png")],
+        _env(2), tmp_path)
     assert not (tmp_path / "multi1.png").exists()  # process 1 wrote nothing
     one = _cli(work, *size, n_dev=1, out=tmp_path / "single.png", cwd=tmp_path)
     assert one.returncode == 0, one.stderr
