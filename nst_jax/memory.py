@@ -146,18 +146,12 @@ def largest_tile(budget_bytes: int, arch: str, height: int, width: int, **kw: An
 
     halo, align = tiling.receptive_halo(arch, [kw.get("deepest", "conv5_1")])
     lo = max(halo, align)
-    hi = -(-max(height, width) // align) * align
+    hi = max(lo, -(-max(height, width) // align) * align)
     def fits(t: int) -> bool:
         return predict_bytes(arch, height, width, tile=t, **kw) <= budget_bytes
 
-    if not fits(lo):
-        return 0
-    best = lo
-    for t in range(hi, lo - 1, -align):  # predictions are cheap; sizes are few
-        if fits(t):
-            best = t
-            break
-    return best
+    # predictions are cheap and the candidate sizes few: the first that fits, from the top
+    return next((t for t in range(hi, lo - 1, -align) if fits(t)), 0)
 
 
 def largest_size(budget_bytes: int, arch: str, *, aspect: float = 1.0, **kw: Any) -> int:

@@ -227,7 +227,8 @@ def _tile_sums(prob: Problem, params: vgg.Params, xw: Array, extent: Any, i: Arr
     return out
 
 
-def _scan_tiles(prob: Problem, xpad: Array, content_tiles: Array | None, body: Any, init: Any) -> Any:
+def _scan_tiles(prob: Problem, content_tiles: Array | None, body: Any, init: Any) -> Any:
+    """``lax.scan`` of ``body(carry, i, content_tile or None)`` over the tiles."""
     ids = jnp.arange(prob.plan.n_tiles)
     xs = (ids, content_tiles) if content_tiles is not None else (ids, ids)
 
@@ -251,7 +252,7 @@ def tiled_sums(prob: Problem, xpad: Array, params: vgg.Params, content_tiles: Ar
         xw, ext = _window(prob, xpad, i)
         return jax.tree.map(jnp.add, acc, _tile_sums(prob, params, xw, ext, i, ct, shifts))
 
-    return _scan_tiles(prob, xpad, content_tiles, body, init)
+    return _scan_tiles(prob, content_tiles, body, init)
 
 
 def _tiled_gradient(prob: Problem, xpad: Array, params: vgg.Params, content_tiles: Array | None,
@@ -272,7 +273,7 @@ def _tiled_gradient(prob: Problem, xpad: Array, params: vgg.Params, content_tile
         start = (r0, c0, jnp.int32(0))
         return lax.dynamic_update_slice(g, lax.dynamic_slice(g, start, gw.shape) + gw, start)
 
-    return _scan_tiles(prob, xpad, content_tiles, body, jnp.zeros_like(xpad))
+    return _scan_tiles(prob, content_tiles, body, jnp.zeros_like(xpad))
 
 
 def moments_from_sums(prob: Problem, sums: Mapping[str, Any], shifts: Mapping[str, Array] | None
