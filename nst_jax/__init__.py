@@ -17,7 +17,8 @@ _EXPORTS = {
     "Progress": "engine", "iterate": "engine", "stylize": "engine",
     "stylize_grid": "grid",
     "Layout": "layout",
-    "content_cost": "losses", "gram_matrix": "losses", "layer_style_cost": "losses",
+    "content_cost": "losses", "gram_matrix": "losses", "guided_gram_matrix": "losses",
+    "layer_style_cost": "losses", "Guides": "guides",
     "style_cost": "losses", "style_target": "losses", "total_cost": "losses",
     "total_variation": "losses",
     "compute_targets": "problem", "objective": "problem",
@@ -49,10 +50,12 @@ if TYPE_CHECKING:
     from nst_jax.config import Config
     from nst_jax.engine import Progress, iterate, stylize
     from nst_jax.grid import stylize_grid
+    from nst_jax.guides import Guides
     from nst_jax.layout import Layout
     from nst_jax.losses import (
         content_cost,
         gram_matrix,
+        guided_gram_matrix,
         layer_style_cost,
         style_cost,
         style_target,
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Config",
+    "Guides",
     "Layout",
     "LoopState",
     "Preprocessing",
@@ -77,6 +81,7 @@ __all__ = [
     "deprocess",
     "fetch_weights",
     "gram_matrix",
+    "guided_gram_matrix",
     "init_loop_state",
     "iterate",
     "layer_style_cost",

@@ -26,6 +26,7 @@ import optax
 
 from nst_jax import vgg
 from nst_jax.config import Config
+from nst_jax.guides import Guides
 from nst_jax.layout import Layout, to_host, trimmed
 from nst_jax.problem import (
     compute_targets,
@@ -172,13 +173,14 @@ class Progress:
 
 
 def _scale_inputs(content_rgb: Array, styles: list[Array], hw: tuple[int, int], config: Config,
-                  params: vgg.Params, spec: vgg.Preprocessing, style_blend: Any) -> tuple[Array, Any]:
-    """C at this scale and the targets (styles scale with C)."""
+                  params: vgg.Params, spec: vgg.Preprocessing, style_blend: Any,
+                  guides: Guides | None = None) -> tuple[Array, Any]:
+    """C at this scale and the targets (styles scale with C; masks are resized to each)."""
     c_s = resize(content_rgb, hw)
     s_s = [resize(s, tuple(max(1, round(d * hw[0] / content_rgb.shape[0])) for d in s.shape[:2]))
            for s in styles]
     c_net, s_net = network_inputs(c_s, s_s, config)
-    return c_s, compute_targets(params, spec, c_net, s_net, config, style_blend)
+    return c_s, compute_targets(params, spec, c_net, s_net, config, style_blend, guides)
 
 
 def _restore(resume: dict[str, Any], tx: Any, config: Config, layout: Layout) -> tuple[Array, Any]:
@@ -222,6 +224,7 @@ def iterate(
     objective: Callable | None = None,
     layout: Layout = Layout(),
     point_configs: Config | None = None,
+    guides: Guides | None = None,
 ) -> Iterator[Progress]:
     """THE run loop: yields a :class:`Progress` every ``config.report_every`` steps.
 
@@ -242,6 +245,9 @@ def iterate(
     ones, whose state holds ``value``, get the L-BFGS treatment: box penalty, single
     steps). ``objective``: a custom objective with :func:`nst_jax.problem.objective`'s
     signature. Scales, progress, checkpoints and ``tol`` work with both.
+
+    ``guides``: regions, style masks and a content-strength map
+    (:class:`~nst_jax.guides.Guides`), resized to every scale.
     """
     config = config.validate(vgg.arch_of(params))
     content_rgb = jnp.asarray(content_rgb, jnp.float32)
@@ -267,7 +273,8 @@ def iterate(
         height, stored = sizes[si][0], layout.padded(sizes[si][0])
         run, measure = layout.programs(
             tx, spec, chunk, trimmed(objective, height) if stored != height else objective)
-        c_s, targets = _scale_inputs(content_rgb, styles, sizes[si], config_s, params, spec, style_blend)
+        c_s, targets = _scale_inputs(content_rgb, styles, sizes[si], config_s, params, spec,
+                                     style_blend, guides)
         targets = layout.share(targets)
         if resume is not None and si == start_scale:
             (X, ls), done = _restore(resume, tx, config, layout), start_step
@@ -400,6 +407,7 @@ def stylize(
     tx: optax.GradientTransformation | None = None,
     objective: Callable | None = None,
     devices: Sequence[Any] | None = None,
+    guides: Guides | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Style-transfer ``content_rgb`` in the style of ``style_rgb``.
 
@@ -417,6 +425,8 @@ def stylize(
       devices: split the image along its height over these devices
         (:meth:`Layout.by_rows`; every device of every host after
         ``jax.distributed.initialize``: ``jax.devices()``); default: one device.
+      guides: where each style goes, which part of each style image to learn from,
+        and a content-strength map (:class:`nst_jax.guides.Guides`, Gatys et al. 2017).
 
     Returns:
       ``(image (H, W, 3) float32 in [0, 1], history)``; ``history`` has ``"total"`` (J
@@ -429,7 +439,7 @@ def stylize(
     """
     last = None
     for last in iterate(content_rgb, style_rgb, params, spec, config=config, key=key,
-                        style_blend=style_blend, tx=tx, objective=objective,
+                        style_blend=style_blend, tx=tx, objective=objective, guides=guides,
                         layout=Layout.by_rows(devices) if devices is not None and len(devices) > 1
                         else Layout()):
         if callback is not None and callback(last):

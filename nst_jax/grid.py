@@ -109,6 +109,7 @@ def stylize_grid(
     callback: Callable[[int, int], Any] | None = None,
     tx: Any = None,
     objective: Callable | None = None,
+    guides: Any = None,
     **other_axes: Sequence[Any],
 ) -> GridResult:
     """Optimise G for every point of the grid ``alphas x betas x other_axes``.
@@ -129,6 +130,7 @@ def stylize_grid(
       devices: devices to shard the grid axis over (default: all of ``jax.devices()``).
       callback: called as ``callback(steps_done, total_steps)`` after each compiled call.
       tx, objective: a custom optax transformation / objective (as for ``stylize``).
+      guides: regions and masks shared by every point (:class:`nst_jax.guides.Guides`).
       **other_axes: ``tv_weight=[...]`` or ``style_weights=[(w1, ..., w5), ...]``.
 
     Returns:
@@ -158,7 +160,7 @@ def stylize_grid(
         last = None
         for last in iterate(content_rgb, style_rgb, params, spec, config=config, key=key,
                             style_blend=style_blend, init=None if starts is None else starts[pad],
-                            tx=tx, objective=objective, layout=layout,
+                            tx=tx, objective=objective, layout=layout, guides=guides,
                             point_configs=jax.tree.map(lambda x, p=pad: x[p], stacked)):
             if callback is not None:
                 callback(done_before + last.step, total)

@@ -52,15 +52,22 @@ def _check_act(a: Array, name: str) -> None:
         raise ValueError(f"{name}: expected activations of shape (nH, nW, nC), got {a.shape}")
 
 
-def content_cost(a_C: Array, a_G: Array, *, normalization: str = "lecture") -> Array:
+def content_cost(
+    a_C: Array, a_G: Array, *, normalization: str = "lecture", mask: Array | None = None
+) -> Array:
     """Content cost between the content and generated activations of one layer.
 
     ``J_content = 1/(4 nH nW nC) * sum((a_C - a_G)^2)`` (lecture, default);
     ``gatys``: ``1/2 * sum(...)``; ``jcjohnson``/``tf-tutorial``: the mean.
+    With a content-strength map ``mask`` ``m (nH, nW)``:
+    ``k * sum_{h,w,c} m[h, w] (a_C - a_G)^2`` (the same ``k``), so a map of ones is the
+    plain cost and zeros free those positions from the photo.
 
     Args:
       a_C: content activations ``(nH, nW, nC)``.
       a_G: generated activations, same shape.
+      mask: optional per-position weights ``(nH, nW)``, usually in [0, 1]
+        (:func:`nst_jax.guides.layer_masks` carries a pixel map to the layer).
 
     Returns:
       A float32 scalar.
@@ -69,8 +76,17 @@ def content_cost(a_C: Array, a_G: Array, *, normalization: str = "lecture") -> A
     _check_act(a_C, "a_C")
     if a_C.shape != a_G.shape:
         raise ValueError(f"a_G: expected shape {a_C.shape} (as a_C), got {a_G.shape}")
-    sq = jnp.sum(jnp.square(a_C.astype(jnp.float32) - a_G.astype(jnp.float32)))
-    return content_scale(a_C.shape, normalization) * sq
+    sq = jnp.square(a_C.astype(jnp.float32) - a_G.astype(jnp.float32))
+    if mask is not None:
+        _check_mask(mask, a_C, "mask")
+        sq = sq * mask.astype(jnp.float32)[..., None]
+    return content_scale(a_C.shape, normalization) * jnp.sum(sq)
+
+
+def _check_mask(mask: Array, a: Array, name: str) -> None:
+    if mask.shape != a.shape[:2]:
+        raise ValueError(f"{name}: expected shape {a.shape[:2]} (the activations' nH, nW), "
+                         f"got {mask.shape}")
 
 
 def content_scale(shape: tuple[int, ...], normalization: str = "lecture") -> float:
@@ -128,6 +144,34 @@ def gram_matrix(a: Array) -> Array:
     """
     _check_act(a, "a")
     return _gram_sym(a.reshape(-1, a.shape[-1]))
+
+
+def guided_gram_matrix(a: Array, mask: Array) -> Array:
+    """The guided Gram matrix of one region: ``Gram(m * F) / sum(m)``.
+
+    ``G_r[c, c'] = sum_{h,w} m[h,w]^2 a[h,w,c] a[h,w,c'] / sum_{h,w} m[h,w]``: the
+    Gram of the features multiplied by the region's guidance channel (Gatys et al.
+    2017, section 3, "guided Gram matrices"), per position of the region, so that a
+    region's statistics do not depend on its area. With a binary mask it is the
+    per-pixel Gram of the region's positions; a mask of ones gives exactly
+    :func:`style_target`. Float32 at ``Precision.HIGHEST`` as :func:`gram_matrix`.
+
+    Args:
+      a: ``(nH, nW, nC)`` activations.
+      mask: ``(nH, nW)`` region weights in [0, 1] with a positive sum (the region's
+        mask carried to this layer, :func:`nst_jax.guides.layer_masks`).
+
+    Returns:
+      ``(nC, nC)`` float32.
+
+    References:
+      Gatys, Ecker, Bethge, Hertzmann & Shechtman, "Controlling Perceptual Factors in
+      Neural Style Transfer" (CVPR 2017), section 3.
+    """
+    _check_act(a, "a")
+    _check_mask(mask, a, "mask")
+    m = mask.astype(jnp.float32)
+    return gram_matrix(a * m[..., None].astype(a.dtype)) / jnp.sum(m)
 
 
 def style_target(a_S: Array) -> Array:
@@ -199,21 +243,34 @@ def style_cost(
     layer_weights: Mapping[str, float | Array],
     *,
     normalization: str = "lecture",
+    masks: Mapping[str, Array] | None = None,
+    style_masks: Mapping[str, Array] | None = None,
 ) -> Array:
     """``J_style = sum_l lambda_l * J_style^[l](S, G)`` over the layers of ``layer_weights``.
+
+    With ``masks`` (the region of G the style applies to) and/or ``style_masks`` (the
+    region of S to learn from), each side's Gram is the :func:`guided_gram_matrix` of
+    its region: ``J^[l] = 1/(4 nC^2) sum (Gram(m_S F_S)/sum m_S - Gram(m_G F_G)/sum m_G)^2``
+    (lecture). All-ones masks give exactly the unmasked cost.
 
     Args:
       style_feats: ``{layer: (nH, nW, nC)}`` activations of S.
       gen_feats: ``{layer: (nH, nW, nC)}`` activations of G.
       layer_weights: ``{layer: lambda_l}`` (may be traced).
+      masks: optional ``{layer: (nH, nW)}`` weights on G's positions.
+      style_masks: optional ``{layer: (nH', nW')}`` weights on S's positions.
     """
     missing = [k for k in layer_weights if k not in style_feats]
     if missing:
         raise ValueError(f"style layers {missing} missing from style_feats")
+    targets = {k: style_target(style_feats[k]) if style_masks is None
+               else guided_gram_matrix(style_feats[k], style_masks[k]) for k in layer_weights}
+    if masks is None:
+        return style_cost_from_targets(targets, gen_feats, layer_weights,
+                                       normalization=normalization)
     return style_cost_from_targets(
-        {k: style_target(style_feats[k]) for k in layer_weights},
-        gen_feats, layer_weights, normalization=normalization,
-    )
+        {k: t[None] for k, t in targets.items()}, gen_feats, layer_weights,
+        normalization=normalization, masks={k: masks[k][None] for k in layer_weights})
 
 
 def style_cost_from_targets(
@@ -223,12 +280,25 @@ def style_cost_from_targets(
     *,
     normalization: str = "lecture",
     style_loss: str = "gram",
+    masks: Mapping[str, Array] | None = None,
 ) -> Array:
     """:func:`style_cost` against precomputed targets: :func:`style_target` Grams, or
     for ``style_loss`` ``meancov``/``w2`` the moments of
     :func:`nst_jax.statistics.stats_target` (whose cost is scaled by
     :data:`STATS_SCALE` to the Gram cost's magnitude; ``normalization`` applies to the
-    Gram only)."""
+    Gram only).
+
+    Regions (Gatys et al. 2017, section 3): with ``masks`` ``{layer: (R, nH, nW)}``, one
+    weight map per region of G, every target has a leading axis of ``R`` regions
+    (``(R, nC, nC)`` Grams; ``mu (R, nC)``... for the statistics) and
+
+        ``J_style = sum_r sum_l lambda_l J_l(T_{r,l}, G's statistics in region r)``
+
+    with G's statistics the :func:`guided_gram_matrix` (or the weighted moments of
+    :func:`nst_jax.statistics.feature_stats`) of ``masks[l][r]``. Each region's cost is
+    per position of the region, so the sum does not favour large regions, and two
+    disjoint regions cost the sum of the two single-region costs.
+    """
     from nst_jax import statistics
 
     missing = [k for k in layer_weights if k not in targets or k not in gen_feats]
@@ -239,21 +309,37 @@ def style_cost_from_targets(
     for k in layer_weights:
         _check_act(gen_feats[k], f"gen_feats[{k!r}]")
         nC = gen_feats[k].shape[-1]
-        if style_loss == "gram" and targets[k].shape != (nC, nC):
-            raise ValueError(f"style target {k}: expected shape {(nC, nC)}, got {targets[k].shape}")
-    moments = {k: layer_moments(gen_feats[k], style_loss) for k in layer_weights}
-    return style_cost_from_moments(targets, moments, layer_weights,
-                                   normalization=normalization, style_loss=style_loss)
+        lead = () if masks is None else masks[k].shape[:1]
+        if style_loss == "gram" and targets[k].shape != (*lead, nC, nC):
+            raise ValueError(f"style target {k}: expected shape {(*lead, nC, nC)}, "
+                             f"got {targets[k].shape}")
+        if masks is not None and masks[k].shape[1:] != gen_feats[k].shape[:2]:
+            h, w = gen_feats[k].shape[:2]
+            raise ValueError(f"masks[{k!r}]: expected shape (R, {h}, {w}), got {masks[k].shape}")
+    if masks is None:
+        moments = {k: layer_moments(gen_feats[k], style_loss) for k in layer_weights}
+        return style_cost_from_moments(targets, moments, layer_weights,
+                                       normalization=normalization, style_loss=style_loss)
+
+    def one_region(t: Mapping[str, Any], m: Mapping[str, Array]) -> Array:
+        moments = {k: layer_moments(gen_feats[k], style_loss, m[k]) for k in layer_weights}
+        return style_cost_from_moments(t, moments, layer_weights,
+                                       normalization=normalization, style_loss=style_loss)
+
+    t = {k: targets[k] for k in layer_weights}
+    m = {k: masks[k] for k in layer_weights}
+    return jnp.sum(jax.vmap(one_region)(t, m))
 
 
-def layer_moments(a: Array, style_loss: str = "gram") -> dict[str, Array]:
+def layer_moments(a: Array, style_loss: str = "gram", mask: Array | None = None) -> dict[str, Array]:
     """What the style cost needs of one layer of G: ``{"gram": Gram / (nH nW)}``, or
-    for ``meancov``/``w2`` ``{"mu", "cov"}`` (:func:`nst_jax.statistics.feature_stats`)."""
+    for ``meancov``/``w2`` ``{"mu", "cov"}`` (:func:`nst_jax.statistics.feature_stats`);
+    of the region ``mask (nH, nW)`` when given (:func:`guided_gram_matrix`, weighted moments)."""
     from nst_jax import statistics
 
     if style_loss == "gram":
-        return {"gram": style_target(a)}
-    mu, cov = statistics.feature_stats(a)
+        return {"gram": style_target(a) if mask is None else guided_gram_matrix(a, mask)}
+    mu, cov = statistics.feature_stats(a, mask)
     return {"mu": mu, "cov": cov}
 
 
@@ -311,6 +397,8 @@ def total_cost(
     tv_weight: float | Array = 0.0,
     normalization: str = "lecture",
     style_loss: str = "gram",
+    masks: Mapping[str, Array] | None = None,
+    content_mask: Array | None = None,
 ) -> tuple[Array, dict[str, Array]]:
     """``J(G) = alpha * J_content(C, G) + beta * J_style(S, G) + tv_weight * TV(G)``.
 
@@ -321,14 +409,18 @@ def total_cost(
       gen_style: ``{layer: a_G}`` at the style layers.
       image: G as RGB ``(H, W, 3)`` (for the TV term).
       alpha, beta, tv_weight, layer_weights: scalars (may be traced, e.g. under vmap).
+      masks: regions ``{layer: (R, nH, nW)}`` of :func:`style_cost_from_targets` (the
+        targets then have a leading axis of regions).
+      content_mask: a content-strength map ``(nH, nW)`` at the content layer
+        (:func:`content_cost`).
 
     Returns:
       ``(J, {"total", "content", "style", "tv"})`` where ``content``/``style``/``tv`` are
       the unweighted terms.
     """
-    jc = content_cost(content_target, gen_content, normalization=normalization)
+    jc = content_cost(content_target, gen_content, normalization=normalization, mask=content_mask)
     js = style_cost_from_targets(style_targets, gen_style, layer_weights,
-                                 normalization=normalization, style_loss=style_loss)
+                                 normalization=normalization, style_loss=style_loss, masks=masks)
     tv = total_variation(image)
     j = alpha * jc + beta * js + tv_weight * tv
     return j, {"total": j, "content": jc, "style": js, "tv": tv}

@@ -23,7 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax import color, losses, statistics, vgg
+from nst_jax import guides as guide_masks
 from nst_jax.config import Config
+from nst_jax.guides import Guides
 
 Array = jax.Array
 Targets = dict[str, Any]
@@ -53,6 +55,7 @@ def compute_targets(
     style_rgbs: Array | Sequence[Array],
     config: Config,
     style_blend: Sequence[float] | None = None,
+    guides: Guides | None = None,
 ) -> Targets:
     """Content activations of C and style Grams of S, computed once.
 
@@ -61,8 +64,15 @@ def compute_targets(
     as jcjohnson/neural-style blends Gram targets. The images are the network's view
     (see :func:`network_inputs` for the colour modes).
 
+    With ``guides`` (:class:`nst_jax.guides.Guides`): each style's target is the
+    :func:`losses.guided_gram_matrix` of its own region (its style mask), styles are
+    blended within their region of G (weights renormalised per region), and the
+    targets carry the masks at each layer (checked here, eagerly).
+
     Returns:
-      ``{"content": (nH, nW, nC), "style": {layer: (nC, nC)}}``.
+      ``{"content": (nH, nW, nC), "style": {layer: (nC, nC)}}``; with regions the style
+      targets have a leading axis of regions and ``"masks": {layer: (R, nH, nW)}`` is
+      added; with a content mask, ``"content_mask": (nH, nW)``.
     """
     styles = [style_rgbs] if hasattr(style_rgbs, "ndim") else list(style_rgbs)
     w = np.ones(len(styles)) if style_blend is None else np.asarray(style_blend, np.float64)
@@ -71,6 +81,20 @@ def compute_targets(
             f"style_blend: expected {len(styles)} non-negative weights with a positive sum, "
             f"got {list(np.atleast_1d(w))}"
         )
+    if guides is not None:
+        if config.tile:
+            raise ValueError(f"tile: regions, style masks and content masks are not computed in "
+                             f"tiles yet (tile={config.tile}); run them whole (tile=0)")
+        g = guide_masks.at_layers(guides, tuple(content_rgb.shape[:2]),
+                                  [tuple(s.shape[:2]) for s in styles], config)
+        of = np.asarray(g["region_of"])
+        per_region = np.array([w[of == r].sum() for r in range(of.max() + 1)])
+        if np.any(per_region <= 0):
+            raise ValueError(f"style_blend: a region's styles all have weight 0: {list(w)}")
+        g["w"] = jnp.asarray(w / per_region[of], jnp.float32)
+        of_k = g.pop("region_of")
+        return _guided_targets(params, jnp.asarray(content_rgb, jnp.float32),
+                               [jnp.asarray(s, jnp.float32) for s in styles], g, of_k, config, spec)
     w = jnp.asarray(w / w.sum(), jnp.float32)
     return _targets(params, jnp.asarray(content_rgb, jnp.float32),
                     [jnp.asarray(s, jnp.float32) for s in styles], w, config, spec)
@@ -104,6 +128,43 @@ def _targets_body(params, content, styles, w, config, spec) -> Targets:
     if not gram:
         style_t = {k: statistics.finish_target(t, config.style_loss) for k, t in style_t.items()}
     return {"content": feats[config.content_layer], "style": style_t}
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6))
+def _guided_targets(params, content, styles, g, of, config, spec) -> Targets:
+    with precision_scope(config):
+        return _guided_targets_body(params, content, styles, g, of, config, spec)
+
+
+def _guided_targets_body(params, content, styles, g, of, config, spec) -> Targets:
+    """:func:`_targets_body` with the masks of :func:`guides.at_layers` ``g``: each
+    style's statistics of its own region, blended per region ``of[k]`` of G."""
+    feats = vgg_features_rgb(params, spec, content, [config.content_layer], config.pooling)
+    gram = config.style_loss == "gram"
+    n_regions = max(of) + 1
+    acc: list[dict[str, Any]] = [
+        {layer: 0.0 if gram else {"mu": 0.0, "cov": 0.0} for layer in config.style_layers}
+        for _ in range(n_regions)]
+    for k, s in enumerate(styles):
+        sf = vgg_features_rgb(params, spec, s, config.style_layers, config.pooling)
+        sm = g["style_masks"][k]
+        for layer in config.style_layers:
+            m = losses.layer_moments(sf[layer], config.style_loss, None if sm is None else sm[layer])
+            t = acc[of[k]][layer]
+            acc[of[k]][layer] = (t + g["w"][k] * m["gram"] if gram else
+                                 {"mu": t["mu"] + g["w"][k] * m["mu"],
+                                  "cov": t["cov"] + g["w"][k] * m["cov"]})
+    if not gram:
+        acc = [{k: statistics.finish_target(t, config.style_loss) for k, t in a.items()} for a in acc]
+    out: Targets = {"content": feats[config.content_layer]}
+    if g["masks"] is None:
+        out["style"] = acc[0]
+    else:
+        out["style"] = jax.tree.map(lambda *r: jnp.stack(r), *acc)
+        out["masks"] = g["masks"]
+    if g["content"] is not None:
+        out["content_mask"] = g["content"]
+    return out
 
 
 def _tiled_targets(params, content, styles, w, config, spec) -> Targets:
@@ -222,7 +283,8 @@ def _objective(
         {k: feats[k] for k in config.style_layers}, G,
         alpha=config.alpha, beta=config.beta, tv_weight=config.tv_weight,
         layer_weights=config.layer_weights, normalization=config.normalization,
-        style_loss=config.style_loss,
+        style_loss=config.style_loss, masks=targets.get("masks"),
+        content_mask=targets.get("content_mask"),
     )
 
 

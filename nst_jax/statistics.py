@@ -37,15 +37,31 @@ EIG_FLOOR = 1e-6
 _HI = lax.Precision.HIGHEST
 
 
-def feature_stats(a: Array) -> tuple[Array, Array]:
+def feature_stats(a: Array, weights: Array | None = None) -> tuple[Array, Array]:
     """``(mu (nC,), C (nC, nC))`` of activations ``a (nH, nW, nC)``: the mean over
-    positions and the population covariance ``(F - mu)^T (F - mu) / M``."""
+    positions and the population covariance ``(F - mu)^T (F - mu) / M``.
+
+    With ``weights`` ``w (nH, nW)`` (a region's mask carried to this layer, values in
+    [0, 1]) they are the weighted moments ``mu = sum_m w_m F_m / sum_m w_m`` and
+    ``C = sum_m w_m (F_m - mu)(F_m - mu)^T / sum_m w_m``: the statistics of the region,
+    a soft edge counting a position in part.
+    """
     if a.ndim != 3:
         raise ValueError(f"activations: expected shape (nH, nW, nC), got {a.shape}")
     F = a.reshape(-1, a.shape[-1]).astype(jnp.float32)
-    mu = jnp.mean(F, axis=0)
+    if weights is None:
+        mu = jnp.mean(F, axis=0)
+        D = F - mu[None, :]
+        cov = jnp.einsum("mi,mj->ij", D, D, precision=_HI) / float(F.shape[0])
+        return mu, cov
+    if weights.shape != a.shape[:2]:
+        raise ValueError(f"weights: expected shape {a.shape[:2]} (the activations' nH, nW), "
+                         f"got {weights.shape}")
+    w = weights.reshape(-1).astype(jnp.float32)
+    total = jnp.sum(w)
+    mu = jnp.einsum("m,mi->i", w, F, precision=_HI) / total
     D = F - mu[None, :]
-    cov = jnp.einsum("mi,mj->ij", D, D, precision=_HI) / float(F.shape[0])
+    cov = jnp.einsum("m,mi,mj->ij", w, D, D, precision=_HI) / total
     return mu, cov
 
 
