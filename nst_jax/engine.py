@@ -172,13 +172,20 @@ class Progress:
     sharding: Any = None         # where X lived on the devices (batched layouts)
 
 
+def style_sizes(content_hw: Sequence[int], style_hws: Sequence[Sequence[int]],
+                hw: Sequence[int]) -> list[tuple[int, int]]:
+    """The style images' sizes when C is resized to ``hw`` (styles scale with C)."""
+    return [(max(1, round(s[0] * hw[0] / content_hw[0])), max(1, round(s[1] * hw[0] / content_hw[0])))
+            for s in style_hws]
+
+
 def _scale_inputs(content_rgb: Array, styles: list[Array], hw: tuple[int, int], config: Config,
                   params: vgg.Params, spec: vgg.Preprocessing, style_blend: Any,
                   guides: Guides | None = None) -> tuple[Array, Any]:
     """C at this scale and the targets (styles scale with C; masks are resized to each)."""
     c_s = resize(content_rgb, hw)
-    s_s = [resize(s, tuple(max(1, round(d * hw[0] / content_rgb.shape[0])) for d in s.shape[:2]))
-           for s in styles]
+    s_s = [resize(s, shw) for s, shw in
+           zip(styles, style_sizes(content_rgb.shape[:2], [s.shape[:2] for s in styles], hw), strict=True)]
     c_net, s_net = network_inputs(c_s, s_s, config)
     return c_s, compute_targets(params, spec, c_net, s_net, config, style_blend, guides)
 
@@ -454,4 +461,5 @@ def stylize(
     }
 
 
-__all__ = ["Progress", "at_scale", "check_rows", "check_sizes", "iterate", "resize", "scale_sizes", "stylize"]
+__all__ = ["Progress", "at_scale", "check_rows", "check_sizes", "iterate", "resize", "scale_sizes",
+           "style_sizes", "stylize"]

@@ -36,6 +36,10 @@ Array = jax.Array
 
 #: Largest relative difference of aspect ratios of a mask and its image (unless stretched).
 ASPECT_TOLERANCE = 0.01
+#: A colour of a label image is a region when it covers at least this share of the pixels.
+MIN_LABEL_SHARE = 0.005
+#: Colours of a label image closer than this (RGB distance, 0-255) are one colour.
+LABEL_TOLERANCE = 40.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,13 +98,17 @@ def resize_mask(mask: Array, hw: tuple[int, int]) -> Array:
 
 def check_aspect(mask_hw: Sequence[int], hw: Sequence[int], what: str, stretch: bool = False) -> None:
     """Raise ``ValueError`` when a mask's aspect ratio differs from its image's by more
-    than :data:`ASPECT_TOLERANCE` (unless ``stretch``)."""
-    a_mask, a_img = mask_hw[1] / mask_hw[0], hw[1] / hw[0]
-    if not stretch and abs(a_mask / a_img - 1.0) > ASPECT_TOLERANCE:
-        raise ValueError(
-            f"{what}: {mask_hw[1]}x{mask_hw[0]} has aspect ratio {a_mask:.3f}, its image "
-            f"{hw[1]}x{hw[0]} has {a_img:.3f} (more than {ASPECT_TOLERANCE:.0%} apart); "
-            "stretch it on purpose with --mask-resize stretch (Guides(stretch=True))")
+    than :data:`ASPECT_TOLERANCE` (unless ``stretch``). The image's sides may be rounded
+    (a resized photo, a coarse scale): half a pixel of rounding on each side is allowed."""
+    a_mask = mask_hw[1] / mask_hw[0]
+    h, w = hw[0], hw[1]
+    lo, hi = (w - 0.5) / (h + 0.5), (w + 0.5) / max(h - 0.5, 0.5)
+    if stretch or lo * (1 - ASPECT_TOLERANCE) <= a_mask <= hi * (1 + ASPECT_TOLERANCE):
+        return
+    raise ValueError(
+        f"{what}: {mask_hw[1]}x{mask_hw[0]} has aspect ratio {a_mask:.3f}, its image "
+        f"{w}x{h} has {w / h:.3f} (more than {ASPECT_TOLERANCE:.0%} apart); "
+        "stretch it on purpose with --mask-resize stretch (Guides(stretch=True))")
 
 
 def region_of(guides: Guides, n_styles: int) -> tuple[int, ...]:
@@ -119,6 +127,57 @@ def region_of(guides: Guides, n_styles: int) -> tuple[int, ...]:
     if empty:
         raise ValueError(f"regions: region(s) {empty} have no style image")
     return of
+
+
+def regions_from_labels(
+    labels: np.ndarray, min_share: float = MIN_LABEL_SHARE, tolerance: float = LABEL_TOLERANCE
+) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """Regions of a colour-coded label image: one binary mask per colour.
+
+    Distinct colours are grouped, most frequent first, with every colour within
+    ``tolerance`` (Euclidean RGB distance, 0-255 scale) of a more frequent one (JPEG
+    noise, anti-aliased edges). Groups covering at least ``min_share`` of the pixels are
+    the regions, in the order in which they first appear scanning rows from the top
+    left; the pixels of smaller groups join the region of the nearest colour.
+
+    Args:
+      labels: ``(H, W, 3)`` uint8.
+
+    Returns:
+      ``(masks (R, H, W) float32 in {0, 1}, [colour (r, g, b) of each region])``, the
+      colour of a region being its most frequent one.
+    """
+    if labels.ndim != 3 or labels.shape[-1] != 3:
+        raise ValueError(f"labels: expected an (H, W, 3) colour image, got {labels.shape}")
+    flat = labels.reshape(-1, 3).astype(np.int64)
+    codes = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
+    _, first, inverse, counts = np.unique(codes, return_index=True, return_inverse=True,
+                                          return_counts=True)
+    colours = flat[first]
+    group = np.empty(len(colours), np.int64)
+    centres: list[int] = []
+    for i in np.argsort(-counts, kind="stable"):
+        if centres:
+            d = ((colours[centres] - colours[i]) ** 2).sum(axis=1)
+            j = int(np.argmin(d))
+            if d[j] <= tolerance ** 2:
+                group[i] = j
+                continue
+        centres.append(int(i))
+        group[i] = len(centres) - 1
+    share = np.bincount(group, weights=counts) / len(codes)
+    seen = np.full(len(centres), len(codes))
+    np.minimum.at(seen, group, first)
+    major = np.flatnonzero(share >= min_share)
+    major = major[np.argsort(seen[major], kind="stable")]
+    palette = colours[[centres[g] for g in major]]
+    nearest = np.argmin(((colours[:, None, :] - palette[None, :, :]) ** 2).sum(-1), axis=1)
+    keep = np.full(len(centres), -1)
+    keep[major] = np.arange(len(major))
+    label_of = np.where(keep[group] >= 0, keep[group], nearest)
+    region = label_of[inverse.reshape(-1)].reshape(labels.shape[:2])
+    masks = np.stack([(region == r) for r in range(len(major))]).astype(np.float32)
+    return masks, [tuple(int(v) for v in c) for c in palette]
 
 
 def _check_mass(m: np.ndarray, layer: str, what: str, style_loss: str) -> None:
@@ -195,5 +254,6 @@ def at_layers(
     return out
 
 
-__all__ = ["ASPECT_TOLERANCE", "Guides", "at_layers", "check_aspect", "layer_masks", "layer_pools",
-           "pool_mask", "region_of", "resize_mask"]
+__all__ = ["ASPECT_TOLERANCE", "LABEL_TOLERANCE", "MIN_LABEL_SHARE", "Guides", "at_layers",
+           "check_aspect", "layer_masks", "layer_pools", "pool_mask", "region_of",
+           "regions_from_labels", "resize_mask"]

@@ -368,6 +368,7 @@ class Prepared:
     blend: list[float] | None
     meta: dict
     layout: Any = None  # nst_jax.layout.Layout of --devices (None: one device)
+    guides: Any = None  # nst_jax.guides.Guides of the region and mask flags (None: none)
 
 
 def add_distributed(ap: argparse.ArgumentParser) -> None:

@@ -25,6 +25,7 @@ class Flag:
     default: Any = None
     action: str | None = None
     metavar: str | None = None
+    nargs: str | None = None
 
     @property
     def dest(self) -> str:
@@ -61,6 +62,19 @@ GROUPS: dict[str, tuple[Flag, ...]] = {
         Flag("--normalization", "cost normalisation convention (of the Gram cost)", "normalization",
              choices="normalization"),
         Flag("--pooling", "VGG pooling (Gatys et al. suggest avg)", "pooling", choices="pooling"),
+    ),
+    "regions and masks (Gatys et al. 2017; a STYLE argument may be STYLE:MASK: that style "
+    "goes where MASK is white, styles without a mask take the rest)": (
+        Flag("--mask-colors", "one colour-coded image of every region: each colour is a region, "
+             "for the styles in the order the colours first appear from the top left",
+             metavar="IMG"),
+        Flag("--style-regions", "per style image, a mask of which of its pixels to learn from "
+             "('-': all of it)", nargs="+", metavar="MASK"),
+        Flag("--content-mask", "per-pixel content strength: white keeps the photo, black frees "
+             "the pixel to follow the style", metavar="IMG"),
+        Flag("--mask-resize", "masks are resized to their image; 'fit' refuses a mask whose "
+             "aspect ratio differs by more than 1%, 'stretch' stretches it",
+             choices=("fit", "stretch"), default="fit"),
     ),
     "colour, scales, averaging, stopping": (
         Flag("--preserve-color", "keep the content's colours: 'luminance' optimises the luminance "
@@ -131,6 +145,8 @@ def add_flags(ap: argparse.ArgumentParser) -> None:
             else:
                 choices = _choices(f.choices) if isinstance(f.choices, str) else f.choices
                 kw.update(type=f.type, choices=choices, default=default, metavar=f.metavar)
+                if f.nargs:
+                    kw["nargs"] = f.nargs
                 if default is not None and "(default" not in f.help:
                     kw["help"] += f" (default: {default:g})" if isinstance(default, float) else (
                         f" (default: {default})")

@@ -185,7 +185,7 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
         res = stylize_grid(pr.content, pr.styles, pr.params, pr.spec, config=pr.config,
                            alphas=alphas, betas=betas, key=jax.random.key(args.seed),
                            per_point_seeds=args.per_point_seeds, chunk_points=args.chunk,
-                           style_blend=pr.blend, callback=progress, **extra)
+                           style_blend=pr.blend, callback=progress, guides=pr.guides, **extra)
     except KeyboardInterrupt:
         if out is not None and not args.output:
             _remove_if_empty(out)

@@ -21,6 +21,7 @@ from nst_jax.cli.common import (
     select_device,
 )
 from nst_jax.cli.flags import add_flags, config_fields
+from nst_jax.cli.regions import load_guides, split_styles
 
 
 def add_inputs(ap: argparse.ArgumentParser, description: str, output_help: str) -> None:
@@ -28,7 +29,9 @@ def add_inputs(ap: argparse.ArgumentParser, description: str, output_help: str) 
     ap.description = description.format(prog=ap.prog)
     ap.formatter_class = argparse.RawDescriptionHelpFormatter
     ap.add_argument("content", help="content photo (any format Pillow reads)")
-    ap.add_argument("style", nargs="+", help="style image(s); several are blended (--style-weights)")
+    ap.add_argument("style", nargs="+", metavar="STYLE[:MASK]",
+                    help="style image(s); several are blended (--style-weights); STYLE:MASK puts "
+                         "a style only where MASK (grayscale, any size) is white")
     ap.add_argument("-o", "--output", default=None, help=output_help)
 
 
@@ -49,9 +52,12 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
     from nst_jax import image as I
     from nst_jax import vgg
     from nst_jax.config import Config
+    from nst_jax.engine import at_scale, scale_sizes
     from nst_jax.optimize import check_sizes
 
     names, lw = parse_style_layers(args.style_layers)
+    args.style, mask_paths = split_styles(args.style)
+    args.style_masks = mask_paths if any(mask_paths) else None
     blend = parse_numbers("--style-weights", args.style_weights, count=len(args.style),
                           what="weights (one per style image)")
     if blend is not None and sum(blend) <= 0:
@@ -91,6 +97,13 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
     tile = check_memory(arch, c_hw, config, points=points, devices=len(jax.devices()),
                         auto=args.tile == "auto" and shards == 1, quiet=args.quiet, shards=shards)
     config = config.replace(tile=tile)
+    guides, where = load_guides(args, mask_paths, args.style, c_hw, s_hw, config)
+    if guides is not None and any(at_scale(config, hw).tile for hw in scale_sizes(*c_hw, config)):
+        raise CliError(f"regions and masks are not computed in tiles yet, and {c_hw[1]}x{c_hw[0]} "
+                       f"{'needs' if args.tile == 'auto' else 'was given'} --tile {config.tile}: "
+                       "lower --size, or drop the masks")
+    if where and not args.quiet:
+        print(where, file=sys.stderr)
     try:
         content = I.load_image(args.content, args.size)
         styles = [I.load_image(s, style_size) for s in args.style]
@@ -114,7 +127,7 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
               f"{arch} ({meta_w.get('source')}), {config.optimizer}, {config.iterations} iterations "
               f"on {jax.devices()[0].platform}", file=sys.stderr)
     meta["devices"] = shards
-    return Prepared(params, spec, arch, config, content, styles, blend, meta, layout)
+    return Prepared(params, spec, arch, config, content, styles, blend, meta, layout, guides)
 
 
 def rows_layout(devices: int | str, arch: str, hw: tuple[int, int], config: Any) -> Any:

@@ -114,7 +114,12 @@ def _free_default(args: argparse.Namespace) -> Path:
 
 
 def _inputs_digest(args: argparse.Namespace) -> dict[str, Any]:
-    return {"content": sha256_of(args.content), "styles": [sha256_of(s) for s in args.style]}
+    masks = [*(args.style_masks or []), args.mask_colors, *(args.style_regions or []),
+             args.content_mask]
+    digest = {"content": sha256_of(args.content), "styles": [sha256_of(s) for s in args.style]}
+    if any(m and m != "-" for m in masks):
+        digest["masks"] = [sha256_of(m) if m and m != "-" else None for m in masks]
+    return digest
 
 
 def _check_resume(args: argparse.Namespace, run_settings: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +132,8 @@ def _check_resume(args: argparse.Namespace, run_settings: dict[str, Any]) -> dic
     now, then = run_settings.pop("inputs"), saved.pop("inputs", None)
     if then is not None and then != now:
         which = [n for n, a, b in (("content", then.get("content"), now["content"]),
-                                   ("style", then.get("styles"), now["styles"])) if a != b]
+                                   ("style", then.get("styles"), now["styles"]),
+                                   ("mask", then.get("masks"), now.get("masks"))) if a != b]
         raise CliError(f"--resume {args.resume}: the {' and '.join(which)} image file(s) changed "
                        "since the checkpoint was written (sha256 differs)")
     diff = sorted(k for k in set(saved) | set(run_settings)
@@ -193,7 +199,8 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     try:
         for p in iterate(pr.content, pr.styles, pr.params, pr.spec, config=config,
                          key=jax.random.key(args.seed), style_blend=pr.blend, resume=resume,
-                         snapshots=bool(args.checkpoint_every), layout=pr.layout or Layout()):
+                         snapshots=bool(args.checkpoint_every), layout=pr.layout or Layout(),
+                         guides=pr.guides):
             last = p
             bar.update(p)
             if args.save_every and p.step % args.save_every == 0 and not p.finished:
