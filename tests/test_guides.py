@@ -277,3 +277,19 @@ def test_refusals():
                         guides=Gu.Guides(content=np.ones((64, 64))))
     with pytest.raises(ValueError, match=r"mask: expected shape \(5, 4\)"):
         L.guided_gram_matrix(jnp.asarray(_acts(0)), jnp.ones((4, 5)))
+
+
+def test_regions_from_labels_orders_by_first_appearance_and_absorbs_noise():
+    rng = np.random.default_rng(34)
+    lab = np.zeros((100, 100, 3), np.uint8)
+    lab[:, :] = (0, 0, 255)        # blue everywhere...
+    lab[:30] = (255, 0, 0)         # ...red on top: red appears first from the top left
+    lab[60:, 50:] = (0, 200, 0)    # a green block
+    noisy = np.clip(lab.astype(int) + rng.integers(-12, 13, lab.shape), 0, 255).astype(np.uint8)
+    noisy[80, 70] = (128, 128, 128)  # one stray grey pixel (0.01%): joins the nearest, green
+    masks, colours = Gu.regions_from_labels(noisy)
+    assert len(colours) == 3
+    np.testing.assert_array_equal(masks[0], (np.arange(100) < 30)[:, None] * np.ones((1, 100)))
+    assert colours[0][0] > 200 and colours[1][2] > 200 and colours[2][1] > 150
+    assert masks[2][60:, 50:].all() and masks[2].sum() == 40 * 50
+    np.testing.assert_array_equal(masks.sum(0), 1.0)  # a partition

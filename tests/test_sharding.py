@@ -124,3 +124,35 @@ def test_stylize_cli_on_two_hosts_equals_one_process(work, tmp_path):
     assert meta["devices"] == 4
     a, b = _read16(tmp_path / "single.png"), _read16(tmp_path / "multi0.png")
     assert a.shape == b.shape and float(np.mean(np.abs(a - b))) < 1e-4
+
+
+REGIONS = r"""
+import json, sys
+sys.path.insert(0, "tests")
+import jax, numpy as np
+from conftest import rand_image, tiny_params
+from nst_jax import vgg
+from nst_jax.config import Config
+from nst_jax.engine import stylize
+from nst_jax.guides import Guides
+
+params = tiny_params()
+C, S1, S2 = rand_image(130, 90, 4), rand_image(64, 64, 2), rand_image(64, 64, 5)
+m = np.zeros((2, 130, 90), np.float32)
+m[0, :70], m[1, 70:] = 1.0, 1.0
+g = Guides(regions=m, content=np.linspace(0, 1, 130 * 90).reshape(130, 90))
+c = Config(iterations=8, report_every=4, beta=1e-2)
+a, ha = stylize(C, [S1, S2], params, vgg.CAFFE, config=c, guides=g)
+b, hb = stylize(C, [S1, S2], params, vgg.CAFFE, config=c, guides=g, devices=jax.devices())
+rel = np.abs(ha["total"] - hb["total"]) / ha["total"]
+print(json.dumps([float(np.mean(np.abs(a - b))), float(np.max(rel))]))
+"""
+
+
+@pytest.mark.slow
+def test_regions_split_over_devices_match_one_device():
+    r = subprocess.run([sys.executable, "-c", REGIONS], capture_output=True, text=True,
+                       env=_env(4), timeout=900, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    diff, rel = json.loads(r.stdout.strip().splitlines()[-1])
+    assert diff < 1e-5 and rel < 1e-5, (diff, rel)
