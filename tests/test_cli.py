@@ -157,7 +157,7 @@ def test_main_dispatch(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: argument COMMAND: invalid choice: 'bogus'")
-    for argv in (["--help"], ["--version"], ["stylize", "--help"]):
+    for argv in (["--help"], ["--version"], ["stylize", "--help"], ["grid", "--help"]):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 0

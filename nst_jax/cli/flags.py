@@ -73,7 +73,7 @@ GROUPS: dict[str, tuple[Flag, ...]] = {
         Flag("--content-mask", "per-pixel content strength: white keeps the photo, black frees "
              "the pixel to follow the style", metavar="IMG"),
         Flag("--mask-resize", "masks are resized to their image; 'fit' refuses a mask whose "
-             "aspect ratio differs by more than 1%, 'stretch' stretches it",
+             "aspect ratio differs by more than 1%%, 'stretch' stretches it",
              choices=("fit", "stretch"), default="fit"),
     ),
     "colour, scales, averaging, stopping": (
