@@ -30,6 +30,7 @@ from nst_jax.guides import Guides
 from nst_jax.layout import Layout, to_host, trimmed
 from nst_jax.problem import (
     compute_targets,
+    content_target,
     init_image,
     network_inputs,
     to_variable,
@@ -179,6 +180,26 @@ def style_sizes(content_hw: Sequence[int], style_hws: Sequence[Sequence[int]],
             for s in style_hws]
 
 
+def _batch_inputs(contents: Array, styles: list[Array], hw: tuple[int, int], config: Config,
+                  params: vgg.Params, spec: vgg.Preprocessing, style_blend: Any) -> tuple[Array, Any]:
+    """:func:`_scale_inputs` of a batch of photos ``(n, H, W, 3)``: the contents at this
+    scale and the targets with a leading axis. The style targets are computed once,
+    unless the colour mode makes them depend on the photo (``luminance`` matches the
+    style's luminance to it, ``histogram`` its colours), then once per photo."""
+    per_photo = config.preserve_color != "none"
+    parts, c_all = [], []
+    for i in range(contents.shape[0]):
+        if i == 0 or per_photo:
+            c_s, t = _scale_inputs(contents[i], styles, hw, config, params, spec, style_blend)
+        else:
+            c_s = resize(contents[i], hw)
+            t = {**parts[0], "content": content_target(params, spec, network_inputs(c_s, [], config)[0],
+                                                       config)}
+        parts.append(t)
+        c_all.append(c_s)
+    return jnp.stack(c_all), jax.tree.map(lambda *a: jnp.stack(a), *parts)
+
+
 def _scale_inputs(content_rgb: Array, styles: list[Array], hw: tuple[int, int], config: Config,
                   params: vgg.Params, spec: vgg.Preprocessing, style_blend: Any,
                   guides: Guides | None = None) -> tuple[Array, Any]:
@@ -211,6 +232,8 @@ def _fresh(si: int, hw: tuple[int, int], Xr: Any, c_s: Array, init: Any, key: Ar
         return layout.map(lambda x: resize(x, hw), Xr)
     if init is not None:
         return layout.map(lambda x: to_variable(resize(jnp.asarray(x, jnp.float32), hw), config), init)
+    if layout.per_point:  # each photo's own start (the same noise for all)
+        return layout.map(lambda c: to_variable(init_image(c, config, key=key), config), c_s)
     x0 = to_variable(init_image(c_s, config, key=key), config)
     return jnp.broadcast_to(x0, (layout.points, *x0.shape)) if layout.batched else x0
 
@@ -232,6 +255,7 @@ def iterate(
     layout: Layout = Layout(),
     point_configs: Config | None = None,
     guides: Guides | None = None,
+    extra_targets: dict[str, Any] | None = None,
 ) -> Iterator[Progress]:
     """THE run loop: yields a :class:`Progress` every ``config.report_every`` steps.
 
@@ -255,15 +279,27 @@ def iterate(
 
     ``guides``: regions, style masks and a content-strength map
     (:class:`~nst_jax.guides.Guides`), resized to every scale.
+
+    A batch of photos (``layout.per_point``): ``content_rgb`` is ``(points, H, W, 3)``
+    and every point optimises its own photo (its own content target and start).
+    ``extra_targets``: arrays added to the targets a custom ``objective`` reads (one
+    image, one scale: e.g. the video driver's warped previous frame).
     """
     config = config.validate(vgg.arch_of(params))
     content_rgb = jnp.asarray(content_rgb, jnp.float32)
-    if content_rgb.ndim != 3 or content_rgb.shape[-1] != 3:
-        raise ValueError(f"content_rgb: expected shape (H, W, 3), got {content_rgb.shape}")
+    shape = content_rgb.shape[1:] if layout.per_point else content_rgb.shape
+    if len(shape) != 3 or shape[-1] != 3 or (
+            layout.per_point and content_rgb.shape[0] != layout.points):
+        want = f"({layout.points}, H, W, 3)" if layout.per_point else "(H, W, 3)"
+        raise ValueError(f"content_rgb: expected shape {want}, got {content_rgb.shape}")
+    if layout.per_point and guides is not None:
+        raise ValueError("guides: regions and masks belong to one photo, not to a batch")
     styles = [style_rgb] if hasattr(style_rgb, "ndim") else list(style_rgb)
-    check_sizes(content_rgb.shape, [s.shape for s in styles], vgg.arch_of(params), config)
+    check_sizes(shape, [s.shape for s in styles], vgg.arch_of(params), config)
     params = _with_backward_kernels(params)  # once, for every step and scale
-    sizes = scale_sizes(*content_rgb.shape[:2], config)
+    sizes = scale_sizes(*shape[:2], config)
+    if extra_targets is not None and (len(sizes) > 1 or layout.batched):
+        raise ValueError("extra_targets: one image at one scale only")
     key = jax.random.key(0) if key is None else key
     chunk = min(config.report_every, config.iterations)
     tx = tx if tx is not None else _optimizer(config.optimizer, config.learning_rate,
@@ -280,9 +316,14 @@ def iterate(
         height, stored = sizes[si][0], layout.padded(sizes[si][0])
         run, measure = layout.programs(
             tx, spec, chunk, trimmed(objective, height) if stored != height else objective)
-        c_s, targets = _scale_inputs(content_rgb, styles, sizes[si], config_s, params, spec,
-                                     style_blend, guides)
-        targets = layout.share(targets)
+        if layout.per_point:
+            c_s, targets = _batch_inputs(content_rgb, styles, sizes[si], config_s, params, spec,
+                                         style_blend)
+            c_s, targets = layout.split((c_s, targets))
+        else:
+            c_s, targets = _scale_inputs(content_rgb, styles, sizes[si], config_s, params, spec,
+                                         style_blend, guides)
+            targets = layout.share({**targets, **(extra_targets or {})})
         if resume is not None and si == start_scale:
             (X, ls), done = _restore(resume, tx, config, layout), start_step
         else:

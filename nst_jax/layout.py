@@ -70,14 +70,16 @@ def single_programs(tx: optax.GradientTransformation, spec: vgg.Preprocessing, c
 
 @functools.lru_cache(maxsize=16)
 def vmapped_programs(tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int,
-                     objective_fn: Callable) -> tuple[Callable, Callable]:
+                     objective_fn: Callable, per_point: bool = False) -> tuple[Callable, Callable]:
     """The run and measurement ``jax.vmap``-ed over the leading axis of X, the loop state
-    and the config's loss weights (params, targets and the content shared), jitted once;
-    X and the state donated. Always the fused loop (L-BFGS too: vmap of its line
-    search's while loop runs each point's line search to its own end)."""
+    and the config's loss weights (params, targets and the content shared; with
+    ``per_point``, targets and content have the leading axis too: a batch of photos),
+    jitted once; X and the state donated. Always the fused loop (L-BFGS too: vmap of
+    its line search's while loop runs each point's line search to its own end)."""
+    t = 0 if per_point else None
     run = jax.jit(jax.vmap(make_run_fn(tx, spec, chunk, objective=objective_fn),
-                           in_axes=(0, 0, None, None, 0, None)), donate_argnums=(0, 1))
-    measure = jax.jit(jax.vmap(_measure_fn(spec, objective_fn), in_axes=(0, 0, None, None, None, 0)))
+                           in_axes=(0, 0, None, t, 0, None)), donate_argnums=(0, 1))
+    measure = jax.jit(jax.vmap(_measure_fn(spec, objective_fn), in_axes=(0, 0, None, t, t, 0)))
     return run, measure
 
 
@@ -106,6 +108,7 @@ class Layout:
     points: int = 0
     devices: tuple[Any, ...] = ()
     rows: bool = False
+    per_point: bool = False  # each point has its own content (and targets): a batch
 
     @staticmethod
     def by_rows(devices: Sequence[Any] | None = None) -> Layout:
@@ -129,10 +132,11 @@ class Layout:
                 mesh, P("rows") if np.ndim(a) == 3 and np.shape(a)[0] == height else P())), tree)
 
     @staticmethod
-    def of(points: int, devices: Sequence[Any] | None = None) -> Layout:
-        """A leading axis of ``points`` (rounded up to a multiple of the device count)."""
+    def of(points: int, devices: Sequence[Any] | None = None, per_point: bool = False) -> Layout:
+        """A leading axis of ``points`` (rounded up to a multiple of the device count);
+        ``per_point``: each point is its own photo (content and targets per point)."""
         devs = tuple(devices) if devices is not None else tuple(jax.devices())
-        return Layout(-(-points // len(devs)) * len(devs), devs)
+        return Layout(-(-points // len(devs)) * len(devs), devs, per_point=per_point)
 
     @property
     def batched(self) -> bool:
@@ -140,7 +144,9 @@ class Layout:
 
     def programs(self, tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int,
                  objective_fn: Callable) -> tuple[Callable, Callable]:
-        return (vmapped_programs if self.batched else single_programs)(tx, spec, chunk, objective_fn)
+        if self.batched:
+            return vmapped_programs(tx, spec, chunk, objective_fn, self.per_point)
+        return single_programs(tx, spec, chunk, objective_fn)
 
     def _mesh(self) -> Mesh:
         return Mesh(np.asarray(self.devices), ("points",))

@@ -167,6 +167,15 @@ def _guided_targets_body(params, content, styles, g, of, config, spec) -> Target
     return out
 
 
+@functools.partial(jax.jit, static_argnums=(1,))
+def content_target(params: vgg.Params, spec: vgg.Preprocessing, content_rgb: Array, config: Config) -> Array:
+    """The content target alone: C's activations at ``config.content_layer`` (give the
+    network's view of C, :func:`network_inputs`); what a batch of photos needs per photo."""
+    with precision_scope(config):
+        feats = vgg_features_rgb(params, spec, content_rgb, [config.content_layer], config.pooling)
+    return feats[config.content_layer]
+
+
 def _tiled_targets(params, content, styles, w, config, spec) -> Targets:
     """:func:`_targets_body` one tile at a time (``config.tile``): the same style
     targets, and the content target in :func:`tiling.layer_tiles`' layout."""
@@ -324,7 +333,7 @@ def evaluate(
 
 
 __all__ = [
-    "Targets", "box_penalty", "compute_targets", "evaluate", "init_image", "network_image",
+    "Targets", "box_penalty", "compute_targets", "content_target", "evaluate", "init_image", "network_image",
     "network_inputs", "objective", "output_image", "precision_scope", "to_variable",
     "vgg_features_rgb",
 ]

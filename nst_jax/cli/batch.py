@@ -1,0 +1,196 @@
+"""[I/O] ``nst-jax batch``: many photos in one style, one compiled program per image shape."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from nst_jax.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CliError,
+    Interrupts,
+    check_outputs,
+    fmt_time,
+    positive_int,
+)
+from nst_jax.cli.inputs import add_common_args, prepare
+
+DESCRIPTION = """Stylize many photos in one style: the photos are resized to --size, grouped by
+shape, and every group runs as one vmapped, compiled program (sharded over all
+devices, --chunk photos at a time), with the style targets computed once.
+
+Example:
+  {prog} holiday/ 'more/*.jpg' painting.jpg -o out/holiday --size 384 --iters 300
+"""
+
+#: What a folder contributes: its files with these suffixes, sorted by name.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    ap.description = DESCRIPTION.format(prog=ap.prog)
+    ap.formatter_class = argparse.RawDescriptionHelpFormatter
+    ap.add_argument("inputs", nargs="+", metavar="CONTENT",
+                    help="photos: files, folders (their images) or glob patterns; the last "
+                         "argument is the style image unless --style is given")
+    ap.add_argument("--style", nargs="+", default=None, metavar="STYLE",
+                    help="style image(s), blended with --style-weights (default: the last CONTENT)")
+    ap.add_argument("-o", "--output", default=None,
+                    help="output folder (default: out/batch-STYLE, numbered if taken); each photo "
+                         "becomes PHOTO-STYLE.png there, with its own metadata")
+    ap.add_argument("--chunk", type=positive_int, default=None, metavar="K",
+                    help="optimise K photos at a time to bound memory, rounded up to a multiple of "
+                         "the device count (default: a whole group of equal shapes)")
+    add_common_args(ap)
+    ap.set_defaults(size=384)
+    return ap
+
+
+def expand(inputs: list[str]) -> list[Path]:
+    """Files as given; folders as their images (sorted); glob patterns expanded (sorted).
+    A pattern or folder that yields nothing is an error."""
+    out: list[Path] = []
+    for s in inputs:
+        p = Path(s)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
+            if not found:
+                raise CliError(f"{s}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
+            out += found
+        elif not p.exists() and glob.has_magic(s):
+            found = sorted(Path(q) for q in glob.glob(s) if Path(q).is_file())
+            if not found:
+                raise CliError(f"{s}: no file matches this pattern")
+            out += found
+        else:
+            out.append(p)
+    return list(dict.fromkeys(out))
+
+
+def output_names(photos: list[Path], style: str) -> list[str]:
+    """``PHOTO-STYLE.png`` per photo; equal stems (photos from different folders) numbered."""
+    names, seen = [], {}
+    for p in photos:
+        base = f"{p.stem}-{Path(style).stem}"
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        names.append(f"{base}.png" if n == 0 else f"{base}-{n}.png")
+    return names
+
+
+def _folder(args: argparse.Namespace, style: str) -> Path:
+    if args.output:
+        out = Path(args.output)
+        if out.exists() and not out.is_dir():
+            raise CliError(f"output {out} exists and is not a folder")
+        return out
+    stem = f"batch-{Path(style).stem}"
+    for i in range(100000):
+        cand = Path("out") / (stem if i == 0 else f"{stem}-{i}")
+        if not cand.exists():
+            return cand
+    raise CliError(f"no free output folder like out/{stem}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``batch`` subcommand; returns the exit code."""
+    from nst_jax import image as I
+
+    t_start = time.perf_counter()
+    inputs = list(args.inputs)
+    if args.style is None:
+        if len(inputs) < 2:
+            raise CliError("expected photos and then a style image (or --style STYLE)")
+        args.style = [inputs.pop()]
+    photos = expand(inputs)
+    failed: list[str] = []
+    readable = []
+    for p in photos:  # headers only; a bad photo is skipped, the rest still run
+        try:
+            I.image_shape(p, args.size)
+            readable.append(p)
+        except I.ImageError as e:
+            failed.append(str(p))
+            print(f"error: {e} (skipped)", file=sys.stderr)
+    if not readable:
+        raise CliError(f"none of the {len(photos)} photo(s) can be read")
+    out = _folder(args, args.style[0])
+    names = dict(zip(readable, output_names(readable, args.style[0]), strict=True))
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        check_outputs([out / n for n in names.values()], args.overwrite)
+        args.content = str(readable[0])
+        pr = prepare(args, args.report_every, points=args.chunk or len(readable))
+        if pr.guides is not None:
+            raise CliError("regions and masks belong to one photo: use nst-jax stylize for them")
+    except OSError as e:
+        raise CliError(f"cannot create output folder {out}: {e.strerror or e}") from None
+    except CliError:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    contents, kept = [], []
+    for p in readable:
+        try:
+            contents.append(I.load_image(p, args.size))
+            kept.append(p)
+        except I.ImageError as e:
+            failed.append(str(p))
+            print(f"error: {e} (skipped)", file=sys.stderr)
+    return _run(args, pr, contents, kept, names, out, failed, len(photos), t_start)
+
+
+def _run(args: argparse.Namespace, pr: Any, contents: list, kept: list[Path], names: dict,
+         out: Path, failed: list[str], n_photos: int, t_start: float) -> int:
+    import jax
+
+    from nst_jax import image as I
+    from nst_jax.batch import iterate_batch
+
+    written = 0
+    with Interrupts() as stop:
+        def progress(done: int, total: int, p: Any) -> bool:
+            if not args.quiet:
+                print(f"[{'#' * int(24 * done / total):<24}] {done}/{total} iterations "
+                      f"({len(contents)} photos), {fmt_time(time.perf_counter() - t_start)} elapsed",
+                      file=sys.stderr, flush=True)
+            return stop.requested
+
+        for results in iterate_batch(contents, pr.styles, pr.params, pr.spec, config=pr.config,
+                                     key=jax.random.key(args.seed), style_blend=pr.blend,
+                                     chunk_points=args.chunk, callback=progress):
+            for i, image, info in results:
+                photo = kept[i]
+                meta = {**pr.meta, "content": str(photo), "status": "done" if info["ok"] else "failed",
+                        "steps": info["steps"], "final_costs": info["costs"]}
+                meta["settings"] = {**meta["settings"], "content": str(photo)}
+                if not info["ok"]:
+                    failed.append(str(photo))
+                    print(f"error: {photo}: {info['error']}", file=sys.stderr)
+                    continue
+                try:
+                    I.save_image(out / names[photo], image, meta, overwrite=args.overwrite,
+                                 bit_depth=args.bit_depth)
+                    written += 1
+                except (OSError, I.ImageError) as e:
+                    failed.append(str(photo))
+                    print(f"error: {out / names[photo]} not written ({e})", file=sys.stderr)
+        if stop.requested:
+            print(f"interrupted ({stop.name}): {written} finished photo(s) written to {out}",
+                  file=sys.stderr)
+            return stop.exit_code
+    print(f"done: {written} of {n_photos} photo(s) written to {out} in "
+          f"{fmt_time(time.perf_counter() - t_start)}", file=sys.stderr)
+    if failed:
+        print(f"error: {len(failed)} photo(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+__all__ = ["expand", "fill_parser", "output_names", "run"]

@@ -1,0 +1,97 @@
+"""Many photos in one style: the batched engine layout, the driver, and ``nst-jax batch``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FAST, rand_image
+from PIL import Image
+
+from nst_jax import vgg
+from nst_jax.batch import group_by_shape, stylize_batch
+from nst_jax.cli import main
+from nst_jax.cli.batch import output_names
+from nst_jax.config import Config
+from nst_jax.engine import stylize
+
+
+def test_group_by_shape_and_names():
+    assert group_by_shape([(2, 2, 3), (3, 3, 3), (2, 2, 3)]) == [[0, 2], [1]]
+    assert output_names([Path("a/x.jpg"), Path("b/x.png"), Path("y.png")], "art.png") == [
+        "x-art.png", "x-art-1.png", "y-art.png"]
+
+
+def test_batch_equals_separate_runs(params16):
+    """Mixed shapes (two programs), a chunk that needs padding: every photo's result is
+    the single run's up to float rounding (the same program, vmapped)."""
+    cfg = Config(iterations=4, report_every=2, beta=1e-2)
+    S = rand_image(48, 48, 9)
+    photos = [rand_image(48, 64, 1), rand_image(64, 48, 2), rand_image(48, 64, 3), rand_image(48, 64, 4)]
+    calls = []
+    res = stylize_batch(photos, S, params16, vgg.CAFFE, config=cfg, chunk_points=2,
+                        callback=lambda d, t, p: calls.append((d, t)))
+    assert calls[-1] == (12, 12)  # 3 chunks of 4 steps: [0, 2], [3] (padded), [1]
+    for photo, (image, info) in zip(photos, res, strict=True):
+        single, hist = stylize(photo, S, params16, vgg.CAFFE, config=cfg)
+        np.testing.assert_allclose(image, single, atol=1e-5)
+        assert info["ok"] and info["costs"]["total"] == pytest.approx(hist["costs"]["total"], rel=1e-6)
+
+
+def test_batch_luminance_mode_has_per_photo_style_targets(params16):
+    cfg = Config(iterations=2, report_every=2, beta=1e-2, preserve_color="luminance")
+    S = rand_image(48, 48, 9)
+    photos = [rand_image(48, 48, 5), rand_image(48, 48, 6) * 0.3]
+    res = stylize_batch(photos, S, params16, vgg.CAFFE, config=cfg)
+    for photo, (image, _) in zip(photos, res, strict=True):
+        np.testing.assert_allclose(image, stylize(photo, S, params16, vgg.CAFFE, config=cfg)[0], atol=1e-6)
+
+
+def _photos(d: Path) -> Path:
+    folder = d / "photos"
+    folder.mkdir()
+    for i, hw in enumerate([(48, 40), (48, 40), (40, 60)]):
+        pixels = np.random.default_rng(i).integers(0, 255, (*hw, 3), np.uint8)
+        Image.fromarray(pixels).save(folder / f"p{i}.png")
+    (folder / "bad.png").write_text("not an image")
+    return folder
+
+
+def test_cli_batch_skips_an_unreadable_photo(work, tmp_path, capsys):
+    folder = _photos(tmp_path)
+    out = tmp_path / "out"
+    code = main(["batch", str(folder), str(work / "s.png"), "--weights", str(work / "tiny.h5"),
+                 *FAST, "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "bad.png (skipped)" in err and "done: 3 of 4 photo(s) written" in err
+    assert "error: 1 photo(s) failed: " in err and "Traceback" not in err
+    assert sorted(p.name for p in out.glob("*.png")) == ["p0-s.png", "p1-s.png", "p2-s.png"]
+    meta = json.loads((out / "p2-s.png.json").read_text())
+    assert meta["content"].endswith("p2.png") and meta["status"] == "done"
+    with Image.open(out / "p2-s.png") as im:
+        assert im.size == (32, 21)
+    # the outputs exist now: a second run refuses to overwrite them
+    assert main(["batch", str(folder / "p0.png"), "--style", str(work / "s.png"),
+                 "--weights", str(work / "tiny.h5"), *FAST, "-o", str(out)]) == 2
+    assert "p0-s.png exists; pass --overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("inputs", "msg"), [
+    (["EMPTY", "STYLE"], "no images in this folder"),
+    (["nothing-*.png", "STYLE"], "nothing-*.png: no file matches this pattern"),
+    (["BAD", "STYLE"], "none of the 1 photo(s) can be read"),
+    (["STYLE"], "expected photos and then a style image"),
+])
+def test_cli_batch_refusals(work, tmp_path, capsys, inputs, msg, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.png").write_text("x")
+    subs = {"EMPTY": str(tmp_path / "empty"), "STYLE": str(work / "s.png"), "BAD": str(tmp_path / "bad.png")}
+    argv = ["batch", *[subs.get(a, a) for a in inputs], "--weights", str(work / "tiny.h5"), *FAST]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
