@@ -1,4 +1,4 @@
-"""[I/O] The command line: ``nst-jax {stylize,grid,batch,fetch-weights}``, the only place that
+"""[I/O] The command line: ``nst-jax {stylize,grid,batch,video,fetch-weights}``, the only place that
 prints and exits.
 
 Exit codes: 0 done; 1 a run-time failure (a non-finite cost, a write that had to go to
@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stylize": ("paint a content image in the style of one or more style images", "stylize"),
     "grid": ("optimise one image per point of a grid of loss weights, in one program", "grid"),
     "batch": ("stylize many photos in one style, one compiled program per image shape", "batch"),
+    "video": ("stylize a video without flicker (warm starts and a temporal cost, Ruder et al.)",
+              "video"),
     "fetch-weights": ("download, verify and convert pretrained VGG weights", "fetch"),
 }
 

@@ -1,0 +1,223 @@
+"""[I/O] ``nst-jax video``: a clip without flicker (Ruder, Dosovitskiy & Brox 2016).
+
+Finished frames go into a work folder (``OUT.frames/``, 16-bit PNGs) as they finish,
+so Ctrl-C keeps them and ``--resume`` continues after the last one; the video is
+encoded at the end into a temporary file renamed over ``OUT`` (audio copied), and the
+work folder is then removed. A folder output is the frames themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from nst_jax.cli.common import (
+    EXIT_OK,
+    CliError,
+    Interrupts,
+    fmt_time,
+    nonneg_float,
+    positive_float,
+    positive_int,
+)
+from nst_jax.cli.inputs import add_common_args, prepare
+
+DESCRIPTION = """Stylize a video (or a folder of frames) without flicker, after Ruder et al. 2016:
+each frame starts from the previous stylized frame warped by optical flow (OpenCV
+DIS), and a temporal cost holds it there where the flow is reliable. The first frame
+gets --iters-first iterations, every later one --iters. One compiled program serves
+every frame.
+
+Example:
+  {prog} clip.mp4 painting.jpg -o out/clip.mp4 --size 256 --max-frames 48
+"""
+
+NOT_RESULT = ("output", "resume", "overwrite", "quiet", "report_every", "device", "weights", "func",
+              "tile", "bit_depth")
+
+
+class _Stop(Exception):
+    """Ctrl-C/SIGTERM during a frame: leave that frame unfinished."""
+
+
+def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    ap.description = DESCRIPTION.format(prog=ap.prog)
+    ap.formatter_class = argparse.RawDescriptionHelpFormatter
+    ap.add_argument("input", metavar="IN",
+                    help="a video file (anything FFmpeg decodes) or a folder of frames")
+    ap.add_argument("style", nargs="+", help="style image(s); several are blended (--style-weights)")
+    ap.add_argument("-o", "--output", required=True,
+                    help="OUT.mp4 / .mov / .mkv / .webm / .gif, or a folder (frames as PNGs)")
+    v = ap.add_argument_group("video (Ruder et al. 2016)")
+    v.add_argument("--iters-first", type=positive_int, default=300, metavar="N",
+                   help="iterations of the first frame (default: 300); later frames: --iters")
+    v.add_argument("--temporal-weight", type=nonneg_float, default=2e6, metavar="L",
+                   help="lambda_t of the temporal cost sum(c (x - warp(x_prev))^2) / D (default: 2e6; "
+                        "0: warm start only)")
+    v.add_argument("--long-term", type=positive_int, default=1, metavar="K",
+                   help="hold each frame to the K previous ones (long-term consistency; default: 1)")
+    v.add_argument("--independent", action="store_true",
+                   help="the flickering baseline: every frame on its own, --iters-first each")
+    v.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
+                   help="stylize at most N frames")
+    v.add_argument("--start", type=int, default=0, metavar="N", help="first input frame (default: 0)")
+    v.add_argument("--fps", type=positive_float, default=None,
+                   help="frame rate of the output (default: the input's; 25 for folders)")
+    v.add_argument("--resume", action="store_true",
+                   help="continue after the last finished frame of an interrupted run (same settings)")
+    add_common_args(ap)
+    ap.set_defaults(size=256, iters=100)
+    return ap
+
+
+def _work_folder(out: Path) -> Path:
+    from nst_jax.videoio import is_frames_dir
+
+    return out if is_frames_dir(out) else out.with_name(out.name + ".frames")
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    s = {k: v for k, v in vars(args).items() if k not in NOT_RESULT}
+    s["input_sha256"] = hashlib.sha256(Path(args.input).read_bytes()).hexdigest() \
+        if Path(args.input).is_file() else None
+    return json.loads(json.dumps(s, default=str))
+
+
+def _done_frames(work: Path) -> int:
+    n = 0
+    while (work / f"{n:06d}.png").exists():
+        n += 1
+    return n
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``video`` subcommand; returns the exit code."""
+    from nst_jax import videoio as V
+
+    t_start = time.perf_counter()
+    out = Path(args.output)
+    try:
+        info = V.probe(args.input)
+        V.output_codec(out)
+    except V.VideoError as e:
+        raise CliError(str(e)) from None
+    if args.start < 0:
+        raise CliError(f"--start: expected a frame index >= 0, got {args.start}")
+    avail = None if info["frames"] is None else info["frames"] - args.start
+    if avail is not None and avail <= 0:
+        raise CliError(f"{args.input}: zero frames from frame {args.start} (it has {info['frames']})")
+    known = [x for x in (avail, args.max_frames) if x is not None]
+    n_total = min(known) if known else None
+    if n_total is not None and args.long_term > n_total:
+        raise CliError(f"--long-term {args.long_term}: larger than the {n_total} frame(s) to stylize")
+    work = _work_folder(out)
+    settings = _settings(args)
+    done = 0
+    if args.resume:
+        state = work / "run.json"
+        if not state.exists():
+            raise CliError(f"--resume: no interrupted run in {work}")
+        saved = json.loads(state.read_text())
+        diff = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+        if diff:
+            raise CliError(f"--resume: settings differ from the interrupted run's: {', '.join(diff)}")
+        done = _done_frames(work)
+    else:
+        if out.exists() and not args.overwrite and not V.is_frames_dir(out):
+            raise CliError(f"{out} exists; pass --overwrite to replace it")
+        if work.exists() and any(work.iterdir()) and not args.overwrite:
+            raise CliError(f"{work} exists and is not empty; pass --overwrite (or --resume)")
+    try:
+        first = next(iter(V.read_frames(args.input, start=args.start, max_frames=1, size=args.size)))
+    except V.VideoError as e:
+        raise CliError(str(e)) from None
+    with tempfile.TemporaryDirectory(prefix="nst_jax-video-") as tmp:
+        from nst_jax import image as I
+
+        args.content = str(Path(tmp) / f"{Path(args.input).stem or 'frames'}.png")
+        I.save_image(args.content, first, sidecar=False)
+        pr = prepare(args, args.report_every)
+    if pr.guides is not None or (pr.layout is not None and pr.layout.rows):
+        raise CliError("regions and --devices are for single images; not for video yet")
+    pr.meta["settings"]["input"] = args.input
+    work.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        for f in work.glob("[0-9]*.png"):
+            f.unlink()
+        (work / "run.json").write_text(json.dumps(settings, indent=1))
+    return _frames(args, pr, info, work, out, done, n_total, t_start)
+
+
+def _frames(args: argparse.Namespace, pr: Any, info: dict, work: Path, out: Path, done: int,
+            n_total: int | None, t_start: float) -> int:
+    import jax
+
+    from nst_jax import image as I
+    from nst_jax import videoio as V
+    from nst_jax.video import iterate_video
+
+    K = args.long_term
+    frames = V.read_frames(args.input, start=args.start + max(0, done - K), max_frames=None
+                           if n_total is None else n_total - max(0, done - K), size=args.size)
+    earlier = []
+    try:
+        for j in range(max(0, done - K), done):  # the inputs and outputs a resumed run looks back at
+            earlier.insert(0, (next(frames), I.load_image(work / f"{j:06d}.png")))
+    except (StopIteration, I.ImageError, V.VideoError) as e:
+        raise CliError(f"--resume: cannot read back frame {j}: {e}") from None
+    t = done
+    with Interrupts() as stop:
+        def progress(i: int, p: Any) -> None:
+            if stop.requested:
+                raise _Stop
+        try:
+            for frame_out, last in iterate_video(
+                    frames, pr.styles, pr.params, pr.spec,
+                    config=pr.config.replace(iterations=args.iters_first),
+                    iters=args.iters_first if args.independent else args.iters,
+                    temporal_weight=0.0 if args.independent else args.temporal_weight,
+                    long_term=K, warm_start=not args.independent, key=jax.random.key(args.seed),
+                    style_blend=pr.blend, earlier=earlier, callback=progress):
+                I.save_image(work / f"{t:06d}.png", frame_out, sidecar=False, bit_depth=16,
+                             overwrite=True)
+                t += 1
+                if not args.quiet:
+                    c = last.costs
+                    print(f"frame {t}{'' if n_total is None else '/' + str(n_total)}: {last.step} "
+                          f"iterations, content {c['content']:.4g} style {c['style']:.4g} temporal "
+                          f"{c.get('temporal', 0):.3g}, {fmt_time(time.perf_counter() - t_start)} elapsed",
+                          file=sys.stderr, flush=True)
+                if stop.requested:
+                    raise _Stop
+        except _Stop:
+            print(f"interrupted ({stop.name}): {t} finished frame(s) kept in {work}; run the same "
+                  "command with --resume to continue", file=sys.stderr)
+            return stop.exit_code
+        except V.VideoError as e:
+            raise CliError(str(e)) from None
+    if n_total is not None and K > t:
+        raise CliError(f"--long-term {K}: larger than the {t} frame(s)")
+    fps = args.fps or info["fps"]
+    if not V.is_frames_dir(out):
+        files = [work / f"{i:06d}.png" for i in range(t)]
+        try:
+            V.write_video(out, (I.load_image(f) for f in files), fps, audio_from=args.input,
+                          start=args.start, n_frames=t, overwrite=True)
+        except (OSError, V.VideoError) as e:
+            raise CliError(f"{out} not written ({e}); the frames are in {work}") from None
+        shutil.rmtree(work)
+    (out.with_name(out.name + ".json") if not V.is_frames_dir(out) else out / "meta.json").write_text(
+        json.dumps({**pr.meta, "frames": t, "fps": fps}, indent=1, default=str))
+    print(f"done: wrote {out} ({t} frames at {fps:g} fps) in {fmt_time(time.perf_counter() - t_start)}",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+__all__ = ["fill_parser", "run"]
