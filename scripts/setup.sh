@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent set-up: a venv in .venv, the package with its test+convert extras, and the weights.
+# Idempotent set-up: a venv in .venv, the package with its test+convert extras (video included), and the weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -7,7 +7,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c 'import nst_jax, onnx, pytest, xdist' 2>/dev/null; then
+if ! .venv/bin/python -c 'import nst_jax, onnx, pytest, xdist, av, cv2' 2>/dev/null; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,convert]'
 fi
 if ! ls weights/vgg19.h5 weights/vgg16.h5 >/dev/null 2>&1; then
