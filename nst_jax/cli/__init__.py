@@ -1,4 +1,4 @@
-"""[I/O] The command line: ``nst-jax {stylize,grid,batch,video,fetch-weights}``, the only place that
+"""[I/O] The command line: ``nst-jax {stylize,grid,batch,video,studio,fetch-weights}``, the only place that
 prints and exits.
 
 Exit codes: 0 done; 1 a run-time failure (a non-finite cost, a write that had to go to
@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("stylize many photos in one style, one compiled program per image shape", "batch"),
     "video": ("stylize a video without flicker (warm starts and a temporal cost, Ruder et al.)",
               "video"),
+    "studio": ("a local web app: live preview, cost curves, sweeps, gallery", "studio"),
     "fetch-weights": ("download, verify and convert pretrained VGG weights", "fetch"),
 }
 
@@ -116,6 +117,11 @@ def grid_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int
     return _single("grid", argv, prog)
 
 
+def studio_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """``nst-jax studio`` (``scripts/studio.py``)."""
+    return _single("studio", argv, prog)
+
+
 def fetch_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """``nst-jax fetch-weights`` (``scripts/fetch_weights.py``)."""
     return _single("fetch-weights", argv, prog)
@@ -144,6 +150,7 @@ __all__ = [
     "parse_numbers",
     "parse_style_layers",
     "prepare",
+    "studio_main",
     "stylize_main",
     "stylize_parser",
 ]

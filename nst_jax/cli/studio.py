@@ -1,0 +1,81 @@
+"""[I/O] ``nst-jax studio``: the local web app (:mod:`nst_jax.studio`)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import secrets
+import sys
+
+from nst_jax import weights as W
+from nst_jax.cli.common import CliError, positive_int
+
+DESCRIPTION = """Start the studio, a local web app: pick or upload images, watch the image take
+shape with its cost curves, run alpha/beta sweeps as one program, browse the gallery of
+finished runs (the CLI's too, in the same folder). Needs: pip install 'nst-jax[studio]'.
+
+Example:
+  {prog}                      # http://127.0.0.1:8000/
+  {prog} --host 0.0.0.0 --auth-token "$(openssl rand -hex 16)"
+"""
+
+
+def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    ap.description = DESCRIPTION.format(prog=ap.prog)
+    ap.formatter_class = argparse.RawDescriptionHelpFormatter
+    ap.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this "
+                    "machine only; 0.0.0.0 exposes it to the network: use --auth-token)")
+    ap.add_argument("--port", type=positive_int, default=8000, help="port (default: 8000)")
+    ap.add_argument("--auth-token", default=None, metavar="TOKEN",
+                    help="require this token (the printed URL carries it); 'auto' makes one")
+    ap.add_argument("--out", default="out", help="results, uploads and the gallery (default: out)")
+    ap.add_argument("--weights", default=None, help="weights .h5 (default: as nst-jax stylize)")
+    ap.add_argument("--max-upload-mb", type=positive_int, default=20,
+                    help="largest upload in MiB (default: 20)")
+    ap.add_argument("--max-pixels", type=positive_int, default=40_000_000,
+                    help="largest uploaded image in pixels (default: 40000000)")
+    return ap
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``studio`` subcommand: serve until Ctrl-C."""
+    try:
+        import uvicorn
+
+        from nst_jax.studio.app import create_app
+    except ImportError as e:
+        raise CliError(f"the studio needs its extra: pip install 'nst-jax[studio]' ({e.name} missing)"
+                       ) from None
+    try:
+        wpath = W.find_weights(args.weights)
+        params, spec = W.load_weights(wpath)
+        meta = W.read_metadata(wpath)
+    except W.WeightsError as e:
+        raise CliError(str(e)) from None
+    token = secrets.token_hex(16) if args.auth_token == "auto" else args.auth_token
+    if not _loopback(args.host) and not token:
+        print(f"warning: binding {args.host} without --auth-token: anyone who can reach this "
+              "machine can run jobs, upload images and read the gallery", file=sys.stderr)
+    try:
+        app = create_app(args.out, params, spec, {"path": str(wpath), "source": meta.get("source")},
+                         auth_token=token, max_upload_bytes=args.max_upload_mb << 20,
+                         max_pixels=args.max_pixels)
+    except OSError as e:
+        raise CliError(f"--out {args.out}: {e.strerror or e}") from None
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    print(f"nst_jax studio: http://{shown}:{args.port}/" + (f"?token={token}" if token else "")
+          + f"  (results in {args.out}/; Ctrl-C stops)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+__all__ = ["fill_parser", "run"]

@@ -1,0 +1,398 @@
+"""[I/O] The studio's web layer: Starlette routes, Server-Sent Events, plain HTML/JS.
+
+Why Starlette + uvicorn rather than Gradio: the page needs a live preview that
+several tabs watch at once, a job queue shared by everyone, and a gallery read
+from the output folder. With Starlette these are a few small routes: one SSE stream
+(``text/event-stream``) broadcasts every job's state, images are plain PNG URLs, and
+the page is one static HTML file with no build step. Gradio's per-session event
+queue and component model would have to be worked around for the shared live run
+and the gallery, and it pulls in a large dependency tree.
+
+Safety: uploads are raw image bytes, limited in bytes and in pixels, identified by
+Pillow and stored under a content hash (client file names are never used as paths);
+every file a request names must be one the studio listed, matched against a strict
+pattern and resolved inside its folder; ``auth_token`` guards every route (header,
+cookie or ``?token=``); errors are JSON messages, never tracebacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import io
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Route
+
+from nst_jax.studio.jobs import Studio
+
+STATIC = Path(__file__).resolve().parent / "static"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.fields = status, message, fields or {}
+
+
+def safe_name(name: str) -> str:
+    """A bare file name of letters, digits, ``.``, ``_``, ``-`` (no folders, no ``..``)."""
+    if not NAME.match(name or "") or ".." in name:
+        raise ApiError(404, f"no such file: {name!r}")
+    return name
+
+
+def inside(folder: Path, name: str) -> Path:
+    """``folder / name`` for a :func:`safe_name`, checked to resolve inside ``folder``."""
+    p = (folder / safe_name(name)).resolve()
+    if p.parent != folder.resolve() or not p.is_file():
+        raise ApiError(404, f"no such file: {name!r}")
+    return p
+
+
+def _examples() -> dict[str, Path]:
+    if not EXAMPLES.is_dir():
+        return {}
+    return {p.name: p for p in sorted(EXAMPLES.iterdir())
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(("mask", "labels"))}
+
+
+def parse_settings(form: dict[str, Any], arch: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The form's values, typed and checked like the command line's flags:
+    ``(settings, {field: message})``."""
+    from nst_jax import vgg
+    from nst_jax.cli.common import CliError, parse_numbers, parse_style_layers
+    from nst_jax.cli.flags import GROUPS, _choices
+    from nst_jax.config import Config
+
+    d = Config()
+    out: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for flags in GROUPS.values():
+        for f in flags:
+            if f.dest not in form or f.action or f.nargs or f.dest in ("tile", "device", "weights"):
+                continue
+            raw = form[f.dest]
+            if raw in (None, ""):
+                continue
+            try:
+                v = f.type(str(raw)) if f.type else str(raw)
+                choices = _choices(f.choices) if isinstance(f.choices, str) else f.choices
+                if choices and v not in choices:
+                    raise ValueError(f"expected one of {', '.join(map(str, choices))}")
+                out[f.dest] = v
+            except Exception as e:
+                errors[f.dest] = str(e).replace("argument ", "")
+    for name, default in (("size", 256), ("style_scale", 1.0), ("seed", 0)):
+        out.setdefault(name, default)
+    for f in (f for flags in GROUPS.values() for f in flags if f.field):
+        out.setdefault(f.dest, getattr(d, f.field))
+    if out["size"] > 2048:
+        errors["size"] = "at most 2048 px in the studio"
+    try:
+        names, weights = parse_style_layers(str(form.get("style_layers") or ",".join(d.style_layers)))
+        out["style_layer_names"], out["style_layer_weights"] = names, weights
+        for n in names:
+            vgg.canonical_layer(n, arch)
+    except (CliError, ValueError) as e:
+        errors["style_layers"] = str(e)
+    try:
+        vgg.canonical_layer(out["content_layer"], arch)
+    except ValueError as e:
+        errors["content_layer"] = str(e)
+    if not errors:
+        try:
+            from nst_jax.studio.jobs import _config
+
+            _config(out, arch)
+        except ValueError as e:
+            field = str(e).split(":")[0]
+            errors[field if field in out else "form"] = str(e)
+    if form.get("style_weights"):
+        try:
+            out["style_weights_list"] = parse_numbers("style_weights", str(form["style_weights"]))
+        except CliError as e:
+            errors["style_weights"] = str(e)
+    return out, errors
+
+
+def create_app(out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, *,
+               auth_token: str | None = None, max_upload_bytes: int = 20 << 20,
+               max_pixels: int = 40_000_000, runner: Any = None) -> Starlette:
+    """The studio's ASGI app: results and uploads under ``out_dir``."""
+    out = Path(out_dir)
+    uploads = out / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    examples = _examples()
+    arch = __import__("nst_jax.vgg", fromlist=["arch_of"]).arch_of(params)
+
+    def resolve(ref: str) -> Path:
+        kind, _, name = ref.partition(":")
+        if kind == "example" and name in examples:
+            return examples[name]
+        if kind == "upload":
+            return inside(uploads, name)
+        raise ApiError(422, f"unknown image {ref!r}: choose an example or upload a file")
+
+    studio = Studio(out, resolve, (params, spec, weights_meta), runner=runner)
+    thumbs: dict[tuple[str, float], bytes] = {}
+    lock = threading.Lock()
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse((STATIC / "index.html").read_text())
+
+    async def static(request: Request) -> Response:
+        return FileResponse(inside(STATIC, request.path_params["name"]))
+
+    async def meta(request: Request) -> Response:
+        from nst_jax.cli.flags import GROUPS, _choices
+        from nst_jax.config import Config
+
+        d = Config()
+        fields = []
+        for title, flags in GROUPS.items():
+            for f in flags:
+                if f.action or f.nargs or f.dest in ("tile", "device", "weights", "mask_colors",
+                                                      "content_mask", "mask_resize", "bit_depth"):
+                    continue
+                default = getattr(d, f.field) if f.field else f.default
+                if f.dest == "style_layers":
+                    default = ",".join(f"{n}:{v:g}" for n, v in zip(d.style_layers, d.style_weights,
+                                                                      strict=True))
+                if f.dest == "size":
+                    default = 256
+                choices = _choices(f.choices) if isinstance(f.choices, str) else f.choices
+                fields.append({"name": f.dest, "group": title.split(" (")[0], "help": f.help,
+                               "default": default, "choices": list(choices) if choices else None})
+        return JSONResponse({"fields": fields, "examples": list(examples), "arch": arch,
+                             "uploads": sorted(p.name for p in uploads.iterdir() if NAME.match(p.name)),
+                             "max_upload_bytes": max_upload_bytes, "max_pixels": max_pixels})
+
+    async def upload(request: Request) -> Response:
+        from PIL import Image
+
+        size = request.headers.get("content-length")
+        if size is not None and int(size) > max_upload_bytes:
+            raise ApiError(413, f"upload too large: {int(size)} bytes, the limit is {max_upload_bytes}")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_upload_bytes:
+                raise ApiError(413, f"upload too large: over {max_upload_bytes} bytes")
+        try:
+            with Image.open(io.BytesIO(bytes(body))) as im:
+                w, h = im.size
+                fmt = (im.format or "").lower()
+                if w * h > max_pixels:
+                    raise ApiError(413, f"image too large: {w}x{h} pixels, the limit is {max_pixels}")
+                im.load()
+        except ApiError:
+            raise
+        except Exception:
+            raise ApiError(415, "not an image (PNG, JPEG or WebP expected)") from None
+        ext = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}.get(fmt)
+        if ext is None:
+            raise ApiError(415, f"unsupported image format {fmt or '?'} (PNG, JPEG or WebP expected)")
+        name = hashlib.sha256(bytes(body)).hexdigest()[:20] + ext
+        (uploads / name).write_bytes(bytes(body))
+        return JSONResponse({"ref": f"upload:{name}", "name": name, "size": [w, h]})
+
+    async def submit(request: Request) -> Response:
+        try:
+            form = await request.json()
+        except Exception:
+            raise ApiError(400, "expected a JSON body") from None
+        if not isinstance(form, dict):
+            raise ApiError(400, "expected a JSON object")
+        settings, errors = parse_settings(form, arch)
+        content, styles = form.get("content"), form.get("styles") or []
+        for field, refs in (("content", [content]), ("styles", styles)):
+            if not refs or not all(isinstance(r, str) for r in refs):
+                errors[field] = "choose an image"
+                continue
+            for r in refs:
+                try:
+                    resolve(r)
+                except ApiError as e:
+                    errors[field] = e.message
+        kind = form.get("mode", "single")
+        points: list[dict[str, float]] = []
+        if kind == "sweep":
+            from nst_jax.cli.common import CliError, parse_numbers
+
+            axes = {}
+            for name in ("alphas", "betas"):
+                try:
+                    axes[name] = parse_numbers(name, str(form.get(name) or "")) or []
+                    if not axes[name]:
+                        raise CliError("expected a list of numbers, e.g. 1e-4,1e-3")
+                except CliError as e:
+                    errors[name] = str(e)
+            if not errors:
+                points = [{"alpha": a, "beta": b} for a in axes["alphas"] for b in axes["betas"]]
+                if len(points) > 64:
+                    errors["betas"] = f"{len(points)} points: at most 64 per sweep"
+        elif kind != "single":
+            errors["mode"] = "expected single or sweep"
+        if errors:
+            raise ApiError(422, "please fix the highlighted fields", errors)
+        job = studio.submit(kind, content, list(styles), settings, points)
+        return JSONResponse({"job": job.id, "position": studio.position(job)})
+
+    def job_of(request: Request) -> Any:
+        job = studio.jobs.get(request.path_params["job"])
+        if job is None:
+            raise ApiError(404, f"no such job: {request.path_params['job']!r}")
+        return job
+
+    async def get_job(request: Request) -> Response:
+        job = job_of(request)
+        return JSONResponse({**job.public(), "position": studio.position(job)})
+
+    async def stop(request: Request) -> Response:
+        job = job_of(request)
+        studio.cancel(job)
+        return JSONResponse({"job": job.id, "state": job.state})
+
+    async def preview(request: Request) -> Response:
+        job = job_of(request)
+        if job.preview is None:
+            raise ApiError(404, "no preview yet")
+        return Response(job.preview, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    async def cell(request: Request) -> Response:
+        job = job_of(request)
+        i = request.path_params["i"]
+        if not 0 <= i < len(job.cell_png):
+            raise ApiError(404, "no such cell")
+        return Response(job.cell_png[i], media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    async def events(request: Request) -> Response:
+        async def stream():
+            version = -1
+            while True:
+                snap = studio.snapshot()
+                if snap["version"] != version:
+                    version = snap["version"]
+                    yield f"data: {json.dumps(snap)}\n\n"
+                if await request.is_disconnected():
+                    return
+                await asyncio.to_thread(studio.wait, version, 1.0)
+                yield ": keep-alive\n\n" if studio.version == version else ""
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    async def gallery(request: Request) -> Response:
+        items = []
+        for p in sorted(out.glob("*.png"), key=lambda q: q.stat().st_mtime, reverse=True)[:500]:
+            if not NAME.match(p.name):
+                continue
+            side = p.with_name(p.name + ".json")
+            try:
+                info = json.loads(side.read_text()) if side.exists() else {}
+            except (OSError, ValueError):
+                info = {}
+            items.append({"name": p.name, "mtime": p.stat().st_mtime, "status": info.get("status"),
+                          "settings": info.get("settings", {}), "costs": info.get("final_costs", {}),
+                          "source": info.get("source", "cli")})
+        return JSONResponse({"items": items})
+
+    async def file(request: Request) -> Response:
+        p = inside(out, request.path_params["name"])
+        if p.suffix.lower() not in (".png", ".jpg", ".jpeg", ".json"):
+            raise ApiError(404, "no such file")
+        return FileResponse(p, filename=p.name)
+
+    async def thumb(request: Request) -> Response:
+        from PIL import Image
+
+        p = inside(out, request.path_params["name"])
+        key = (p.name, p.stat().st_mtime)
+        with lock:
+            data = thumbs.get(key)
+        if data is None:
+            try:
+                with Image.open(p) as im:
+                    im.thumbnail((192, 192))
+                    buf = io.BytesIO()
+                    im.convert("RGB").save(buf, "PNG")
+                    data = buf.getvalue()
+            except Exception:
+                raise ApiError(404, "not an image") from None
+            with lock:
+                thumbs[key] = data
+        return Response(data, media_type="image/png")
+
+    async def example(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in examples:
+            raise ApiError(404, f"no such example: {name!r}")
+        return FileResponse(examples[name])
+
+    async def uploaded(request: Request) -> Response:
+        return FileResponse(inside(uploads, request.path_params["name"]))
+
+    routes = [
+        Route("/", index), Route("/static/{name}", static), Route("/api/meta", meta),
+        Route("/api/upload", upload, methods=["POST"]), Route("/api/jobs", submit, methods=["POST"]),
+        Route("/api/jobs/{job}", get_job), Route("/api/jobs/{job}/stop", stop, methods=["POST"]),
+        Route("/api/jobs/{job}/preview.png", preview), Route("/api/jobs/{job}/cells/{i:int}.png", cell),
+        Route("/api/events", events), Route("/api/gallery", gallery), Route("/files/{name}", file),
+        Route("/thumbs/{name}", thumb), Route("/examples/{name}", example),
+        Route("/uploads/{name}", uploaded),
+    ]
+
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return JSONResponse({"error": exc.message, "fields": exc.fields}, status_code=exc.status)
+
+    async def any_error(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, status_code=500)
+
+    middleware = [Middleware(_Auth, token=auth_token)] if auth_token else []
+    app = Starlette(routes=routes, middleware=middleware,
+                    exception_handlers={ApiError: api_error, Exception: any_error})
+    app.state.studio = studio
+    return app
+
+
+class _Auth(BaseHTTPMiddleware):
+    """Every request needs the token: ``Authorization: Bearer T``, the ``nst_token``
+    cookie, or ``?token=T`` (which sets the cookie, so the page's own requests pass)."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        super().__init__(app)
+        self.token = token
+
+    async def dispatch(self, request: Request, call_next: Any) -> Response:
+        given = [request.headers.get("authorization", "").removeprefix("Bearer ").strip(),
+                 request.cookies.get("nst_token", ""), request.query_params.get("token", "")]
+        if not any(g and hmac.compare_digest(g, self.token) for g in given):
+            return JSONResponse({"error": "unauthorized: this studio needs its token "
+                                          "(open the URL it printed)"}, status_code=401)
+        response = await call_next(request)
+        if request.query_params.get("token"):
+            response.set_cookie("nst_token", self.token, httponly=True, samesite="strict")
+        return response
+
+
+__all__ = ["ApiError", "create_app", "inside", "parse_settings", "safe_name"]
