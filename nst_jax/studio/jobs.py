@@ -43,6 +43,7 @@ class Job:
     version: int = 0                   # bumped with every new preview
     compile_s: float | None = None
     first_preview_s: float | None = None
+    finished_s: float | None = None      # "Start" to the last report
     it_per_s: float | None = None
     eta_s: float | None = None
     error: str | None = None
@@ -56,7 +57,7 @@ class Job:
         """What the page receives (JSON-able; images are fetched by URL)."""
         return {k: getattr(self, k) for k in (
             "id", "kind", "content", "styles", "settings", "points", "state", "step", "total",
-            "curve", "cells", "version", "compile_s", "first_preview_s", "it_per_s", "eta_s",
+            "curve", "cells", "version", "compile_s", "first_preview_s", "finished_s", "it_per_s", "eta_s",
             "error", "outputs", "submitted")}
 
 
@@ -250,6 +251,7 @@ def run_job(job: Job, studio: Studio) -> None:
             job.first_preview_s = time.perf_counter() - t0
         job.version += 1
         studio.changed()
+        job.finished_s = time.perf_counter() - t0
         if job.stop.is_set() or (p.error is not None and not sweep):
             break
     if last is None:
@@ -261,8 +263,9 @@ def run_job(job: Job, studio: Studio) -> None:
     if sweep:
         for i, pt in enumerate(job.points):
             costs = job.cells[i]["costs"]
-            name = _save(studio, f"{stem}-a{pt['alpha']:g}_b{pt['beta']:g}", last.image[i],
-                         _meta(job, studio, costs, status, {"point": pt, "sweep": job.id}))
+            meta = _meta(job, studio, costs, status, {"point": pt, "sweep": job.id})
+            meta["settings"].update(pt)  # this image's own alpha and beta
+            name = _save(studio, f"{stem}-a{pt['alpha']:g}_b{pt['beta']:g}", last.image[i], meta)
             job.cells[i]["file"] = name
             job.outputs.append(name)
     else:

@@ -1,0 +1,139 @@
+"""The studio in a real browser: headless Chromium (Debian's ``chromium`` and
+``chromium-driver``) driven by Selenium. It opens the page, picks the bundled
+examples, starts a tiny job, sees the preview change and the plot gain points, stops
+the job and finds it in the gallery; then a sweep fills its table. Skipped, with the
+reason, where no browser is installed (``.ci/run`` installs one).
+
+``NST_STUDIO_SCREENSHOTS=DIR`` saves screenshots of both views there (with
+``weights/vgg16.h5`` and 128 px when the real weights are present): that is how
+``docs/studio*.png`` are made.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REAL_VGG16, tiny_params
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    uvicorn = pytest.importorskip("uvicorn")
+    from nst_jax import vgg
+    from nst_jax.studio.app import create_app
+
+    shots = os.environ.get("NST_STUDIO_SCREENSHOTS")
+    if shots and REAL_VGG16.exists():
+        from nst_jax.weights import load_weights
+
+        params, spec = load_weights(REAL_VGG16)
+    else:
+        params, spec = tiny_params(), vgg.CAFFE
+    app = create_app(tmp_path / "out", params, spec, {"source": "test"})
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/", bool(shots and REAL_VGG16.exists())
+    srv.should_exit = True
+    th.join(10)
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM or not DRIVER:
+        pytest.skip("no headless browser: apt-get install chromium chromium-driver")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+              "--window-size=1400,1000"):
+        opts.add_argument(a)
+    d = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    yield d
+    d.quit()
+
+
+def _until(cond, timeout: float = 120.0, what: str = ""):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _set(d, name: str, value: str) -> None:
+    e = d.find_element("id", "f-" + name)
+    e.clear()
+    e.send_keys(value)
+
+
+def test_studio_in_a_real_browser(server, browser):
+    from selenium.webdriver.support.ui import Select
+
+    url, real = server
+    d = browser
+    d.get(url)
+    _until(lambda: d.execute_script("return document.querySelectorAll('#content option').length"),
+           30, "the examples")
+    Select(d.find_element("id", "content")).select_by_value("example:content_chelsea.png")
+    styles = Select(d.find_element("id", "styles"))
+    styles.deselect_all()
+    styles.select_by_value("example:style_swirls.png")
+    _set(d, "size", "128" if real else "32")
+    _set(d, "iters", "300" if real else "4000")
+    _set(d, "report_every", "10" if real else "2")
+    d.find_element("id", "start").click()
+    preview = d.find_element("id", "preview")
+    v1 = int(_until(lambda: int(preview.get_attribute("data-version") or 0) or None, 180, "a preview"))
+    _until(lambda: int(preview.get_attribute("data-version")) > v1, 120, "the preview to change")
+    _until(lambda: int(d.find_element("id", "plot").get_attribute("data-points")) >= 2, 60, "plot points")
+    assert "running" in d.find_element("id", "status").text
+    shots = os.environ.get("NST_STUDIO_SCREENSHOTS")
+    if shots and real:
+        _until(lambda: int(preview.get_attribute("data-version")) >= 12, 300, "a dozen previews")
+        d.save_screenshot(str(Path(shots) / "studio.png"))
+    d.find_element("id", "stop").click()
+    _until(lambda: d.find_element("id", "status").get_attribute("data-state") == "stopped", 60, "stopped")
+    card = _until(lambda: d.find_elements("css selector", "#gallery .card"), 30, "the gallery card")
+    assert "stopped" in card[0].text and card[0].get_attribute("data-name").startswith("studio-")
+
+    # a sweep: alphas x betas as one program, a live table of images and costs
+    d.find_element("css selector", "input[name=mode][value=sweep]").click()
+    a, b = d.find_element("id", "alphas"), d.find_element("id", "betas")
+    a.clear()
+    a.send_keys("1,10")
+    b.clear()
+    b.send_keys("1e-4,1e-3")
+    _set(d, "iters", "100" if real else "6")
+    d.find_element("id", "start").click()
+    _until(lambda: len(d.find_elements("css selector", "#sweep img.cell")) == 4, 300, "4 sweep cells")
+    _until(lambda: d.find_element("id", "status").get_attribute("data-state") == "done", 600, "sweep done")
+    if shots and real:
+        d.save_screenshot(str(Path(shots) / "studio_sweep.png"))
+    _until(lambda: len(d.find_elements("css selector", "#gallery .card")) >= 5, 30, "sweep in the gallery")
