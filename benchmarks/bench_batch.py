@@ -30,11 +30,13 @@ import numpy as np
 
 from nst_jax import vgg
 from nst_jax.batch import stylize_batch
+from nst_jax.cli import default_xla_flags
 from nst_jax.config import Config
 from nst_jax.engine import resize, stylize
 from nst_jax.image import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
+default_xla_flags()  # the command-line tools' XLA:CPU flag; read when the backend starts
 
 
 def photos(n: int, size: int) -> list[np.ndarray]:

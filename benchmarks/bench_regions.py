@@ -48,12 +48,14 @@ from nst_jax import guides as Gu
 from nst_jax import losses as L
 from nst_jax import statistics as St
 from nst_jax import vgg
+from nst_jax.cli import default_xla_flags
 from nst_jax.config import Config
 from nst_jax.engine import iterate
 from nst_jax.image import load_image
 from nst_jax.weights import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
+default_xla_flags()  # the command-line tools' XLA:CPU flag; read when the backend starts
 EX = ROOT / "examples"
 CONTENT, MASK = EX / "content_rocket.jpg", EX / "mask_rocket_sky.png"
 STYLES = {"swirls": EX / "style_swirls.png", "mosaic": EX / "style_mosaic.png"}

@@ -30,12 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 
+from nst_jax.cli import default_xla_flags
 from nst_jax.config import Config
 from nst_jax.engine import iterate
 from nst_jax.image import load_image
 from nst_jax.weights import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
+default_xla_flags()  # the command-line tools' XLA:CPU flag; read when the backend starts
 
 
 def cli_run(params, spec, size: int, iters: int, every: int) -> dict:

@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from nst_jax import temporal as T
+from nst_jax.cli import default_xla_flags
 from nst_jax.config import Config
 from nst_jax.image import load_image
 from nst_jax.video import iterate_video
@@ -45,6 +46,7 @@ from nst_jax.videoio import dis_flow, read_frames
 from nst_jax.weights import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
+default_xla_flags()  # the command-line tools' XLA:CPU flag; read when the backend starts
 
 
 def main() -> int:

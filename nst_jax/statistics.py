@@ -65,8 +65,18 @@ def feature_stats(a: Array, weights: Array | None = None) -> tuple[Array, Array]
     return mu, cov
 
 
+@jax.custom_batching.sequential_vmap
+def _eigh(m: Array) -> tuple[Array, Array]:
+    """``jnp.linalg.eigh``, one matrix after another under ``vmap`` (a grid's points, a
+    style's regions). Measured: XLA:CPU's batched eigh of 512 x 512 matrices inside the
+    compiled step deadlocked (every thread idle, no progress) unless XLA_FLAGS has
+    ``--xla_cpu_enable_concurrency_optimized_scheduler=false``; a loop of single ones
+    does not, and costs the same arithmetic."""
+    return jnp.linalg.eigh(m)
+
+
 def _eigh_clamped(m: Array) -> tuple[Array, Array]:
-    w, v = jnp.linalg.eigh((m + m.T) / 2)
+    w, v = _eigh((m + m.T) / 2)
     return jnp.maximum(w, EIG_FLOOR * jnp.maximum(w[-1], 1e-30)), v
 
 

@@ -133,3 +133,35 @@ def test_bad_style_loss_and_too_few_positions(params16):
     cfg = Config(style_loss="w2", iterations=2, report_every=2)
     with pytest.raises(ValueError, match=r"conv5_1 1 position.*needs at least 2 to estimate a covariance"):
         stylize(rand_image(16, 16), rand_image(32, 32), params16, vgg.CAFFE, config=cfg)
+
+
+HANG = r"""
+import sys
+sys.path.insert(0, ".")
+import numpy as np
+from nst_jax import vgg
+from nst_jax.config import Config
+from nst_jax.grid import stylize_grid
+params = vgg.synthetic_params("vgg16", vgg.CHANNELS, seed=0)
+C = np.random.default_rng(0).uniform(0, 1, (96, 96, 3)).astype(np.float32)
+r = stylize_grid(C, C, params, vgg.CAFFE, config=Config(iterations=2, report_every=2, style_loss="w2"),
+                 betas=[1e-4, 1e-3])
+print("ok", r.images.shape)
+"""
+
+
+@pytest.mark.slow
+def test_w2_under_vmap_does_not_deadlock_without_the_cli_xla_flag():
+    """A grid (vmap over points) of w2 runs with 512-channel layers, with XLA's default
+    CPU scheduler: the batched eigh deadlocked there before ``_eigh`` became sequential
+    under vmap (every thread idle, forever)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    r = subprocess.run([sys.executable, "-c", HANG], capture_output=True, text=True, env=env,
+                       timeout=600, cwd=ROOT)
+    assert r.returncode == 0 and "ok (2, 96, 96, 3)" in r.stdout, r.stderr[-2000:]
