@@ -38,6 +38,19 @@ class CliError(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
+def load_weights_arg(path: str | None) -> tuple[Any, dict, Any, dict]:
+    """``(path, params, spec, metadata)`` of ``--weights`` (or the default file); a
+    missing or bad file is a :class:`CliError`."""
+    from nst_jax import weights as W
+
+    try:
+        wpath = W.find_weights(path)
+        params, spec = W.load_weights(wpath)
+        return wpath, params, spec, W.read_metadata(wpath)
+    except W.WeightsError as e:
+        raise CliError(str(e)) from None
+
+
 class RunError(Exception):
     """A failure at run time (a write that could not be done anywhere): one line, exit 1."""
 

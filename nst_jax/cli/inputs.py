@@ -16,6 +16,7 @@ from nst_jax import weights as W
 from nst_jax.cli.common import (
     CliError,
     Prepared,
+    load_weights_arg,
     parse_numbers,
     parse_style_layers,
     select_device,
@@ -62,12 +63,7 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
                           what="weights (one per style image)")
     if blend is not None and sum(blend) <= 0:
         raise CliError(f"--style-weights: expected weights with a positive sum, got {args.style_weights!r}")
-    try:
-        wpath = W.find_weights(args.weights)
-        params, spec = W.load_weights(wpath)
-        meta_w = W.read_metadata(wpath)
-    except W.WeightsError as e:
-        raise CliError(str(e)) from None
+    wpath, params, spec, meta_w = load_weights_arg(args.weights)
     arch = vgg.arch_of(params)
     try:
         config = Config(**{

@@ -7,8 +7,7 @@ import ipaddress
 import secrets
 import sys
 
-from nst_jax import weights as W
-from nst_jax.cli.common import CliError, positive_int
+from nst_jax.cli.common import CliError, load_weights_arg, positive_int
 
 DESCRIPTION = """Start the studio, a local web app: pick or upload images, watch the image take
 shape with its cost curves, run alpha/beta sweeps as one program, browse the gallery of
@@ -55,12 +54,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise CliError(f"the studio needs its extra: pip install 'nst-jax[studio]' ({e.name} missing)"
                        ) from None
-    try:
-        wpath = W.find_weights(args.weights)
-        params, spec = W.load_weights(wpath)
-        meta = W.read_metadata(wpath)
-    except W.WeightsError as e:
-        raise CliError(str(e)) from None
+    wpath, params, spec, meta = load_weights_arg(args.weights)
     token = secrets.token_hex(16) if args.auth_token == "auto" else args.auth_token
     if not _loopback(args.host) and not token:
         print(f"warning: binding {args.host} without --auth-token: anyone who can reach this "
