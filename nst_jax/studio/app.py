@@ -135,35 +135,39 @@ def parse_settings(form: dict[str, Any], arch: str) -> tuple[dict[str, Any], dic
     return out, errors
 
 
-def create_app(out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, *,
-               auth_token: str | None = None, max_upload_bytes: int = 20 << 20,
-               max_pixels: int = 40_000_000, runner: Any = None) -> Starlette:
-    """The studio's ASGI app: results and uploads under ``out_dir``."""
-    out = Path(out_dir)
-    uploads = out / "uploads"
-    uploads.mkdir(parents=True, exist_ok=True)
-    examples = _examples()
-    arch = __import__("nst_jax.vgg", fromlist=["arch_of"]).arch_of(params)
+class _Routes:
+    """The studio's state (folders, examples, the job queue) and one method per route."""
 
-    def resolve(ref: str) -> Path:
+    def __init__(self, out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, *,
+                 max_upload_bytes: int, max_pixels: int, runner: Any) -> None:
+        from nst_jax import vgg
+
+        self.out = Path(out_dir)
+        self.uploads = self.out / "uploads"
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        self.examples = _examples()
+        self.arch = vgg.arch_of(params)
+        self.max_upload_bytes, self.max_pixels = max_upload_bytes, max_pixels
+        self.studio = Studio(self.out, self.resolve, (params, spec, weights_meta), runner=runner)
+        self.thumbs: dict[tuple[str, float], bytes] = {}
+        self.lock = threading.Lock()
+
+    def resolve(self, ref: str) -> Path:
+        """The image file of a reference: ``example:NAME`` or ``upload:NAME``."""
         kind, _, name = ref.partition(":")
-        if kind == "example" and name in examples:
-            return examples[name]
+        if kind == "example" and name in self.examples:
+            return self.examples[name]
         if kind == "upload":
-            return inside(uploads, name)
+            return inside(self.uploads, name)
         raise ApiError(422, f"unknown image {ref!r}: choose an example or upload a file")
 
-    studio = Studio(out, resolve, (params, spec, weights_meta), runner=runner)
-    thumbs: dict[tuple[str, float], bytes] = {}
-    lock = threading.Lock()
-
-    async def index(request: Request) -> Response:
+    async def index(self, request: Request) -> Response:
         return HTMLResponse((STATIC / "index.html").read_text())
 
-    async def static(request: Request) -> Response:
+    async def static(self, request: Request) -> Response:
         return FileResponse(inside(STATIC, request.path_params["name"]))
 
-    async def meta(request: Request) -> Response:
+    async def meta(self, request: Request) -> Response:
         from nst_jax.cli.flags import GROUPS, _choices
         from nst_jax.config import Config
 
@@ -183,27 +187,27 @@ def create_app(out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, 
                 choices = _choices(f.choices) if isinstance(f.choices, str) else f.choices
                 fields.append({"name": f.dest, "group": title.split(" (")[0], "help": f.help,
                                "default": default, "choices": list(choices) if choices else None})
-        return JSONResponse({"fields": fields, "examples": list(examples), "arch": arch,
-                             "uploads": sorted(p.name for p in uploads.iterdir() if NAME.match(p.name)),
-                             "max_upload_bytes": max_upload_bytes, "max_pixels": max_pixels})
+        return JSONResponse({"fields": fields, "examples": list(self.examples), "arch": self.arch,
+                             "uploads": sorted(p.name for p in self.uploads.iterdir() if NAME.match(p.name)),
+                             "max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels})
 
-    async def upload(request: Request) -> Response:
+    async def upload(self, request: Request) -> Response:
         from PIL import Image
 
         size = request.headers.get("content-length")
-        if size is not None and int(size) > max_upload_bytes:
-            raise ApiError(413, f"upload too large: {int(size)} bytes, the limit is {max_upload_bytes}")
+        if size is not None and int(size) > self.max_upload_bytes:
+            raise ApiError(413, f"upload too large: {int(size)} bytes, the limit is {self.max_upload_bytes}")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
-            if len(body) > max_upload_bytes:
-                raise ApiError(413, f"upload too large: over {max_upload_bytes} bytes")
+            if len(body) > self.max_upload_bytes:
+                raise ApiError(413, f"upload too large: over {self.max_upload_bytes} bytes")
         try:
             with Image.open(io.BytesIO(bytes(body))) as im:
                 w, h = im.size
                 fmt = (im.format or "").lower()
-                if w * h > max_pixels:
-                    raise ApiError(413, f"image too large: {w}x{h} pixels, the limit is {max_pixels}")
+                if w * h > self.max_pixels:
+                    raise ApiError(413, f"image too large: {w}x{h} pixels, the limit is {self.max_pixels}")
                 im.load()
         except ApiError:
             raise
@@ -213,17 +217,17 @@ def create_app(out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, 
         if ext is None:
             raise ApiError(415, f"unsupported image format {fmt or '?'} (PNG, JPEG or WebP expected)")
         name = hashlib.sha256(bytes(body)).hexdigest()[:20] + ext
-        (uploads / name).write_bytes(bytes(body))
+        (self.uploads / name).write_bytes(bytes(body))
         return JSONResponse({"ref": f"upload:{name}", "name": name, "size": [w, h]})
 
-    async def submit(request: Request) -> Response:
+    async def submit(self, request: Request) -> Response:
         try:
             form = await request.json()
         except Exception:
             raise ApiError(400, "expected a JSON body") from None
         if not isinstance(form, dict):
             raise ApiError(400, "expected a JSON object")
-        settings, errors = parse_settings(form, arch)
+        settings, errors = parse_settings(form, self.arch)
         content, styles = form.get("content"), form.get("styles") or []
         for field, refs in (("content", [content]), ("styles", styles)):
             if not refs or not all(isinstance(r, str) for r in refs):
@@ -231,7 +235,7 @@ def create_app(out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, 
                 continue
             for r in refs:
                 try:
-                    resolve(r)
+                    self.resolve(r)
                 except ApiError as e:
                     errors[field] = e.message
         kind = form.get("mode", "single")
@@ -255,56 +259,56 @@ def create_app(out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, 
             errors["mode"] = "expected single or sweep"
         if errors:
             raise ApiError(422, "please fix the highlighted fields", errors)
-        job = studio.submit(kind, content, list(styles), settings, points)
-        return JSONResponse({"job": job.id, "position": studio.position(job)})
+        job = self.studio.submit(kind, content, list(styles), settings, points)
+        return JSONResponse({"job": job.id, "position": self.studio.position(job)})
 
-    def job_of(request: Request) -> Any:
-        job = studio.jobs.get(request.path_params["job"])
+    def job_of(self, request: Request) -> Any:
+        job = self.studio.jobs.get(request.path_params["job"])
         if job is None:
             raise ApiError(404, f"no such job: {request.path_params['job']!r}")
         return job
 
-    async def get_job(request: Request) -> Response:
-        job = job_of(request)
-        return JSONResponse({**job.public(), "position": studio.position(job)})
+    async def get_job(self, request: Request) -> Response:
+        job = self.job_of(request)
+        return JSONResponse({**job.public(), "position": self.studio.position(job)})
 
-    async def stop(request: Request) -> Response:
-        job = job_of(request)
-        studio.cancel(job)
+    async def stop(self, request: Request) -> Response:
+        job = self.job_of(request)
+        self.studio.cancel(job)
         return JSONResponse({"job": job.id, "state": job.state})
 
-    async def preview(request: Request) -> Response:
-        job = job_of(request)
+    async def preview(self, request: Request) -> Response:
+        job = self.job_of(request)
         if job.preview is None:
             raise ApiError(404, "no preview yet")
         return Response(job.preview, media_type="image/png", headers={"Cache-Control": "no-store"})
 
-    async def cell(request: Request) -> Response:
-        job = job_of(request)
+    async def cell(self, request: Request) -> Response:
+        job = self.job_of(request)
         i = request.path_params["i"]
         if not 0 <= i < len(job.cell_png):
             raise ApiError(404, "no such cell")
         return Response(job.cell_png[i], media_type="image/png", headers={"Cache-Control": "no-store"})
 
-    async def events(request: Request) -> Response:
+    async def events(self, request: Request) -> Response:
         async def stream():
             version = -1
             while True:
-                snap = studio.snapshot()
+                snap = self.studio.snapshot()
                 if snap["version"] != version:
                     version = snap["version"]
                     yield f"data: {json.dumps(snap)}\n\n"
                 if await request.is_disconnected():
                     return
-                await asyncio.to_thread(studio.wait, version, 1.0)
-                yield ": keep-alive\n\n" if studio.version == version else ""
+                await asyncio.to_thread(self.studio.wait, version, 1.0)
+                yield ": keep-alive\n\n" if self.studio.version == version else ""
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    async def gallery(request: Request) -> Response:
+    async def gallery(self, request: Request) -> Response:
         items = []
-        for p in sorted(out.glob("*.png"), key=lambda q: q.stat().st_mtime, reverse=True)[:500]:
+        for p in sorted(self.out.glob("*.png"), key=lambda q: q.stat().st_mtime, reverse=True)[:500]:
             if not NAME.match(p.name):
                 continue
             side = p.with_name(p.name + ".json")
@@ -317,19 +321,19 @@ def create_app(out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, 
                           "source": info.get("source", "cli")})
         return JSONResponse({"items": items})
 
-    async def file(request: Request) -> Response:
-        p = inside(out, request.path_params["name"])
+    async def file(self, request: Request) -> Response:
+        p = inside(self.out, request.path_params["name"])
         if p.suffix.lower() not in (".png", ".jpg", ".jpeg", ".json"):
             raise ApiError(404, "no such file")
         return FileResponse(p, filename=p.name)
 
-    async def thumb(request: Request) -> Response:
+    async def thumb(self, request: Request) -> Response:
         from PIL import Image
 
-        p = inside(out, request.path_params["name"])
+        p = inside(self.out, request.path_params["name"])
         key = (p.name, p.stat().st_mtime)
-        with lock:
-            data = thumbs.get(key)
+        with self.lock:
+            data = self.thumbs.get(key)
         if data is None:
             try:
                 with Image.open(p) as im:
@@ -339,27 +343,34 @@ def create_app(out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, 
                     data = buf.getvalue()
             except Exception:
                 raise ApiError(404, "not an image") from None
-            with lock:
-                thumbs[key] = data
+            with self.lock:
+                self.thumbs[key] = data
         return Response(data, media_type="image/png")
 
-    async def example(request: Request) -> Response:
+    async def example(self, request: Request) -> Response:
         name = request.path_params["name"]
-        if name not in examples:
+        if name not in self.examples:
             raise ApiError(404, f"no such example: {name!r}")
-        return FileResponse(examples[name])
+        return FileResponse(self.examples[name])
 
-    async def uploaded(request: Request) -> Response:
-        return FileResponse(inside(uploads, request.path_params["name"]))
+    async def uploaded(self, request: Request) -> Response:
+        return FileResponse(inside(self.uploads, request.path_params["name"]))
 
+
+def create_app(out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, *,
+               auth_token: str | None = None, max_upload_bytes: int = 20 << 20,
+               max_pixels: int = 40_000_000, runner: Any = None) -> Starlette:
+    """The studio's ASGI app: results and uploads under ``out_dir``."""
+    r = _Routes(out_dir, params, spec, weights_meta, max_upload_bytes=max_upload_bytes,
+                max_pixels=max_pixels, runner=runner)
     routes = [
-        Route("/", index), Route("/static/{name}", static), Route("/api/meta", meta),
-        Route("/api/upload", upload, methods=["POST"]), Route("/api/jobs", submit, methods=["POST"]),
-        Route("/api/jobs/{job}", get_job), Route("/api/jobs/{job}/stop", stop, methods=["POST"]),
-        Route("/api/jobs/{job}/preview.png", preview), Route("/api/jobs/{job}/cells/{i:int}.png", cell),
-        Route("/api/events", events), Route("/api/gallery", gallery), Route("/files/{name}", file),
-        Route("/thumbs/{name}", thumb), Route("/examples/{name}", example),
-        Route("/uploads/{name}", uploaded),
+        Route("/", r.index), Route("/static/{name}", r.static), Route("/api/meta", r.meta),
+        Route("/api/upload", r.upload, methods=["POST"]), Route("/api/jobs", r.submit, methods=["POST"]),
+        Route("/api/jobs/{job}", r.get_job), Route("/api/jobs/{job}/stop", r.stop, methods=["POST"]),
+        Route("/api/jobs/{job}/preview.png", r.preview), Route("/api/jobs/{job}/cells/{i:int}.png", r.cell),
+        Route("/api/events", r.events), Route("/api/gallery", r.gallery), Route("/files/{name}", r.file),
+        Route("/thumbs/{name}", r.thumb), Route("/examples/{name}", r.example),
+        Route("/uploads/{name}", r.uploaded),
     ]
 
     async def api_error(request: Request, exc: ApiError) -> Response:
@@ -371,7 +382,7 @@ def create_app(out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, 
     middleware = [Middleware(_Auth, token=auth_token)] if auth_token else []
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={ApiError: api_error, Exception: any_error})
-    app.state.studio = studio
+    app.state.studio = r.studio
     return app
 
 
