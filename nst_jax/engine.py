@@ -162,19 +162,10 @@ def iterate(
     """
     config = config.validate(vgg.arch_of(params))
     content_rgb = jnp.asarray(content_rgb, jnp.float32)
-    shape = content_rgb.shape[1:] if layout.per_point else content_rgb.shape
-    if len(shape) != 3 or shape[-1] != 3 or (
-            layout.per_point and content_rgb.shape[0] != layout.points):
-        want = f"({layout.points}, H, W, 3)" if layout.per_point else "(H, W, 3)"
-        raise ValueError(f"content_rgb: expected shape {want}, got {content_rgb.shape}")
-    if layout.per_point and guides is not None:
-        raise ValueError("guides: regions and masks belong to one photo, not to a batch")
     styles = [style_rgb] if hasattr(style_rgb, "ndim") else list(style_rgb)
-    check_sizes(shape, [s.shape for s in styles], vgg.arch_of(params), config)
+    sizes = _check_inputs(content_rgb, styles, layout, guides, extra_targets, vgg.arch_of(params),
+                          config)
     params = _with_backward_kernels(params)  # once, for every step and scale
-    sizes = scale_sizes(*shape[:2], config)
-    if extra_targets is not None and (len(sizes) > 1 or layout.batched):
-        raise ValueError("extra_targets: one image at one scale only")
     key = jax.random.key(0) if key is None else key
     chunk = min(config.report_every, config.iterations)
     tx = tx if tx is not None else _optimizer(config.optimizer, config.learning_rate,
@@ -191,14 +182,8 @@ def iterate(
         height, stored = sizes[si][0], layout.padded(sizes[si][0])
         run, measure = layout.programs(
             tx, spec, chunk, trimmed(objective, height) if stored != height else objective)
-        if layout.per_point:
-            c_s, targets = batch_inputs(content_rgb, styles, sizes[si], config_s, params, spec,
-                                         style_blend)
-            c_s, targets = layout.split((c_s, targets))
-        else:
-            c_s, targets = scale_inputs(content_rgb, styles, sizes[si], config_s, params, spec,
-                                         style_blend, guides)
-            targets = layout.share({**targets, **(extra_targets or {})})
+        c_s, targets = _placed_inputs(content_rgb, styles, sizes[si], config_s, params, spec,
+                                      style_blend, guides, extra_targets, layout)
         if resume is not None and si == start_scale:
             (X, ls), done = _restore(resume, tx, config, layout), start_step
         else:
@@ -225,6 +210,33 @@ def iterate(
                 return
         # the result of this scale, the start of the next one
         Xr = layout.map(lambda x, s: averaged(x, s, config), X, ls)[..., :height, :, :]
+
+
+def _check_inputs(content_rgb: Array, styles: list[Array], layout: Layout, guides: Guides | None,
+                  extra_targets: Any, arch: str, config: Config) -> list[tuple[int, int]]:
+    """Refuse inputs :func:`iterate` cannot run (``ValueError``); the scales' sizes."""
+    shape = content_rgb.shape[1:] if layout.per_point else content_rgb.shape
+    if len(shape) != 3 or shape[-1] != 3 or (
+            layout.per_point and content_rgb.shape[0] != layout.points):
+        want = f"({layout.points}, H, W, 3)" if layout.per_point else "(H, W, 3)"
+        raise ValueError(f"content_rgb: expected shape {want}, got {content_rgb.shape}")
+    if layout.per_point and guides is not None:
+        raise ValueError("guides: regions and masks belong to one photo, not to a batch")
+    check_sizes(shape, [s.shape for s in styles], arch, config)
+    sizes = scale_sizes(*shape[:2], config)
+    if extra_targets is not None and (len(sizes) > 1 or layout.batched):
+        raise ValueError("extra_targets: one image at one scale only")
+    return sizes
+
+
+def _placed_inputs(content_rgb: Array, styles: list[Array], hw: tuple[int, int], config: Config,
+                   params: vgg.Params, spec: vgg.Preprocessing, style_blend: Any,
+                   guides: Guides | None, extra_targets: Any, layout: Layout) -> tuple[Array, Any]:
+    """C (or the batch of photos) at this scale and the targets, placed on the devices."""
+    if layout.per_point:
+        return layout.split(batch_inputs(content_rgb, styles, hw, config, params, spec, style_blend))
+    c_s, targets = scale_inputs(content_rgb, styles, hw, config, params, spec, style_blend, guides)
+    return c_s, layout.share({**targets, **(extra_targets or {})})
 
 
 def _check_layout(layout: Layout, point_configs: Config | None, sizes: Sequence[tuple[int, int]],
