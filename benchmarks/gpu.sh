@@ -16,6 +16,9 @@
 #   * bench_tile: VGG19 at 8192 px, whole (if it fits) and in exact 2048 px tiles;
 #   * bench_shard: VGG19 at 4096 and 8192 px split by rows over every GPU present
 #     (per-device XLA memory and step time against one GPU).
+# Many photos, as a third (under 5 minutes):
+#   SECTIONS=batch bash benchmarks/gpu.sh
+#   * bench_batch: 16 photos at 256 px as one batch against 16 separate runs (photos/s).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
@@ -49,6 +52,10 @@ if [[ ",$SECTIONS," == *",scale,"* ]]; then
     --timeout 200 --out "$OUT/bench_tile-$DEV-$DATE.json" || status=1
   timeout 170 "$VPY" benchmarks/bench_shard.py --arch vgg19 --sizes 4096 8192 --repeats 2 \
     --out "$OUT/bench_shard-$DEV-$DATE.json" || status=1
+fi
+if [[ ",$SECTIONS," == *",batch,"* ]]; then
+  timeout 280 "$VPY" benchmarks/bench_batch.py --photos 16 --size 256 --iters 50 \
+    --json "$OUT/bench_batch-$DEV-$DATE.json" || status=1
 fi
 if [[ ",$SECTIONS," != *",step,"* ]]; then
   ls -l "$OUT"/*"$DEV-$DATE"*.json 2>/dev/null
