@@ -37,7 +37,7 @@ def test_batch_equals_separate_runs(params16):
     for photo, (image, info) in zip(photos, res, strict=True):
         single, hist = stylize(photo, S, params16, vgg.CAFFE, config=cfg)
         np.testing.assert_allclose(image, single, atol=1e-5)
-        assert info["ok"] and info["costs"]["total"] == pytest.approx(hist["costs"]["total"], rel=1e-6)
+        assert info["ok"] and info["costs"]["total"] == pytest.approx(hist["costs"]["total"], rel=1e-5)
 
 
 def test_batch_luminance_mode_has_per_photo_style_targets(params16):

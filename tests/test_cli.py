@@ -53,6 +53,7 @@ def test_same_seed_same_output_different_seed_differs(work):
         with Image.open(work / name) as im:
             return np.asarray(im)
 
+    # bitwise: the same program on the same input, in one process (README: "same seed")
     np.testing.assert_array_equal(load("s5a.png"), load("s5b.png"))
     assert not np.array_equal(load("s5a.png"), load("s6.png"))
 
@@ -291,6 +292,7 @@ def test_checkpoint_and_resume_cli_equals_uninterrupted(work, capsys):
     assert snap["steps"] == 4
     assert run(work, *args, "--resume", str(ckpt), out="resumed.png") == 0
     with Image.open(work / "full.png") as a, Image.open(work / "resumed.png") as b:
+        # bitwise: the resumed chunks are the same program on the same (restored) state
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     capsys.readouterr()
     assert run(work, *args, "--beta", "0.5", "--resume", str(ckpt), out="other.png") == 2

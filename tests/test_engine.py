@@ -141,6 +141,7 @@ def test_batched_layout_resumes_bitwise(params16, images):
     full = list(iterate(*images, params16, SPEC, **kw))
     resumed = list(iterate(*images, params16, SPEC, resume=full[0].snapshot, **kw))
     assert full[-1].image.shape == (2, 32, 32, 3) and resumed[-1].step == full[-1].step == 6
+    # bitwise: the same program on the same restored state (points at the same offsets)
     np.testing.assert_array_equal(resumed[-1].image, full[-1].image)
     np.testing.assert_array_equal(resumed[-1].history, full[-1].history)
 

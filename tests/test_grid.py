@@ -70,8 +70,11 @@ def test_per_point_seeds(params16, images):
     cfg = CFG.replace(init="noise")
     same = Gd.stylize_grid(C, S, params16, SPEC, config=cfg, betas=[1e-2, 1e-2])
     diff = Gd.stylize_grid(C, S, params16, SPEC, config=cfg, betas=[1e-2, 1e-2], per_point_seeds=True)
-    np.testing.assert_array_equal(same.images[0], same.images[1])
-    assert not np.allclose(diff.images[0], diff.images[1])
+    # Two identical points are one program on one input, but at different offsets of the
+    # vmapped arrays, which XLA:CPU may vectorise differently (2e-6 seen on an AVX2 EPYC):
+    # equal to float rounding, not bitwise.
+    np.testing.assert_allclose(same.images[0], same.images[1], rtol=0, atol=2e-5)
+    assert not np.allclose(diff.images[0], diff.images[1], atol=1e-2)
 
 
 def test_targets_computed_once_outside_the_vmapped_loop(params16, images, monkeypatch):

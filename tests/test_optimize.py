@@ -122,7 +122,7 @@ def test_same_seed_same_image(params16, images):
     a, _ = stylize(C, S, params16, SPEC, config=cfg, key=jax.random.key(3))
     b, _ = stylize(C, S, params16, SPEC, config=cfg, key=jax.random.key(3))
     c, _ = stylize(C, S, params16, SPEC, config=cfg, key=jax.random.key(4))
-    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, b)  # bitwise: the same program on the same input
     assert not np.array_equal(a, c)
 
 

@@ -185,7 +185,7 @@ def test_checkpoint_file_round_trip(params16, images, tmp_path):
     assert settings == {"beta": 0.01}
     a = list(iterate(C, S, params16, SPEC, config=cfg, resume=first.snapshot))[-1]
     b = list(iterate(C, S, params16, SPEC, config=cfg, resume=snap))[-1]
-    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.image, b.image)  # bitwise: same program, same restored state
     (tmp_path / "bad.ckpt").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match=r"not a readable checkpoint|not an nst_jax checkpoint"):
         load_checkpoint(tmp_path / "bad.ckpt")

@@ -70,7 +70,9 @@ def test_precomputed_backward_kernels_same_values_and_gradients(params16):
     np.testing.assert_array_equal(vgg.backward_kernel(k), flipped)
     y1, vjp1 = jax.vjp(vgg.conv3x3, x, k)
     y2, vjp2 = jax.vjp(lambda x, k: vgg.conv3x3_pre(x, k, vgg.backward_kernel(k)), x, k)
-    np.testing.assert_array_equal(y1, y2)
+    # The same convolution, but traced into two programs (XLA may pick other kernels or
+    # fusions for each): equal to float rounding.
+    np.testing.assert_allclose(y1, y2, rtol=1e-6, atol=1e-6)
     for a, b in zip(vjp1(g), vjp2(g), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     prepared = vgg.with_backward_kernels(params16)
