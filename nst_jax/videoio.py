@@ -13,7 +13,6 @@ A "video" may also be a folder of frames (images, sorted by name), read and writ
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -32,8 +31,31 @@ FORMATS = {
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
+#: Frame rates each output can hold, as ``(lowest, highest)`` frames per second. A GIF
+#: stores each frame's delay in whole centiseconds (1 to 65535: 100/65535 to 100 fps);
+#: the other containers get the rate as a fraction with a denominator of at most 1001
+#: (:func:`write_video`), so 1/1000 fps is the slowest that stays exact to 0.1%, and
+#: 1000 fps the fastest we write (H.264/VP9 levels allow far less at large sizes).
+FPS_RANGE = {".gif": (100 / 65535, 100.0), "video": (1 / 1000, 1000.0)}
+
+
 class VideoError(ValueError):
     """A video (or folder of frames) cannot be read, or an output cannot be written."""
+
+
+def check_fps(fps: float, path: str | os.PathLike) -> float:
+    """``fps`` if the output ``path`` (a video or a folder of frames) can hold it.
+
+    Raises:
+      VideoError: naming the range the container allows.
+    """
+    suffix = Path(path).suffix.lower()
+    lo, hi = FPS_RANGE[".gif" if suffix == ".gif" else "video"]
+    if not (lo <= fps <= hi):
+        what = "a GIF (delays of 1 to 65535 centiseconds)" if suffix == ".gif" else "this output"
+        raise VideoError(f"frame rate {fps:g} (--fps, or the input's): {what} holds {lo:.4g} to "
+                         f"{hi:g} frames per second")
+    return fps
 
 
 def _av() -> Any:
@@ -157,6 +179,65 @@ def read_frames(path: str | os.PathLike, *, start: int = 0, max_frames: int | No
         raise VideoError(f"{p}: zero frames" + (f" from frame {start}" if start else ""))
 
 
+def scan(path: str | os.PathLike, *, start: int = 0, max_frames: int | None = None) -> int:
+    """Check, before any work, that frames ``start ...`` (at most ``max_frames``) can all
+    be read and have one size; returns their count.
+
+    A folder: every frame file's header (nothing decoded). A video file: its packets are
+    decoded (no colour conversion, no resizing), which finds a truncated or corrupt
+    stream and a size change at a small fraction of the cost of stylising.
+
+    Raises:
+      VideoError: zero frames, an unreadable frame, or frames of changing size (naming it).
+    """
+    p = Path(path)
+    sizes: list[tuple[int, int]] = []
+
+    def add(hw: tuple[int, int], i: int) -> None:
+        if sizes and hw != sizes[0]:
+            raise VideoError(f"{p}: frame {i} is {hw[1]}x{hw[0]}, frame {start} is "
+                             f"{sizes[0][1]}x{sizes[0][0]} (frames of changing size); nothing "
+                             "was stylised")
+        sizes.append(hw)
+
+    if p.is_dir():
+        from nst_jax.image import ImageError, image_shape
+
+        files = _frame_files(p)[start:]
+        for i, f in enumerate(files[:max_frames] if max_frames is not None else files):
+            try:
+                add(tuple(image_shape(f)), start + i)
+            except ImageError as e:
+                raise VideoError(f"{e}; nothing was stylised") from None
+    else:
+        av = _av()
+        try:
+            with av.open(str(p)) as c:
+                if not c.streams.video:
+                    raise VideoError(f"{p}: no video stream")
+                promised = c.streams.video[0].frames or None  # from the header, when it says
+                for i, fr in enumerate(c.decode(video=0)):
+                    if max_frames is not None and i >= start + max_frames:
+                        break
+                    if i >= start:
+                        add((fr.height, fr.width), i)
+            want = None if promised is None else max(0, promised - start)
+            if want is not None and max_frames is not None:
+                want = min(want, max_frames)
+            if want and len(sizes) < want:
+                raise VideoError(f"{p}: its header promises {promised} frames, but only "
+                                 f"{start + len(sizes)} decode (a truncated file?); nothing was "
+                                 f"stylised (--max-frames {len(sizes)} stylises the readable ones)")
+        except VideoError:
+            raise
+        except Exception as e:
+            raise VideoError(f"cannot decode video {p} (after {start + len(sizes)} frames): {e}; "
+                             "nothing was stylised") from None
+    if not sizes:
+        raise VideoError(f"{p}: zero frames" + (f" from frame {start}" if start else ""))
+    return len(sizes)
+
+
 def _resized(rgb: np.ndarray, size: int | None) -> np.ndarray:
     from PIL import Image
 
@@ -178,12 +259,14 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
     if p.exists() and not overwrite:
         raise VideoError(f"{p} exists; pass --overwrite to replace it")
     fmt, codec = output_codec(p)
+    check_fps(fps, p)
     av = _av()
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=p.parent or ".")
-    os.close(fd)
     rate = Fraction(fps).limit_denominator(1001)
-    try:
-        with av.open(tmp, "w", format=fmt) as out:
+    from nst_jax.files import atomic_path
+
+    # The temp file follows the umask like every other output (files.atomic_path).
+    with atomic_path(p, overwrite=overwrite) as tmp:
+        with av.open(str(tmp), "w", format=fmt) as out:
             stream = None
             for frame in frames:
                 rgb = np.clip(np.round(np.asarray(frame) * 255), 0, 255).astype(np.uint8)
@@ -204,10 +287,6 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
             if audio is not None:
                 length = None if n_frames is None else n_frames / float(fps)
                 _mux_audio(out, audio, start / float(fps), length)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return p
 
 

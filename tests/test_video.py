@@ -191,19 +191,86 @@ def test_write_video_copies_audio(tmp_path):
     (lambda d: d / "missing.mp4", [], "video not found"),
     (lambda d: _text(d / "bad.mp4"), [], "cannot decode video"),
     (lambda d: (d / "empty").mkdir() or d / "empty", [], "zero frames (no images in this folder)"),
-    (lambda d: _sizes(d), [], "frame 1 is 40x48, the first was 48x48 (frames of changing size)"),
+    (lambda d: _sizes(d), [], "frame 1 is 40x48, frame 0 is 48x48 (frames of changing size)"),
+    (lambda d: _clip(d / "c"), ["--fps", "1e308"], "holds 0.001 to 1000 frames per second"),
+    (lambda d: _clip(d / "c"), ["--fps", "1e-300"], "holds 0.001 to 1000 frames per second"),
+    (lambda d: _clip(d / "c"), ["-o", "OUT.gif", "--fps", "200"],
+     "a GIF (delays of 1 to 65535 centiseconds) holds 0.001526 to 100 frames per second"),
+    (lambda d: _truncated(d), [], "its header promises 8 frames, but only 4 decode"),
     (lambda d: _clip(d / "c"), ["-o", "OUT.xyz"], "cannot write .xyz video"),
     (lambda d: _clip(d / "c"), ["--long-term", "5"], "--long-term 5: larger than the 3 frame(s)"),
 ])
 def test_cli_video_refusals(work, tmp_path, capsys, make, extra, msg):
     src = make(tmp_path)
     out = ["-o", str(tmp_path / "o.mp4")] if "-o" not in extra else []
-    extra = [str(tmp_path / "o.xyz") if a == "OUT.xyz" else a for a in extra]
+    extra = [str(tmp_path / ("o." + a[4:])) if a.startswith("OUT.") else a for a in extra]
     code = main(["video", str(src), str(work / "s.png"), "--weights", str(work / "tiny.h5"),
                  "--size", "48", "--iters-first", "2", "--iters", "2", *out, *extra])
     err = capsys.readouterr().err
     assert code == 2 and msg in err and "Traceback" not in err, err
-    assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "o.xyz").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("o.")]  # no output, no frames
+
+
+def _truncated(d: Path) -> Path:
+    """A clip whose stream breaks off: the header promises more than can be decoded."""
+    av = pytest.importorskip("av")
+    src = d / "t.mp4"
+    with av.open(str(src), "w", options={"movflags": "faststart"}) as c:  # the header first
+        v = c.add_stream("mpeg4", rate=10)
+        v.width = v.height = 48
+        v.pix_fmt = "yuv420p"
+        rng = np.random.default_rng(0)
+        for _ in range(8):
+            for p in v.encode(av.VideoFrame.from_ndarray(rng.integers(0, 255, (48, 48, 3), np.uint8),
+                                                         "rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    data = src.read_bytes()
+    src.write_bytes(data[: len(data) * 2 // 3])  # the header says 8 frames, 4 decode
+    return src
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "contains"])
+def test_cli_video_never_touches_its_input_frames(work, tmp_path, capsys, where):
+    (tmp_path / "in").mkdir()
+    clip = _clip(tmp_path / "in" / "clip")
+    before = {p.name: p.read_bytes() for p in clip.iterdir()}
+    out = {"same": clip, "inside": clip / "out", "contains": tmp_path / "in"}[where]
+    code = main(["video", str(clip), str(work / "s.png"), "--weights", str(work / "tiny.h5"),
+                 "--size", "48", "--iters-first", "2", "--iters", "2", "-o", str(out), "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 2 and "refused even with --overwrite" in err and err.count("\n") == 1, err
+    assert {p.name: p.read_bytes() for p in clip.iterdir()} == before
+
+
+def test_cli_video_failure_leaves_nothing_and_outputs_follow_the_umask(work, tmp_path, monkeypatch,
+                                                                      capsys):
+    import os
+
+    import nst_jax.video as video_mod
+
+    clip = _clip(tmp_path / "clip", 2)
+    args = ["video", str(clip), str(work / "s.png"), "--weights", str(work / "tiny.h5"), "--size", "48",
+            "--iters-first", "2", "--iters", "2", "--report-every", "2"]
+    real = video_mod.iterate_video
+
+    def breaks_after_one(*a, **k):
+        it = real(*a, **k)
+        yield next(it)
+        raise V.VideoError("the disk went away")
+
+    monkeypatch.setattr(video_mod, "iterate_video", breaks_after_one)
+    assert main([*args, "-o", str(tmp_path / "o.mp4")]) == 2
+    assert "the disk went away" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "o.mp4.frames").exists()
+    monkeypatch.setattr(video_mod, "iterate_video", real)
+    old = os.umask(0o022)
+    try:
+        assert main([*args, "-o", str(tmp_path / "o.mp4")]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "o.mp4").stat().st_mode & 0o777 == 0o644  # as images, not mkstemp's 0600
 
 
 def _text(p: Path) -> Path:

@@ -307,6 +307,40 @@ def check_outputs(paths: Iterable[Path], overwrite: bool) -> None:
             raise CliError(str(e)) from None
 
 
+def _same_or_inside(a: Path, b: Path) -> bool:
+    """``a`` is ``b`` (after resolving links, or the same file by inode) or lies inside it."""
+    ra, rb = a.resolve(), b.resolve()
+    if ra == rb or rb in ra.parents:
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_overlap(outputs: Iterable[tuple[str, Path]], inputs: Iterable[tuple[str, Path]]) -> None:
+    """Refuse, whatever ``--overwrite`` says, an output that is, contains or lies inside
+    an input: writing (or cleaning) it would destroy what the run reads.
+
+    ``outputs`` and ``inputs`` are ``(what, path)`` pairs; the message names both.
+
+    Raises:
+      CliError: the first overlapping pair.
+    """
+    ins = [(w, Path(p)) for w, p in inputs if p is not None and str(p) not in ("", "-")]
+    for what_out, o in outputs:
+        o = Path(o)
+        for what_in, i in ins:
+            if _same_or_inside(o, i):
+                rel = "is" if o.resolve() == i.resolve() or not i.is_dir() else "lies inside"
+                raise CliError(f"{what_out} {o} {rel} the {what_in} {i}: it would destroy the "
+                               "input (refused even with --overwrite); choose another output")
+            if _same_or_inside(i, o):
+                raise CliError(f"{what_out} {o} holds the {what_in} {i}: writing there would mix "
+                               "results with the inputs or replace them (refused even with "
+                               "--overwrite); choose another output")
+
+
 def save_with_fallback(dest: Path, write: Callable[[Path, bool], Any], *,
                        overwrite: bool) -> tuple[Path, str | None]:
     """Write a computed result to ``dest``, or, when that fails, to the first fallback

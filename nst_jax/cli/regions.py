@@ -20,21 +20,34 @@ from nst_jax.cli.common import CliError
 
 
 def split_styles(specs: list[str]) -> tuple[list[str], list[str | None]]:
-    """``STYLE[:MASK]`` -> (style paths, mask paths or None). A spec naming an existing
-    file is a style alone (so paths with colons still work); otherwise it is split at
-    its last colon."""
+    """``STYLE[:MASK]`` -> (style paths, mask paths or None).
+
+    A spec naming an existing file is a style alone (so paths with colons still work).
+    Otherwise it is split at the first colon that leaves an existing style file on its
+    left, so a mask may have colons in its name (``s.png:masks/m:k.png``). When no split
+    names an existing style, the error says what was tried.
+    """
     paths: list[str] = []
     masks: list[str | None] = []
     for spec in specs:
-        if ":" in spec and not Path(spec).exists():
-            style, mask = spec.rsplit(":", 1)
-            if not style or not mask:
-                raise CliError(f"style {spec!r}: expected STYLE or STYLE:MASK")
-            paths.append(style)
-            masks.append(mask)
-        else:
+        if ":" not in spec or Path(spec).exists():
             paths.append(spec)
             masks.append(None)
+            continue
+        cuts = [i for i, ch in enumerate(spec) if ch == ":"]
+        for i in cuts:
+            style, mask = spec[:i], spec[i + 1:]
+            if style and Path(style).is_file():
+                if not mask:
+                    raise CliError(f"style {spec!r}: expected STYLE or STYLE:MASK (the mask is empty)")
+                paths.append(style)
+                masks.append(mask)
+                break
+        else:
+            tried = [spec[:i] for i in cuts if spec[:i]]
+            raise CliError(f"style image not found: {spec!r} is not a file, and no STYLE:MASK "
+                           f"split of it names an existing style image (tried "
+                           f"{', '.join(map(repr, tried)) or 'nothing before the colon'})")
     return paths, masks
 
 

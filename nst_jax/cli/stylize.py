@@ -22,6 +22,7 @@ from nst_jax.cli.common import (
     devices_arg,
     fmt_time,
     positive_int,
+    refuse_overlap,
     save_with_fallback,
     select_device,
     sha256_of,
@@ -245,6 +246,19 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     return code
 
 
+def run_inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """Every file the run reads, as ``(what, path)``: content, styles, masks, weights."""
+    from nst_jax.cli.regions import split_styles
+
+    styles, masks = split_styles(args.style)
+    named = [("content image", args.content), *(("style image", s) for s in styles),
+             *(("mask", m) for m in masks),
+             ("mask", getattr(args, "mask_colors", None)),
+             *(("style region mask", m) for m in (getattr(args, "style_regions", None) or [])),
+             ("content mask", getattr(args, "content_mask", None)), ("weights file", args.weights)]
+    return [(w, Path(p)) for w, p in named if p and p != "-"]
+
+
 def _choose_output(args: argparse.Namespace) -> Path:
     """``--output`` or a free default name, with every file the run will write checked."""
     from nst_jax import image as I
@@ -253,6 +267,8 @@ def _choose_output(args: argparse.Namespace) -> Path:
         out = _free_default(args)
         check_outputs(planned_outputs(args, out), args.overwrite)
         return out
+    refuse_overlap([("output", p) for p in planned_outputs(args, Path(args.output))],
+                   run_inputs(args))
     out = Path(args.output)
     try:
         fmt = I.format_of(out)
@@ -283,7 +299,9 @@ def _report(args: argparse.Namespace, last: Any, status: str, out: Path, written
             print(f"error: {why}; the result was saved to {written} instead", file=sys.stderr)
             code = EXIT_FAILED
     if write_failed:
-        print(f"error: not written: {', '.join(write_failed)}", file=sys.stderr)
+        counts = {w: write_failed.count(w) for w in write_failed}  # each name once
+        print("error: not written: " + ", ".join(w if n == 1 else f"{w} ({n} times)"
+                                                  for w, n in counts.items()), file=sys.stderr)
         code = EXIT_FAILED
     return code
 

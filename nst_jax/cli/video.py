@@ -26,6 +26,7 @@ from nst_jax.cli.common import (
     nonneg_float,
     positive_float,
     positive_int,
+    refuse_overlap,
 )
 from nst_jax.cli.inputs import add_common_args, prepare
 
@@ -41,6 +42,10 @@ Example:
 
 NOT_RESULT = ("output", "resume", "overwrite", "quiet", "report_every", "device", "weights", "func",
               "tile", "bit_depth")
+
+
+class _FramesKept(CliError):
+    """The frames are finished but the video could not be encoded: they stay."""
 
 
 class _Stop(Exception):
@@ -103,21 +108,23 @@ def run(args: argparse.Namespace) -> int:
 
     t_start = time.perf_counter()
     out = Path(args.output)
+    work = _work_folder(out)
+    refuse_overlap([("output", out), ("work folder", work), ("sidecar", _sidecar(out))],
+                   [("input", Path(args.input)), *(("style image", Path(s)) for s in args.style),
+                    *([("weights file", Path(args.weights))] if args.weights else [])])
+    if args.start < 0:
+        raise CliError(f"--start: expected a frame index >= 0, got {args.start}")
     try:
         info = V.probe(args.input)
         V.output_codec(out)
+        fps = V.check_fps(args.fps or info["fps"], out)
+        # Every frame to stylise is read (headers, or packets decoded) before any work:
+        # a truncated stream or a size change is refused now, not after hours.
+        n_total = V.scan(args.input, start=args.start, max_frames=args.max_frames)
     except V.VideoError as e:
         raise CliError(str(e)) from None
-    if args.start < 0:
-        raise CliError(f"--start: expected a frame index >= 0, got {args.start}")
-    avail = None if info["frames"] is None else info["frames"] - args.start
-    if avail is not None and avail <= 0:
-        raise CliError(f"{args.input}: zero frames from frame {args.start} (it has {info['frames']})")
-    known = [x for x in (avail, args.max_frames) if x is not None]
-    n_total = min(known) if known else None
-    if n_total is not None and args.long_term > n_total:
+    if args.long_term > n_total:
         raise CliError(f"--long-term {args.long_term}: larger than the {n_total} frame(s) to stylize")
-    work = _work_folder(out)
     settings = _settings(args)
     done = 0
     if args.resume:
@@ -147,16 +154,44 @@ def run(args: argparse.Namespace) -> int:
     if pr.guides is not None or (pr.layout is not None and pr.layout.rows):
         raise CliError("regions and --devices are for single images; not for video yet")
     pr.meta["settings"]["input"] = args.input
+    made = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         for f in work.glob("[0-9]*.png"):
             f.unlink()
         (work / "run.json").write_text(json.dumps(settings, indent=1))
-    return _frames(args, pr, info, work, out, done, n_total, t_start)
+    try:
+        return _frames(args, pr, info, work, out, done, n_total, fps, t_start)
+    except _FramesKept:
+        raise
+    except Exception:
+        _remove_new_frames(work, done, made, keep_state=args.resume)
+        raise
+
+
+def _sidecar(out: Path) -> Path:
+    from nst_jax.videoio import is_frames_dir
+
+    return out / "meta.json" if is_frames_dir(out) else out.with_name(out.name + ".json")
+
+
+def _remove_new_frames(work: Path, done: int, made: bool, *, keep_state: bool) -> None:
+    """A failed run leaves nothing it made: the frames it wrote (from ``done`` on), its
+    ``run.json`` (unless resuming an earlier run's), and the work folder if it made it."""
+    if not work.is_dir():
+        return
+    t = done
+    while (f := work / f"{t:06d}.png").exists():
+        f.unlink()
+        t += 1
+    if not keep_state:
+        (work / "run.json").unlink(missing_ok=True)
+    if made and not any(work.iterdir()):
+        work.rmdir()
 
 
 def _frames(args: argparse.Namespace, pr: Any, info: dict, work: Path, out: Path, done: int,
-            n_total: int | None, t_start: float) -> int:
+            n_total: int, fps: float, t_start: float) -> int:
     import jax
 
     from nst_jax import image as I
@@ -164,8 +199,8 @@ def _frames(args: argparse.Namespace, pr: Any, info: dict, work: Path, out: Path
     from nst_jax.video import iterate_video
 
     K = args.long_term
-    frames = V.read_frames(args.input, start=args.start + max(0, done - K), max_frames=None
-                           if n_total is None else n_total - max(0, done - K), size=args.size)
+    frames = V.read_frames(args.input, start=args.start + max(0, done - K),
+                           max_frames=n_total - max(0, done - K), size=args.size)
     earlier = []
     try:
         for j in range(max(0, done - K), done):  # the inputs and outputs a resumed run looks back at
@@ -190,7 +225,7 @@ def _frames(args: argparse.Namespace, pr: Any, info: dict, work: Path, out: Path
                 t += 1
                 if not args.quiet:
                     c = last.costs
-                    print(f"frame {t}{'' if n_total is None else '/' + str(n_total)}: {last.step} "
+                    print(f"frame {t}/{n_total}: {last.step} "
                           f"iterations, content {c['content']:.4g} style {c['style']:.4g} temporal "
                           f"{c.get('temporal', 0):.3g}, {fmt_time(time.perf_counter() - t_start)} elapsed",
                           file=sys.stderr, flush=True)
@@ -202,19 +237,17 @@ def _frames(args: argparse.Namespace, pr: Any, info: dict, work: Path, out: Path
             return stop.exit_code
         except V.VideoError as e:
             raise CliError(str(e)) from None
-    if n_total is not None and K > t:
+    if K > t:
         raise CliError(f"--long-term {K}: larger than the {t} frame(s)")
-    fps = args.fps or info["fps"]
     if not V.is_frames_dir(out):
         files = [work / f"{i:06d}.png" for i in range(t)]
         try:
             V.write_video(out, (I.load_image(f) for f in files), fps, audio_from=args.input,
                           start=args.start, n_frames=t, overwrite=True)
         except (OSError, V.VideoError) as e:
-            raise CliError(f"{out} not written ({e}); the frames are in {work}") from None
+            raise _FramesKept(f"{out} not written ({e}); the frames are in {work}") from None
         shutil.rmtree(work)
-    (out.with_name(out.name + ".json") if not V.is_frames_dir(out) else out / "meta.json").write_text(
-        json.dumps({**pr.meta, "frames": t, "fps": fps}, indent=1, default=str))
+    _sidecar(out).write_text(json.dumps({**pr.meta, "frames": t, "fps": fps}, indent=1, default=str))
     print(f"done: wrote {out} ({t} frames at {fps:g} fps) in {fmt_time(time.perf_counter() - t_start)}",
           file=sys.stderr)
     return EXIT_OK
