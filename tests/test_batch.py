@@ -95,3 +95,44 @@ def test_cli_batch_refusals(work, tmp_path, capsys, inputs, msg, monkeypatch):
     err = capsys.readouterr().err
     assert msg in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_output_names_are_unique_over_the_whole_batch():
+    # the field report: style 1.png and photos p, p, p-1 gave p-1-1.png twice
+    photos = [Path("d1/p.png"), Path("d2/p.png"), Path("d3/p-1.png"), Path("d4/P.png")]
+    names = output_names(photos, "1.png")
+    assert names == ["p-1.png", "p-1-2.png", "p-1-1.png", "P-1-3.png"]
+    assert len({n.casefold() for n in names}) == len(names)
+
+
+def test_cli_batch_colliding_names_and_a_photo_too_small(work, tmp_path, capsys):
+    style = tmp_path / "1.png"
+    style.write_bytes((work / "s.png").read_bytes())
+    rng = np.random.default_rng(0)
+    photos = []
+    for d, stem in (("d1", "p"), ("d2", "p"), ("d3", "p-1")):
+        (tmp_path / d).mkdir()
+        photos.append(tmp_path / d / f"{stem}.png")
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), np.uint8)).save(photos[-1])
+    long = tmp_path / "long.png"  # 2000x10: 32x1 at --size 32, too small for conv5_1
+    Image.fromarray(rng.integers(0, 255, (10, 2000, 3), np.uint8)).save(long)
+    out = tmp_path / "out"
+    code = main(["batch", *map(str, photos), str(long), "--style", str(style),
+                 "--weights", str(work / "tiny.h5"), *FAST, "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err, err
+    assert "long.png: 32x1 is too small for conv5_1" in err and "(skipped)" in err
+    assert sorted(p.name for p in out.glob("*.png")) == ["p-1-1.png", "p-1-2.png", "p-1.png"]
+    assert "done: 3 of 4 photo(s) written" in err
+
+
+@pytest.mark.parametrize("where", ["holds", "same"])
+def test_cli_batch_output_folder_never_holds_the_photos(work, tmp_path, capsys, where):
+    folder = _photos(tmp_path)
+    before = sorted(p.name for p in folder.iterdir())
+    out = folder if where == "same" else tmp_path
+    code = main(["batch", str(folder), str(work / "s.png"), "--weights", str(work / "tiny.h5"),
+                 *FAST, "-o", str(out), "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 2 and "refused even with --overwrite" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in folder.iterdir()) == before

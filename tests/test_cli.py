@@ -404,3 +404,39 @@ def test_bit_depth_16_cli(work, capsys):
     assert (work / "deep.png").read_bytes()[24] == 16  # IHDR bit depth
     assert run(work, "--bit-depth", "16", out="deep.jpg") == 2
     assert "--bit-depth 16: deep.jpg is JPEG" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("which", ["content", "style", "sidecar"])
+def test_output_equal_to_an_input_is_refused_even_with_overwrite(work, tmp_path, capsys, which):
+    import shutil
+
+    from nst_jax.cli import stylize_main
+
+    c = tmp_path / "c.png"
+    s = tmp_path / ("o.png.json" if which == "sidecar" else "s.png")  # a style named like a sidecar
+    shutil.copy(work / "c.png", c)
+    shutil.copy(work / "s.png", s)
+    out = {"content": c, "style": s, "sidecar": tmp_path / "o.png"}[which]
+    before = c.read_bytes(), s.read_bytes()
+    code = stylize_main([str(c), str(s), "--weights", str(work / "tiny.h5"), *FAST, "-o", str(out),
+                         "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 2 and "refused even with --overwrite" in err and err.count("\n") == 1, err
+    assert (c.read_bytes(), s.read_bytes()) == before
+
+
+def test_a_failing_checkpoint_is_named_once(work, tmp_path, capsys, monkeypatch):
+    import nst_jax.checkpoint as ck
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+
+    from nst_jax.cli import stylize_main
+
+    monkeypatch.setattr(ck, "save_checkpoint", fail)
+    code = stylize_main([str(work / "c.png"), str(work / "s.png"), "--weights", str(work / "tiny.h5"),
+                         *FAST, "--iters", "6", "--checkpoint-every", "2", "-o", str(tmp_path / "c.png")])
+    err = capsys.readouterr().err
+    assert code == 1
+    line = next(x for x in err.splitlines() if x.startswith("error: not written"))
+    assert line.count("c.png.ckpt") == 1 and "(2 times)" in line, line

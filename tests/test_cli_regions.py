@@ -62,6 +62,21 @@ def test_mask_colors_jpeg_and_content_mask_and_style_regions(work, tmp_path, cap
     assert "regions: 1 = #fe0000 <- s.png; 2 = #0000fe <- s.png" in err, err
 
 
+def test_a_mask_name_with_a_colon(work, tmp_path, capsys):
+    from nst_jax.cli.regions import split_styles
+
+    (tmp_path / "m:k").mkdir()
+    mask = _mask(tmp_path / "m:k" / "sky:1.png")
+    s = str(work / "s.png")
+    assert split_styles([f"{s}:{mask}", s]) == ([s, s], [str(mask), None])
+    assert _run(work, [f"{s}:{mask}", s], out="colon.png") == 0
+    capsys.readouterr()
+    # no split names an existing style: the error says what was looked for
+    assert _run(work, [f"{tmp_path / 'nope.png'}:{mask}", s], out="colon2.png") == 2
+    err = capsys.readouterr().err
+    assert "style image not found" in err and "nope.png" in err and err.count("\n") == 1, err
+
+
 def test_stretch_allows_another_aspect_ratio(work, tmp_path):
     wide = _mask(tmp_path / "wide.png", 48, 80)
     assert _run(work, [f"{work / 's.png'}:{wide}", str(work / "s.png")], "--mask-resize", "stretch") == 0

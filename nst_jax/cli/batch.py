@@ -17,6 +17,7 @@ from nst_jax.cli.common import (
     check_outputs,
     fmt_time,
     positive_int,
+    refuse_overlap,
 )
 from nst_jax.cli.inputs import add_common_args, prepare
 
@@ -73,14 +74,29 @@ def expand(inputs: list[str]) -> list[Path]:
 
 
 def output_names(photos: list[Path], style: str) -> list[str]:
-    """``PHOTO-STYLE.png`` per photo; equal stems (photos from different folders) numbered."""
-    names, seen = [], {}
-    for p in photos:
-        base = f"{p.stem}-{Path(style).stem}"
-        n = seen.get(base, 0)
-        seen[base] = n + 1
-        names.append(f"{base}.png" if n == 0 else f"{base}-{n}.png")
-    return names
+    """``PHOTO-STYLE.png`` per photo, unique over the whole batch, decided before any work.
+
+    The first photo to want a name gets it; then every other photo whose name is taken
+    (equal stems from different folders, or a stem that looks like a numbered name)
+    gets the first free ``PHOTO-STYLE-N.png``. Names are compared case-insensitively,
+    so no two results collide on a case-insensitive file system either.
+    """
+    bases = [f"{p.stem}-{Path(style).stem}" for p in photos]
+    names: list[str | None] = [None] * len(photos)
+    taken: set[str] = set()
+    for i, b in enumerate(bases):
+        if f"{b}.png".casefold() not in taken:
+            names[i] = f"{b}.png"
+            taken.add(names[i].casefold())
+    for i, b in enumerate(bases):
+        n = 1
+        while names[i] is None:
+            cand = f"{b}-{n}.png"
+            if cand.casefold() not in taken:
+                names[i] = cand
+                taken.add(cand.casefold())
+            n += 1
+    return [n for n in names if n is not None]
 
 
 def _folder(args: argparse.Namespace, style: str) -> Path:
@@ -108,25 +124,28 @@ def run(args: argparse.Namespace) -> int:
             raise CliError("expected photos and then a style image (or --style STYLE)")
         args.style = [inputs.pop()]
     photos = expand(inputs)
+    out = _folder(args, args.style[0])
+    refuse_overlap([("output folder", out)], [*(("photo", p) for p in photos),
+                                              *(("style image", Path(s)) for s in args.style)])
     failed: list[str] = []
-    readable = []
+    shapes: dict[Path, tuple[int, int]] = {}
     for p in photos:  # headers only; a bad photo is skipped, the rest still run
         try:
-            I.image_shape(p, args.size)
-            readable.append(p)
+            shapes[p] = I.image_shape(p, args.size)
         except I.ImageError as e:
             failed.append(str(p))
             print(f"error: {e} (skipped)", file=sys.stderr)
-    if not readable:
+    if not shapes:
         raise CliError(f"none of the {len(photos)} photo(s) can be read")
-    out = _folder(args, args.style[0])
-    names = dict(zip(readable, output_names(readable, args.style[0]), strict=True))
+    names = dict(zip(shapes, output_names(list(shapes), args.style[0]), strict=True))
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         check_outputs([out / n for n in names.values()], args.overwrite)
-        args.content = str(readable[0])
-        pr = prepare(args, args.report_every, points=args.chunk or len(readable))
+        # The settings are checked on the photo with the largest short side (the others
+        # are checked one by one below: a photo too small for the layers is skipped).
+        args.content = str(max(shapes, key=lambda p: min(shapes[p])))
+        pr = prepare(args, args.report_every, points=args.chunk or len(shapes))
         if pr.guides is not None:
             raise CliError("regions and masks belong to one photo: use nst-jax stylize for them")
     except OSError as e:
@@ -135,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
+    readable = [p for p in shapes if _fits(p, shapes[p], pr, failed)]
     contents, kept = [], []
     for p in readable:
         try:
@@ -144,6 +164,20 @@ def run(args: argparse.Namespace) -> int:
             failed.append(str(p))
             print(f"error: {e} (skipped)", file=sys.stderr)
     return _run(args, pr, contents, kept, names, out, failed, len(photos), t_start)
+
+
+def _fits(photo: Path, hw: tuple[int, int], pr: Any, failed: list[str]) -> bool:
+    """Whether ``photo`` (``hw`` at --size) is large enough for the layers; else it is
+    skipped with the reason, like an unreadable one."""
+    from nst_jax.scales import check_sizes
+
+    try:
+        check_sizes((*hw, 3), [], pr.arch, pr.config, names=[str(photo)])
+        return True
+    except ValueError as e:
+        failed.append(str(photo))
+        print(f"error: {e} (skipped)", file=sys.stderr)
+        return False
 
 
 def _run(args: argparse.Namespace, pr: Any, contents: list, kept: list[Path], names: dict,
