@@ -159,7 +159,7 @@ def test_bad_values_get_field_messages(client):
     r = client.post("/api/jobs", json={"content": "upload:../../etc/passwd", "styles": [],
                                        "size": "-3", "alpha": "abc", "optimizer": "bogus",
                                        "style_layers": "conv9_9", "mode": "single"})
-    assert r.status_code == 422
+    assert r.status_code == 400
     f = r.json()["fields"]
     assert f["size"] == "expected a positive integer, got -3"
     assert "alpha" in f and "expected one of adam, lbfgs, sgd" in f["optimizer"]
@@ -198,13 +198,147 @@ def test_cli_warns_on_an_open_bind_without_a_token(work, capsys, monkeypatch):
     from nst_jax.cli import main
 
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
-    assert main(["studio", "--host", "0.0.0.0", "--weights", str(work / "tiny.h5"),
+    class Server:  # uvicorn's, without its logging set-up (it would hold capsys's stream)
+        def __init__(self, config):
+            pass
+
+        def run(self, sockets):
+            calls.append(sockets[0].getsockname())
+
+    monkeypatch.setattr(uvicorn, "Config", lambda app, **kw: None)
+    monkeypatch.setattr(uvicorn, "Server", Server)
+    port = _free_port()
+    assert main(["studio", "--host", "0.0.0.0", "--port", str(port), "--weights", str(work / "tiny.h5"),
                  "--out", str(work / "studio")]) == 0
     err = capsys.readouterr().err
     assert "warning: binding 0.0.0.0 without --auth-token" in err
-    assert "nst_jax studio: http://127.0.0.1:8000/" in err and calls[0]["host"] == "0.0.0.0"
-    assert main(["studio", "--auth-token", "auto", "--weights", str(work / "tiny.h5"),
+    assert f"nst_jax studio: http://127.0.0.1:{port}/" in err and calls[0] == ("0.0.0.0", port)
+    assert main(["studio", "--auth-token", "auto", "--port", str(port), "--weights", str(work / "tiny.h5"),
                  "--out", str(work / "studio")]) == 0
     err = capsys.readouterr().err
     assert "?token=" in err and "warning" not in err
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _strict(text: str):
+    """JSON as a browser's JSON.parse reads it: Infinity and NaN are errors."""
+    def no(c):
+        raise AssertionError(f"non-finite number {c} in JSON")
+
+    return json.loads(text, parse_constant=no)
+
+
+def test_a_non_finite_cost_never_reaches_json(tmp_path):
+    from nst_jax.image import save_image
+
+    def overflow(job, studio):
+        job.state = "running"
+        job.step = 2
+        job.curve.append({"step": 2, "total": float("inf"), "content": float("nan"), "style": 1.0})
+        job.it_per_s = float("inf")
+        studio.changed()
+
+    app = create_app(tmp_path, tiny_params(), vgg.CAFFE, {}, runner=overflow)
+    save_image(tmp_path / "inf.png", np.zeros((8, 8, 3), np.float32),  # a result whose cost overflowed
+               {"status": "stopped", "final_costs": {"total": float("inf")}})
+    assert "Infinity" in (tmp_path / "inf.png.json").read_text()
+    with TestClient(app) as c:
+        job = c.post("/api/jobs", json=JOB).json()["job"]
+        _wait(c, job)
+        r = c.get(f"/api/jobs/{job}")
+        assert r.status_code == 200
+        j = _strict(r.text)
+        assert j["curve"][0]["total"] is None and j["curve"][0]["style"] == 1.0 and j["it_per_s"] is None
+        with c.stream("GET", "/api/events") as s:
+            line = next(x for x in s.iter_lines() if x.startswith("data:"))
+            _strict(line[5:])
+        r = c.get("/api/gallery")
+        assert r.status_code == 200
+        item = next(i for i in _strict(r.text)["items"] if i["name"] == "inf.png")
+        assert item["costs"]["total"] is None
+
+
+def test_no_file_in_the_output_folder_breaks_the_gallery(client, caplog):
+    from nst_jax.image import save_image
+
+    save_image(client.out / "good.png", np.zeros((8, 8, 3), np.float32), {"status": "done"})
+    save_image(client.out / "list.png", np.zeros((8, 8, 3), np.float32), None, sidecar=False)
+    (client.out / "list.png.json").write_text("[1, 2]")
+    save_image(client.out / "odd.png", np.zeros((8, 8, 3), np.float32), None, sidecar=False)
+    (client.out / "odd.png.json").write_text('{"settings": 3, "final_costs": "x"}')
+    (client.out / "dangling.png").symlink_to(client.out / "gone.png")
+    (client.out / "junk.png").write_bytes(b"not a png")
+    with caplog.at_level("WARNING", logger="nst_jax.studio"):
+        r = client.get("/api/gallery")
+    assert r.status_code == 200
+    names = {i["name"] for i in r.json()["items"]}
+    assert {"good.png", "list.png", "odd.png", "junk.png"} <= names and "dangling.png" not in names
+    assert "dangling.png" in caplog.text and "list.png: sidecar ignored" in caplog.text
+
+
+@pytest.mark.parametrize(("body", "field", "msg"), [
+    ({"styles": True}, "styles", "expected a list of images, got bool"),
+    ({"styles": {"a": "example:style_swirls.png"}}, "styles", "expected a list of images, got dict"),
+    ({"seed": 10**30}, "seed", "at most 4294967295"),
+    ({"seed": 1e30}, "seed", "expected a whole number"),
+    ({"lbfgs_history": 10**12}, "lbfgs_history", "at most 1000"),
+    ({"tol_window": 10**30}, "tol_window", "at most 1000000"),
+    ({"style_scale": 1e308}, "style_scale", "at most 16"),
+    ({"alpha": 1e308}, "alpha", "at most 1e+15"),
+    ({"style_weights": "1,2"}, "style_weights", "expected 1 weights (one per style image), got 2"),
+    ({"size": "40", "scales": "3"}, "scales", "at the first scale is too small"),
+])
+def test_a_job_is_checked_before_it_is_queued(client, body, field, msg):
+    r = client.post("/api/jobs", json={**JOB, **body})
+    assert r.status_code == 400, r.text
+    assert msg in r.json()["fields"][field], r.json()
+    assert client.studio.snapshot()["jobs"] == []  # nothing was queued
+
+
+def test_tokens_are_compared_as_bytes(tmp_path):
+    app = create_app(tmp_path, tiny_params(), vgg.CAFFE, {}, auth_token="s3cret")
+    with TestClient(app) as c:
+        raw = "Bearer \u00e9t\u00e9\u2603".encode()  # UTF-8 bytes in the header (Starlette: latin-1)
+        assert c.get("/api/meta", headers={"Authorization": raw}).status_code == 401
+        assert c.get("/api/meta", params={"token": "\u00e9t\u00e9\u2603"}).status_code == 401
+        c.cookies.set("nst_token", "%C3%A9t%C3%A9")
+        assert c.get("/api/meta").status_code == 401
+    with pytest.raises(ValueError, match="auth_token: expected printable ASCII"):
+        create_app(tmp_path, tiny_params(), vgg.CAFFE, {}, auth_token="\u00e9t\u00e9")
+
+
+def test_unknown_routes_wrong_methods_and_bombs_answer_in_json(client):
+    r = client.get("/api/nope")
+    assert r.status_code == 404 and r.json()["error"] == "no such route: /api/nope"
+    r = client.delete("/api/gallery")
+    assert r.status_code == 405 and "DELETE is not allowed" in r.json()["error"]
+    buf = io.BytesIO()  # 30000 x 30000 in a few kB: Pillow calls it a decompression bomb
+    Image.new("1", (30000, 30000)).save(buf, "PNG")
+    r = client.post("/api/upload", content=buf.getvalue())
+    assert r.status_code == 413 and "image too large" in r.json()["error"]
+
+
+def test_cli_refuses_a_port_in_use_and_out_of_range(work, capsys):
+    import socket
+
+    from nst_jax.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        code = main(["studio", "--port", str(port), "--weights", str(work / "tiny.h5"),
+                     "--out", str(work / "studio")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--port {port}: cannot listen on 127.0.0.1:{port}: already in use" in err
+    assert "nst_jax studio:" not in err and err.count("\n") == 1, err
+    with pytest.raises(SystemExit) as e:
+        main(["studio", "--port", "70000"])
+    assert e.value.code == 2 and "--port: expected at most 65535, got 70000" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from nst_jax.cli.common import (
     check_outputs,
     fmt_time,
     positive_int,
+    ranged,
     refuse_overlap,
 )
 from nst_jax.cli.inputs import add_common_args, prepare
@@ -44,7 +45,7 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("-o", "--output", default=None,
                     help="output folder (default: out/batch-STYLE, numbered if taken); each photo "
                          "becomes PHOTO-STYLE.png there, with its own metadata")
-    ap.add_argument("--chunk", type=positive_int, default=None, metavar="K",
+    ap.add_argument("--chunk", type=ranged(positive_int, hi=10**6), default=None, metavar="K",
                     help="optimise K photos at a time to bound memory, rounded up to a multiple of "
                          "the device count (default: a whole group of equal shapes)")
     add_common_args(ap)

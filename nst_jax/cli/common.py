@@ -98,8 +98,9 @@ def tile_arg(s: str) -> int | str:
         v = int(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected auto, 0 or a tile size in pixels, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected auto, 0 or a tile size in pixels, got {v}")
+    if not 0 <= v <= MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"expected auto, 0 or a tile size in pixels up to {MAX_SIDE}, "
+                                         f"got {v}")
     return v
 
 
@@ -120,9 +121,48 @@ def positive_float(s: str) -> float:
     return v
 
 
+#: The largest loss weight accepted (alpha, beta, tv_weight, grid axes, blend weights):
+#: J stays far from float32's 3.4e38 (raw costs reach ~1e12 at the default sizes).
+MAX_WEIGHT = 1e15
+#: The largest image side, in pixels, any flag accepts (memory is checked separately).
+MAX_SIDE = 65536
+
+
+def ranged(base: Callable[[str], Any], lo: float | None = None, hi: float | None = None, *,
+           hi_open: bool = False) -> Callable[[str], Any]:
+    """An argparse type: ``base(s)`` (which checks the kind and sign), then the range
+    ``[lo, hi]`` (``[lo, hi)`` with ``hi_open``), so that no number a run cannot use
+    (``--style-scale 1e308``, ``--lbfgs-history 1e12``) gets past the command line.
+    The bounds are kept on the function (``.bounds``) for the studio's form."""
+    def conv(s: str) -> Any:
+        v = base(s)
+        if (lo is not None and v < lo) or (hi is not None and (v > hi or (hi_open and v == hi))):
+            def num(x: float) -> str:
+                return str(x) if isinstance(x, int) else f"{x:g}"
+
+            top = "" if hi is None else f"{'less than' if hi_open else 'at most'} {num(hi)}"
+            if lo is None:
+                raise argparse.ArgumentTypeError(f"expected {top}, got {s}")
+            raise argparse.ArgumentTypeError(f"expected at least {num(lo)}{' and ' + top if top else ''}, "
+                                             f"got {s}")
+        return v
+
+    conv.bounds = (lo, hi)  # type: ignore[attr-defined]
+    conv.__name__ = getattr(base, "__name__", "number")
+    return conv
+
+
+def integer(s: str) -> int:
+    """A whole number (``"12"``; not ``"1e3"`` or ``"1.5"``)."""
+    try:
+        return int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+
+
 def parse_numbers(flag: str, text: str | None, *, count: int | None = None,
-                  what: str = "numbers") -> list[float] | None:
-    """``"1,10,100"`` -> ``[1.0, 10.0, 100.0]``: finite, >= 0, ``count`` of them if given.
+                  what: str = "numbers", hi: float = MAX_WEIGHT) -> list[float] | None:
+    """``"1,10,100"`` -> ``[1.0, 10.0, 100.0]``: finite, in ``[0, hi]``, ``count`` of them if given.
 
     Raises:
       CliError: empty items, non-numbers, negative, infinite or NaN values, wrong count.
@@ -140,6 +180,8 @@ def parse_numbers(flag: str, text: str | None, *, count: int | None = None,
             raise CliError(f"{flag}: {x!r} is not a number") from None
         if not (math.isfinite(v) and v >= 0):
             raise CliError(f"{flag}: values must be finite and >= 0, got {x}")
+        if v > hi:
+            raise CliError(f"{flag}: values must be at most {hi:g}, got {x}")
         values.append(v)
     if count is not None and len(values) != count:
         raise CliError(f"{flag}: expected {count} {what}, got {len(values)} ({text!r})")
@@ -426,8 +468,8 @@ def add_distributed(ap: argparse.ArgumentParser) -> None:
                         "TPU pods; or give the three flags below)")
     m.add_argument("--coordinator", metavar="HOST:PORT", default=None,
                    help="address of process 0's coordinator service")
-    m.add_argument("--num-processes", type=positive_int, default=None, metavar="N")
-    m.add_argument("--process-id", type=int, default=None, metavar="I")
+    m.add_argument("--num-processes", type=ranged(positive_int, hi=100_000), default=None, metavar="N")
+    m.add_argument("--process-id", type=ranged(integer, 0, 100_000), default=None, metavar="I")
 
 
 def start_distributed(args: argparse.Namespace) -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from nst_jax import weights as W
-from nst_jax.cli.common import EXIT_OK, CliError
+from nst_jax.cli.common import EXIT_OK, CliError, positive_float, ranged
 
 
 def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -25,7 +25,8 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
                     help="where from (default: keras, then pypi on network failure)")
     ap.add_argument("--half", action="store_true", help="store float16 (half the size)")
     ap.add_argument("--dest", default=None, help="output folder (default: see above)")
-    ap.add_argument("--timeout", type=float, default=15.0, help="network timeout, seconds")
+    ap.add_argument("--timeout", type=ranged(positive_float, hi=3600.0), default=15.0,
+                    help="network timeout, seconds (at most 3600)")
     ap.add_argument("--force", action="store_true", help="fetch again even if the file exists")
     ap.add_argument("--from-file", metavar="SRC", default=None,
                     help="convert a local .h5 (Keras notop), .onnx or .pth instead of downloading")

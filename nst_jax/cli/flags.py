@@ -9,7 +9,22 @@ import argparse
 import dataclasses
 from typing import Any
 
-from nst_jax.cli.common import nonneg_float, positive_float, positive_int, tile_arg
+from nst_jax.cli.common import (
+    MAX_SIDE,
+    MAX_WEIGHT,
+    integer,
+    nonneg_float,
+    positive_float,
+    positive_int,
+    ranged,
+    tile_arg,
+)
+
+#: Types with the range each flag accepts (checked before anything is loaded).
+SIDE = ranged(positive_int, hi=MAX_SIDE)
+STEPS = ranged(positive_int, hi=10**8)
+WEIGHT = ranged(nonneg_float, hi=MAX_WEIGHT)
+FRACTION = ranged(nonneg_float, hi=1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,14 +58,16 @@ def _choices(name: str) -> tuple[str, ...]:
 
 GROUPS: dict[str, tuple[Flag, ...]] = {
     "size and iterations": (
-        Flag("--size", "longest side of the output in pixels", type=positive_int, default=512),
-        Flag("--style-scale", "style image size relative to --size", type=positive_float, default=1.0),
-        Flag("--iters", "optimizer iterations", "iterations", positive_int),
+        Flag("--size", "longest side of the output in pixels", type=SIDE, default=512),
+        Flag("--style-scale", "style image size relative to --size, at most 16",
+             type=ranged(positive_float, hi=16.0),
+             default=1.0),
+        Flag("--iters", "optimizer iterations", "iterations", STEPS),
     ),
     "cost: J = alpha*J_content + beta*J_style + tv_weight*TV": (
-        Flag("--alpha", "content weight", "alpha", nonneg_float),
-        Flag("--beta", "style weight; raise for more style", "beta", nonneg_float),
-        Flag("--tv-weight", "total-variation smoothing weight", "tv_weight", nonneg_float),
+        Flag("--alpha", "content weight", "alpha", WEIGHT),
+        Flag("--beta", "style weight; raise for more style", "beta", WEIGHT),
+        Flag("--tv-weight", "total-variation smoothing weight", "tv_weight", WEIGHT),
         Flag("--content-layer", "VGG layer compared with the content", "content_layer"),
         Flag("--style-layers", "style layers with weights lambda_l, e.g. conv1_1:0.5,conv2_1:0.5 "
              "(names alone: equal weights)", default=None),
@@ -82,24 +99,29 @@ GROUPS: dict[str, tuple[Flag, ...]] = {
              "content first", "preserve_color", choices="preserve_color"),
         Flag("--original-colors", "post-hoc luminance swap onto the content's colours",
              "original_colors", action="store_true"),
-        Flag("--scales", "coarse-to-fine scales, each --iters iterations", "scales", positive_int),
+        Flag("--scales", "coarse-to-fine scales, each --iters iterations", "scales",
+             ranged(positive_int, hi=16)),
         Flag("--min-size", "longest side of the first scale (default: --size / 2^(scales-1))",
-             type=positive_int),
+             type=SIDE),
         Flag("--avg-decay", "output the bias-corrected exponential moving average of the iterates "
-             "with this decay, e.g. 0.9 (0: off)", "avg_decay", nonneg_float),
+             "with this decay, e.g. 0.9 (0: off)", "avg_decay",
+             ranged(nonneg_float, hi=1.0, hi_open=True)),
         Flag("--tol", "stop a scale when the cost changes by less than this fraction over "
-             "--tol-window iterations; --iters becomes a maximum (0: off)", "tol", nonneg_float),
-        Flag("--tol-window", "iterations the --tol test looks back", "tol_window", positive_int),
+             "--tol-window iterations; --iters becomes a maximum (0: off)", "tol", FRACTION),
+        Flag("--tol-window", "iterations the --tol test looks back", "tol_window",
+             ranged(positive_int, hi=10**6)),
     ),
     "optimizer": (
         Flag("--optimizer", "adam, lbfgs (Gatys et al.'s choice) or sgd", "optimizer",
              choices="optimizer"),
-        Flag("--lr", "Adam/SGD step in pixel units, pixels in [0, 1]", "learning_rate", positive_float),
-        Flag("--lbfgs-history", "L-BFGS memory", "lbfgs_history", positive_int),
+        Flag("--lr", "Adam/SGD step in pixel units, pixels in [0, 1]", "learning_rate",
+             ranged(positive_float, hi=1e3)),
+        Flag("--lbfgs-history", "L-BFGS memory", "lbfgs_history", ranged(positive_int, hi=1000)),
         Flag("--init", "starting image", "init", choices="init"),
         Flag("--noise-ratio", "noise share r of content+noise: (1-r)*C + r*U(0,1)", "noise_ratio",
-             nonneg_float),
-        Flag("--seed", "random seed of the initial noise", type=int, default=0),
+             FRACTION),
+        Flag("--seed", "random seed of the initial noise, 0 to 2^32-1", type=ranged(integer, 0, 2**32 - 1),
+             default=0),
     ),
     "run": (
         Flag("--weights", "weights .h5 (default: vgg19.h5, else vgg16.h5, looked up in ./weights, "
@@ -116,7 +138,8 @@ GROUPS: dict[str, tuple[Flag, ...]] = {
         Flag("--device", "JAX platform; an error if there is no such device (default: JAX's choice)",
              choices=("cpu", "gpu", "tpu")),
         Flag("--report-every", "iterations fused per compiled call between progress updates",
-             "report_every", positive_int, metavar="N"),
+             "report_every",
+             ranged(positive_int, hi=10**6), metavar="N"),
         Flag("--bit-depth", "bits per channel of PNG outputs: 16 keeps smooth gradients of large "
              "prints from banding", type=int, choices=(8, 16), default=8),
         Flag("--overwrite", "replace existing output files", action="store_true"),

@@ -23,6 +23,7 @@ from nst_jax.cli.common import (
     fmt_time,
     parse_numbers,
     positive_int,
+    ranged,
     select_device,
     start_distributed,
 )
@@ -42,7 +43,7 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--alphas", default=None, help="content weights, e.g. 1,10,100 (default: --alpha)")
     ap.add_argument("--betas", default=None, help="style weights, e.g. 1e-5,1e-4,1e-3 (default: --beta)")
     ap.add_argument("--tv-weights", default=None, help="TV weights to sweep too (default: --tv-weight)")
-    ap.add_argument("--chunk", type=positive_int, default=None, metavar="K",
+    ap.add_argument("--chunk", type=ranged(positive_int, hi=10**6), default=None, metavar="K",
                     help="optimise K points at a time to bound memory, rounded up to a multiple "
                          "of the device count (default: all at once)")
     ap.add_argument("--per-point-seeds", action="store_true",

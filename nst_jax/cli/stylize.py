@@ -22,6 +22,7 @@ from nst_jax.cli.common import (
     devices_arg,
     fmt_time,
     positive_int,
+    ranged,
     refuse_overlap,
     save_with_fallback,
     select_device,
@@ -54,9 +55,9 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     add_inputs(ap, DESCRIPTION,
                "output .png or .jpg (default: out/CONTENT-STYLE.png, numbered if taken)")
     add_common_args(ap)
-    ap.add_argument("--save-every", type=positive_int, default=None, metavar="N",
+    ap.add_argument("--save-every", type=ranged(positive_int, hi=10**8), default=None, metavar="N",
                     help="also write every N-th iterate as OUT.NNNNNN.png (default: off)")
-    ap.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N",
+    ap.add_argument("--checkpoint-every", type=ranged(positive_int, hi=10**8), default=None, metavar="N",
                     help="save a resumable checkpoint OUT.ckpt every N iterations and on "
                          "Ctrl-C/SIGTERM (default: off)")
     ap.add_argument("--resume", default=None, metavar="CKPT",

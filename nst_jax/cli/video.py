@@ -20,12 +20,15 @@ from typing import Any
 
 from nst_jax.cli.common import (
     EXIT_OK,
+    MAX_WEIGHT,
     CliError,
     Interrupts,
     fmt_time,
+    integer,
     nonneg_float,
     positive_float,
     positive_int,
+    ranged,
     refuse_overlap,
 )
 from nst_jax.cli.inputs import add_common_args, prepare
@@ -61,18 +64,19 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("-o", "--output", required=True,
                     help="OUT.mp4 / .mov / .mkv / .webm / .gif, or a folder (frames as PNGs)")
     v = ap.add_argument_group("video (Ruder et al. 2016)")
-    v.add_argument("--iters-first", type=positive_int, default=300, metavar="N",
+    v.add_argument("--iters-first", type=ranged(positive_int, hi=10**8), default=300, metavar="N",
                    help="iterations of the first frame (default: 300); later frames: --iters")
-    v.add_argument("--temporal-weight", type=nonneg_float, default=2e6, metavar="L",
+    v.add_argument("--temporal-weight", type=ranged(nonneg_float, hi=MAX_WEIGHT), default=2e6, metavar="L",
                    help="lambda_t of the temporal cost sum(c (x - warp(x_prev))^2) / D (default: 2e6; "
                         "0: warm start only)")
-    v.add_argument("--long-term", type=positive_int, default=1, metavar="K",
+    v.add_argument("--long-term", type=ranged(positive_int, hi=1000), default=1, metavar="K",
                    help="hold each frame to the K previous ones (long-term consistency; default: 1)")
     v.add_argument("--independent", action="store_true",
                    help="the flickering baseline: every frame on its own, --iters-first each")
-    v.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
+    v.add_argument("--max-frames", type=ranged(positive_int, hi=10**8), default=None, metavar="N",
                    help="stylize at most N frames")
-    v.add_argument("--start", type=int, default=0, metavar="N", help="first input frame (default: 0)")
+    v.add_argument("--start", type=ranged(integer, 0, 10**8), default=0, metavar="N",
+                   help="first input frame (default: 0)")
     v.add_argument("--fps", type=positive_float, default=None,
                    help="frame rate of the output (default: the input's; 25 for folders)")
     v.add_argument("--resume", action="store_true",

@@ -22,12 +22,15 @@ import hashlib
 import hmac
 import io
 import json
+import logging
+import math
 import re
 import threading
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
@@ -42,10 +45,36 @@ from starlette.routing import Route
 
 from nst_jax.studio.jobs import Studio
 
+log = logging.getLogger("nst_jax.studio")
 STATIC = Path(__file__).resolve().parent / "static"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float (a cost that overflowed) as ``None``, so that
+    no ``Infinity``/``NaN`` (which JSON has not, and the page's ``JSON.parse`` rejects)
+    ever reaches a client."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    """Strict JSON (``allow_nan=False``) of :func:`finite` ``(obj)``."""
+    return json.dumps(finite(obj), allow_nan=False, default=str)
+
+
+class Json(JSONResponse):
+    """Starlette's JSONResponse through :func:`finite`."""
+
+    def render(self, content: Any) -> bytes:
+        return super().render(finite(content))
 
 
 class ApiError(Exception):
@@ -187,7 +216,7 @@ class _Routes:
                 choices = _choices(f.choices) if isinstance(f.choices, str) else f.choices
                 fields.append({"name": f.dest, "group": title.split(" (")[0], "help": f.help,
                                "default": default, "choices": list(choices) if choices else None})
-        return JSONResponse({"fields": fields, "examples": list(self.examples), "arch": self.arch,
+        return Json({"fields": fields, "examples": list(self.examples), "arch": self.arch,
                              "uploads": sorted(p.name for p in self.uploads.iterdir() if NAME.match(p.name)),
                              "max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels})
 
@@ -211,6 +240,9 @@ class _Routes:
                 im.load()
         except ApiError:
             raise
+        except Image.DecompressionBombError:  # Pillow refuses it before we see its size
+            raise ApiError(413, f"image too large: over Pillow's decompression-bomb limit, far past "
+                                f"this studio's {self.max_pixels} pixels") from None
         except Exception:
             raise ApiError(415, "not an image (PNG, JPEG or WebP expected)") from None
         ext = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}.get(fmt)
@@ -218,7 +250,7 @@ class _Routes:
             raise ApiError(415, f"unsupported image format {fmt or '?'} (PNG, JPEG or WebP expected)")
         name = hashlib.sha256(bytes(body)).hexdigest()[:20] + ext
         (self.uploads / name).write_bytes(bytes(body))
-        return JSONResponse({"ref": f"upload:{name}", "name": name, "size": [w, h]})
+        return Json({"ref": f"upload:{name}", "name": name, "size": [w, h]})
 
     async def submit(self, request: Request) -> Response:
         try:
@@ -228,8 +260,15 @@ class _Routes:
         if not isinstance(form, dict):
             raise ApiError(400, "expected a JSON object")
         settings, errors = parse_settings(form, self.arch)
-        content, styles = form.get("content"), form.get("styles") or []
+        content, styles = form.get("content"), form.get("styles")
+        if styles is None:
+            styles = []
+        if not isinstance(styles, list):
+            errors["styles"] = f"expected a list of images, got {type(styles).__name__}"
+            styles = []
         for field, refs in (("content", [content]), ("styles", styles)):
+            if field in errors:
+                continue
             if not refs or not all(isinstance(r, str) for r in refs):
                 errors[field] = "choose an image"
                 continue
@@ -238,6 +277,8 @@ class _Routes:
                     self.resolve(r)
                 except ApiError as e:
                     errors[field] = e.message
+        if not errors:
+            errors.update(self.check_job(content, styles, settings))
         kind = form.get("mode", "single")
         points: list[dict[str, float]] = []
         if kind == "sweep":
@@ -258,9 +299,38 @@ class _Routes:
         elif kind != "single":
             errors["mode"] = "expected single or sweep"
         if errors:
-            raise ApiError(422, "please fix the highlighted fields", errors)
+            raise ApiError(400, "please fix the highlighted fields", errors)
         job = self.studio.submit(kind, content, list(styles), settings, points)
-        return JSONResponse({"job": job.id, "position": self.studio.position(job)})
+        return Json({"job": job.id, "position": self.studio.position(job)})
+
+    def check_job(self, content: str, styles: list[str], settings: dict[str, Any]) -> dict[str, str]:
+        """What the engine would refuse, found before the job is queued: the count of
+        style weights, and the image sizes at the first scale (from the headers)."""
+        from nst_jax import image as I
+        from nst_jax.scales import check_sizes
+        from nst_jax.studio.jobs import _config
+
+        blend = settings.get("style_weights_list")
+        if blend is not None:
+            if len(blend) != len(styles):
+                return {"style_weights": f"expected {len(styles)} weights (one per style image), "
+                                         f"got {len(blend)}"}
+            if sum(blend) <= 0:
+                return {"style_weights": "expected weights with a positive sum"}
+        size = settings["size"]
+        try:
+            c_hw = I.image_shape(self.resolve(content), size)
+            s_hw = [I.image_shape(self.resolve(r), max(1, round(size * settings["style_scale"])))
+                    for r in styles]
+            check_sizes((*c_hw, 3), [(*hw, 3) for hw in s_hw], self.arch, _config(settings, self.arch),
+                        names=["content image", "style image"])
+        except I.ImageError as e:
+            return {"content": str(e)}
+        except ValueError as e:
+            field = "scales" if "first scale" in str(e) else ("style_scale" if "style" in str(e)
+                                                             else "size")
+            return {field: str(e)}
+        return {}
 
     def job_of(self, request: Request) -> Any:
         job = self.studio.jobs.get(request.path_params["job"])
@@ -270,12 +340,12 @@ class _Routes:
 
     async def get_job(self, request: Request) -> Response:
         job = self.job_of(request)
-        return JSONResponse({**job.public(), "position": self.studio.position(job)})
+        return Json({**job.public(), "position": self.studio.position(job)})
 
     async def stop(self, request: Request) -> Response:
         job = self.job_of(request)
         self.studio.cancel(job)
-        return JSONResponse({"job": job.id, "state": job.state})
+        return Json({"job": job.id, "state": job.state})
 
     async def preview(self, request: Request) -> Response:
         job = self.job_of(request)
@@ -297,7 +367,7 @@ class _Routes:
                 snap = self.studio.snapshot()
                 if snap["version"] != version:
                     version = snap["version"]
-                    yield f"data: {json.dumps(snap)}\n\n"
+                    yield f"data: {dumps(snap)}\n\n"
                 if await request.is_disconnected():
                     return
                 await asyncio.to_thread(self.studio.wait, version, 1.0)
@@ -307,19 +377,38 @@ class _Routes:
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     async def gallery(self, request: Request) -> Response:
-        items = []
-        for p in sorted(self.out.glob("*.png"), key=lambda q: q.stat().st_mtime, reverse=True)[:500]:
+        """The finished images in the output folder, newest first. A file that cannot be
+        listed (a dangling link, a sidecar that is not a JSON object, anything) is
+        skipped and logged: no file in the folder can make the gallery fail."""
+        found = []
+        for p in self.out.glob("*.png"):
             if not NAME.match(p.name):
                 continue
-            side = p.with_name(p.name + ".json")
             try:
-                info = json.loads(side.read_text()) if side.exists() else {}
-            except (OSError, ValueError):
+                if not p.is_file():
+                    raise OSError("not a regular file (a dangling link?)")
+                found.append((p.stat().st_mtime, p))
+            except OSError as e:
+                log.warning("gallery: skipping %s: %s", p.name, e)
+        items = []
+        for mtime, p in sorted(found, key=lambda t: t[0], reverse=True)[:500]:
+            side = p.with_name(p.name + ".json")
+            info: dict[str, Any] = {}
+            try:
+                if side.exists():
+                    info = json.loads(side.read_text())
+                    if not isinstance(info, dict):
+                        raise ValueError(f"expected a JSON object, got {type(info).__name__}")
+                    for k in ("settings", "final_costs"):
+                        if not isinstance(info.get(k, {}), dict):
+                            raise ValueError(f"{k}: expected an object")
+            except (OSError, ValueError) as e:
+                log.warning("gallery: %s: sidecar ignored: %s", p.name, e)
                 info = {}
-            items.append({"name": p.name, "mtime": p.stat().st_mtime, "status": info.get("status"),
+            items.append({"name": p.name, "mtime": mtime, "status": info.get("status"),
                           "settings": info.get("settings", {}), "costs": info.get("final_costs", {}),
                           "source": info.get("source", "cli")})
-        return JSONResponse({"items": items})
+        return Json({"items": items})
 
     async def file(self, request: Request) -> Response:
         p = inside(self.out, request.path_params["name"])
@@ -360,7 +449,15 @@ class _Routes:
 def create_app(out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, *,
                auth_token: str | None = None, max_upload_bytes: int = 20 << 20,
                max_pixels: int = 40_000_000, runner: Any = None) -> Starlette:
-    """The studio's ASGI app: results and uploads under ``out_dir``."""
+    """The studio's ASGI app: results and uploads under ``out_dir``.
+
+    Raises:
+      ValueError: an ``auth_token`` of anything but ASCII letters, digits and ``. _ ~ -``
+        (it travels unquoted in a URL, a header and a cookie).
+    """
+    if auth_token is not None and not re.fullmatch(r"[A-Za-z0-9._~-]{1,256}", auth_token):
+        raise ValueError("auth_token: expected printable ASCII letters, digits and . _ ~ - (at most "
+                         "256; e.g. --auth-token auto)")
     r = _Routes(out_dir, params, spec, weights_meta, max_upload_bytes=max_upload_bytes,
                 max_pixels=max_pixels, runner=runner)
     routes = [
@@ -374,14 +471,22 @@ def create_app(out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, 
     ]
 
     async def api_error(request: Request, exc: ApiError) -> Response:
-        return JSONResponse({"error": exc.message, "fields": exc.fields}, status_code=exc.status)
+        return Json({"error": exc.message, "fields": exc.fields}, status_code=exc.status)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        """Unknown routes (404) and wrong methods (405) answer in JSON like every error."""
+        msg = {404: f"no such route: {request.url.path}",
+               405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code,
+                                                                                  str(exc.detail))
+        return Json({"error": msg}, status_code=exc.status_code, headers=exc.headers)
 
     async def any_error(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, status_code=500)
+        return Json({"error": f"internal error ({type(exc).__name__})"}, status_code=500)
 
     middleware = [Middleware(_Auth, token=auth_token)] if auth_token else []
     app = Starlette(routes=routes, middleware=middleware,
-                    exception_handlers={ApiError: api_error, Exception: any_error})
+                    exception_handlers={ApiError: api_error, HTTPException: http_error,
+                                        Exception: any_error})
     app.state.studio = r.studio
     return app
 
@@ -397,8 +502,9 @@ class _Auth(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: Any) -> Response:
         given = [request.headers.get("authorization", "").removeprefix("Bearer ").strip(),
                  request.cookies.get("nst_token", ""), request.query_params.get("token", "")]
-        if not any(g and hmac.compare_digest(g, self.token) for g in given):
-            return JSONResponse({"error": "unauthorized: this studio needs its token "
+        want = self.token.encode("utf-8")
+        if not any(g and hmac.compare_digest(g.encode("utf-8", "surrogateescape"), want) for g in given):
+            return Json({"error": "unauthorized: this studio needs its token "
                                           "(open the URL it printed)"}, status_code=401)
         response = await call_next(request)
         if request.query_params.get("token"):
