@@ -4,7 +4,9 @@
   every table's ``% peak`` column divides by;
 * :func:`step_gflop`: the analytic FLOPs of one cost + gradient evaluation;
 * :class:`ProcessMemory`: the process's resident memory (Linux ``/proc``), with the
-  high-water mark reset between measurements.
+  high-water mark reset between measurements;
+* :func:`cpu_info`: the CPU model and its vector extensions, recorded in every JSON
+  (ratios between tools differ between machines of one kind: AVX2 vs AVX-512 kernels).
 """
 
 from __future__ import annotations
@@ -18,6 +20,34 @@ from pathlib import Path
 import numpy as np
 
 from nst_jax import vgg
+
+#: The vector extensions that decide which kernels XLA, oneDNN and BLAS run.
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+                "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+
+
+def cpu_info() -> dict:
+    """``{"model", "vector_extensions", "cores", "jaxlib"}`` of this machine (Linux
+    ``/proc/cpuinfo``; elsewhere what ``platform`` knows)."""
+    import os
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        model = re.search(r"^model name\s*:\s*(.+)$", text, re.M).group(1).strip()
+        flags = set(re.search(r"^flags\s*:\s*(.+)$", text, re.M).group(1).split())
+    except (OSError, AttributeError):
+        pass
+    try:
+        import jaxlib
+
+        jl = jaxlib.__version__
+    except ImportError:
+        jl = None
+    return {"model": model, "vector_extensions": [f for f in VECTOR_FLAGS if f in flags],
+            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "jaxlib": jl}
 
 
 def _timed(f: Callable[[], object]) -> float:

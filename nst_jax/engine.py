@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import jax
@@ -152,8 +153,7 @@ def iterate(
     steps). ``objective``: a custom objective with :func:`nst_jax.problem.objective`'s
     signature. Scales, progress, checkpoints and ``tol`` work with both.
 
-    ``guides``: regions, style masks and a content-strength map
-    (:class:`~nst_jax.guides.Guides`), resized to every scale.
+    ``guides``: regions, style masks, a content-strength map (:class:`~nst_jax.guides.Guides`).
 
     A batch of photos (``layout.per_point``): ``content_rgb`` is ``(points, H, W, 3)``
     and every point optimises its own photo (its own content target and start).
@@ -168,8 +168,7 @@ def iterate(
     params = _with_backward_kernels(params)  # once, for every step and scale
     key = jax.random.key(0) if key is None else key
     chunk = min(config.report_every, config.iterations)
-    tx = tx if tx is not None else _optimizer(config.optimizer, config.learning_rate,
-                                              config.lbfgs_history)
+    tx = tx if tx is not None else _optimizer(config.optimizer, config.learning_rate, config.lbfgs_history)
     objective = objective or default_objective
     _check_layout(layout, point_configs, sizes, vgg.arch_of(params), config)
     cfg = layout.split(point_configs) if layout.batched else config
@@ -184,12 +183,8 @@ def iterate(
             tx, spec, chunk, trimmed(objective, height) if stored != height else objective)
         c_s, targets = _placed_inputs(content_rgb, styles, sizes[si], config_s, params, spec,
                                       style_blend, guides, extra_targets, layout)
-        if resume is not None and si == start_scale:
-            (X, ls), done = _restore(resume, tx, config, layout), start_step
-        else:
-            X = _pad_rows(_fresh(si, sizes[si], Xr, c_s, init, key, config, layout), stored, layout)
-            ls, done = layout.map(lambda x: init_loop_state(tx, x, config), X), 0
-        X, ls = layout.split((X, ls))
+        X, ls, done = _scale_state(resume if si == start_scale else None, start_step, tx, config, layout,
+                                   stored, partial(_fresh, si, sizes[si], Xr, c_s, init, key, config, layout))
         first_call = True
         while done < config.iterations and t.alive(ls):
             n = min(chunk, config.iterations - done)
@@ -199,8 +194,7 @@ def iterate(
             first_call = False
             done += n_done
             _, image, c = measure(X, ls, params_d, targets, _pad_rows(c_s, stored, layout), cfg_s)
-            image = image[..., :height, :, :]
-            p = t.progress(X, ls, image, c, si, last_scale=si == len(sizes) - 1,
+            p = t.progress(X, ls, image[..., :height, :, :], c, si, last_scale=si == len(sizes) - 1,
                            scale_done=done >= config.iterations)
             if snapshots:
                 p.snapshot = _snapshot(X, ls, si, done, p, key)
@@ -210,6 +204,20 @@ def iterate(
                 return
         # the result of this scale, the start of the next one
         Xr = layout.map(lambda x, s: averaged(x, s, config), X, ls)[..., :height, :, :]
+
+
+def _scale_state(resume: dict[str, Any] | None, start_step: int, tx: optax.GradientTransformation,
+                 config: Config, layout: Layout, stored: int, fresh: Callable[[], Array]
+                 ) -> tuple[Array, Any, int]:
+    """``(X, loop state, steps done)`` at the start of a scale, split over the layout's
+    devices: restored from ``resume`` (the scale a run was interrupted in), else from
+    ``fresh()``, the scale's start image, padded to ``stored`` rows."""
+    if resume is not None:
+        (X, ls), done = _restore(resume, tx, config, layout), start_step
+    else:
+        X = _pad_rows(fresh(), stored, layout)
+        ls, done = layout.map(lambda x: init_loop_state(tx, x, config), X), 0
+    return (*layout.split((X, ls)), done)
 
 
 def _check_inputs(content_rgb: Array, styles: list[Array], layout: Layout, guides: Guides | None,

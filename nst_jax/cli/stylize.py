@@ -175,9 +175,7 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     run_settings["inputs"] = _inputs_digest(args)
     resume = _check_resume(args, run_settings) if args.resume else None
     if stop.requested:
-        print(f"interrupted ({stop.name}): stopped before the run started; nothing saved",
-              file=sys.stderr)
-        return stop.exit_code
+        return _nothing_saved(stop, "the run started")
     bar = ProgressBar(config.iterations * config.scales, args.quiet or not is_main)
     write_failed: list[str] = []
 
@@ -228,9 +226,7 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
             raise CliError(f"--resume {args.resume}: {e}") from None
         raise
     if last is None:
-        print(f"interrupted ({stop.name}): stopped before the first iterate was computed; "
-              "nothing saved", file=sys.stderr)
-        return stop.exit_code
+        return _nothing_saved(stop, "the first iterate was computed")
     if not is_main:
         return stop.exit_code if status == "interrupted" else EXIT_OK
     meta = meta_for(last, status)
@@ -245,6 +241,11 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
                   file=sys.stderr)
         return stop.exit_code
     return code
+
+
+def _nothing_saved(stop: Interrupts, before: str) -> int:
+    print(f"interrupted ({stop.name}): stopped before {before}; nothing saved", file=sys.stderr)
+    return stop.exit_code
 
 
 def run_inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:

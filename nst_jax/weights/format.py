@@ -18,15 +18,13 @@ import numpy as np
 
 from nst_jax import vgg
 from nst_jax.files import atomic_path
+from nst_jax.weights.errors import WeightsError
+from nst_jax.weights.locate import fetch_command, fetch_hint
 
 FORMAT = "nst_jax-vgg"
 FORMAT_VERSION = 1
 
 NpParams = dict[str, dict[str, np.ndarray]]
-
-
-class WeightsError(ValueError):
-    """A weights file or download is missing, malformed or fails its checksum."""
 
 
 LICENSE = (
@@ -88,8 +86,6 @@ def load_weights(
     """
     import h5py
     import jax.numpy as jnp
-
-    from nst_jax.weights.locate import fetch_command, fetch_hint  # (locate imports this module)
 
     p = Path(path)
     if not p.exists():

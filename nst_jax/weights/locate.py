@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from nst_jax.weights.format import WeightsError
+from nst_jax.weights.errors import WeightsError
 
 
 def fetch_command() -> str:
