@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
-
-# The command-line tools' XLA:CPU setting (nst_jax.cli.CPU_XLA_FLAG), before JAX starts.
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_cpu_enable_concurrency_optimized_scheduler=false").strip()
 
 import jax
 import numpy as np
@@ -16,8 +14,38 @@ from PIL import Image
 
 from nst_jax import vgg
 from nst_jax import weights as W
+from nst_jax.cli.common import default_xla_flags
+
+# The command-line tools' XLA:CPU setting (gated on the jaxlib version), read when the
+# backend starts (importing jax and nst_jax starts none).
+default_xla_flags()
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+CACHE_ENV = "NST_TEST_XLA_CACHE"
+
+
+def pytest_configure(config):
+    """One persistent XLA compilation cache per test run, shared by the xdist workers:
+    tests that build the same program (the same HLO: the same tiny network at the same
+    sizes, from another closure) compile it once. The controller (or the only process)
+    makes a fresh folder, so every run costs what a fresh clone's does, and removes it
+    at the end. ``NST_TEST_XLA_CACHE=DIR`` uses (and keeps) DIR; ``=0`` turns it off."""
+    if "PYTEST_XDIST_WORKER" not in os.environ and not os.environ.get(CACHE_ENV):
+        config._nst_cache = tempfile.mkdtemp(prefix="nst_jax-test-xla-cache-")
+        os.environ[CACHE_ENV] = config._nst_cache  # the workers inherit it
+    d = os.environ.get(CACHE_ENV)
+    if d and d != "0":
+        jax.config.update("jax_compilation_cache_dir", d)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def pytest_unconfigure(config):
+    d = getattr(config, "_nst_cache", None)
+    if d:
+        shutil.rmtree(d, ignore_errors=True)
+        os.environ.pop(CACHE_ENV, None)
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_VGG16 = ROOT / "weights" / "vgg16.h5"

@@ -440,3 +440,20 @@ def test_a_failing_checkpoint_is_named_once(work, tmp_path, capsys, monkeypatch)
     assert code == 1
     line = next(x for x in err.splitlines() if x.startswith("error: not written"))
     assert line.count("c.png.ckpt") == 1 and "(2 times)" in line, line
+
+
+def test_xla_flags_are_gated_on_the_jaxlib_version(monkeypatch):
+    from nst_jax.cli import common
+
+    flag = common.CPU_XLA_FLAG
+    assert common.supported_xla_flag(flag, (0, 10, 2)) and common.supported_xla_flag(flag, (0, 8, 0))
+    assert not common.supported_xla_flag(flag, (0, 4, 20))  # before XLA had it
+    assert not common.supported_xla_flag(flag, (0, 11, 0))  # newer than tested: XLA might abort
+    assert not common.supported_xla_flag(flag, ())  # unknown
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    monkeypatch.setattr(common, "jaxlib_version", lambda: (0, 12, 0))
+    common.default_xla_flags()
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
+    monkeypatch.setattr(common, "jaxlib_version", lambda: (0, 10, 2))
+    common.default_xla_flags()
+    assert os.environ["XLA_FLAGS"].endswith(flag)

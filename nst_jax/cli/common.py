@@ -27,10 +27,37 @@ CPU_XLA_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+#: The jaxlib versions each flag we set is known to exist in, ``[first, last tested]``:
+#: XLA aborts the whole process on a flag it does not know, so a jaxlib outside the
+#: range runs without it (only the memory saving is lost) rather than not at all.
+XLA_FLAG_VERSIONS = {CPU_XLA_FLAG: ((0, 4, 31), (0, 10, 99))}
+
+
+def jaxlib_version() -> tuple[int, ...]:
+    """The installed jaxlib's version as integers (``(0, 10, 2)``), read from its
+    package metadata (importing jaxlib is not needed); ``()`` when unknown."""
+    import re
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return tuple(int(x) for x in re.findall(r"\d+", version("jaxlib"))[:3])
+    except PackageNotFoundError:
+        return ()
+
+
+def supported_xla_flag(flag: str, jaxlib: tuple[int, ...] | None = None) -> bool:
+    """Whether ``flag`` may be put in ``XLA_FLAGS`` with this jaxlib (see
+    :data:`XLA_FLAG_VERSIONS`)."""
+    v = jaxlib_version() if jaxlib is None else jaxlib
+    lo, hi = XLA_FLAG_VERSIONS[flag]
+    return bool(v) and lo <= v <= hi
+
+
 def default_xla_flags() -> None:
-    """Add :data:`CPU_XLA_FLAG` to ``XLA_FLAGS`` unless the user set that flag."""
+    """Add :data:`CPU_XLA_FLAG` to ``XLA_FLAGS`` unless the user set that flag or this
+    jaxlib is not known to have it."""
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_enable_concurrency_optimized_scheduler" not in flags:
+    if "xla_cpu_enable_concurrency_optimized_scheduler" not in flags and supported_xla_flag(CPU_XLA_FLAG):
         os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAG}".strip()
 
 
