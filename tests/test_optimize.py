@@ -236,6 +236,47 @@ def test_stepwise_run_equals_fused(params16, images, opt):
     assert int(ea) == int(eb) and int(da) == int(db) == 4 and bool(oka) and bool(okb)
 
 
+def test_chunk_loop_has_a_static_trip_count_and_stopping_is_a_mask(params16, images):
+    """The fused chunk is one loop of ``chunk`` iterations that XLA knows the count of
+    (GPU command buffers can capture it); stopping early (``n``, a non-finite cost,
+    convergence) changes nothing the results show."""
+    import re
+
+    from nst_jax.optimize import init_loop_state, make_run
+    from nst_jax.step import make_run_fn
+
+    C, S = images
+    cfg = TINY.validate("vgg16")
+    t = compute_targets(params16, SPEC, C, S, cfg)
+    tx = make_optimizer(cfg)
+    G = np.asarray(C)  # host copies: the runs donate their X
+
+    def args(n):
+        X = jnp.array(G)
+        return X, init_loop_state(tx, X, cfg), params16, t, cfg, jnp.int32(n)
+
+    hlo = jax.jit(make_run_fn(tx, SPEC, 5)).lower(*args(3)).compile().as_text()
+    assert re.findall(r'known_trip_count":\{"n":"(\d+)"', hlo) == ["5"]
+    # n = 3 of 5: 3 steps applied, then the state stays (equal to the host loop that stops)
+    fused = make_run(tx, SPEC, 5)(*args(3))
+    host = make_run(tx, SPEC, 5, fused=False)(*args(3))
+    assert int(fused[4]) == int(host[4]) == 3 and int(fused[3]) == 3
+    np.testing.assert_allclose(fused[0], host[0], rtol=1e-5, atol=1e-6)
+    assert np.isnan(np.asarray(fused[2])[3:]).all() and np.isfinite(np.asarray(fused[2])[:3]).all()
+    # converged before the chunk: nothing changes, no step is counted
+    ls = init_loop_state(tx, G, cfg)._replace(converged=jnp.bool_(True))
+    X, ls2, costs, evals, done, ok = make_run(tx, SPEC, 5)(jnp.array(G), ls, params16, t, cfg,
+                                                           jnp.int32(5))
+    np.testing.assert_array_equal(X, G)  # bitwise: no update was applied
+    assert int(done) == 0 and int(evals) == 0 and int(ls2.t) == 0 and bool(ok)
+    # a non-finite cost at the first step: X stays the incoming image, ok False
+    bad = {**t, "content": jnp.full_like(t["content"], jnp.inf)}
+    X, _, costs, _, done, ok = make_run(tx, SPEC, 5)(jnp.array(G), init_loop_state(tx, G, cfg),
+                                                     params16, bad, cfg, jnp.int32(5))
+    assert not bool(ok) and int(done) == 0 and np.isnan(np.asarray(costs)).all()
+    np.testing.assert_array_equal(X, G)
+
+
 def test_bf16_precision_close_to_f32(params16, images):
     C, S = images
     b, hb = stylize(C, S, params16, SPEC, config=TINY.replace(precision="bf16"))
