@@ -242,7 +242,7 @@ def main() -> int:
     ap.add_argument("--arch", nargs="+", default=["vgg16", "vgg19"])
     ap.add_argument("--sizes", nargs="+", type=int, default=[256, 512, 1024])
     ap.add_argument("--optimizers", nargs="+", default=["adam", "lbfgs"], choices=["adam", "lbfgs", "sgd"])
-    ap.add_argument("--precisions", nargs="+", default=["f32", "bf16"], choices=["f32", "bf16"])
+    ap.add_argument("--precisions", nargs="+", default=["f32", "bf16"], choices=["f32", "highest", "bf16"])
     ap.add_argument("--repeats", type=int, default=6, help="timed single steps (fused: about as many)")
     ap.add_argument("--chunk", type=int, default=3, help="steps per fused call")
     ap.add_argument("--plain-conv", action="store_true",

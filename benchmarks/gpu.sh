@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmarks on a fresh GPU (or TPU) machine, as one short command:
-#   bash benchmarks/gpu.sh              # ~6-8 minutes on one H200 (most of it set-up and compilation)
+#   bash benchmarks/gpu.sh              # ~8-10 minutes on one H200 (most of it set-up and compilation)
 # Set-up: a venv in .venv-gpu (never the system Python) with nst_jax and jax[cuda12];
 # then it checks that JAX really sees a GPU/TPU and stops at once if not (no silent CPU
 # run). Every section has its own time limit and every row is written to the JSON as it
@@ -8,6 +8,11 @@
 # and JSON under benchmarks/results/ named with the device and the date.
 # Random weights of the real shapes: no weights file needed.
 # What it answers:
+#   * bench_run: VGG19 at 512 px, 500 L-BFGS iterations end to end, with and without
+#     compilation (goal: <= 3 s compiled on an H200), with and without GPU command
+#     buffers (--xla_gpu_enable_command_buffer=+CONVOLUTION,+WHILE; the row is skipped,
+#     saying so, when this jaxlib does not know the flag: XLA aborts on unknown flags);
+#   * bench_step: the --precision modes f32, highest and bf16 (VGG19 512 px, Adam);
 #   * bench_step: s/step, GFLOP/s, compile time and memory for VGG19 at 512 and 2048 px,
 #     Adam f32 vs bf16 (bf16 speed-up), L-BFGS f32 at 512 px (500 iterations = 500 x s/step);
 #   * bench_grid: a 16-point alpha/beta grid at 256 px, vmapped vs 16 separate runs.
@@ -46,7 +51,22 @@ DATE=$(date +%Y-%m-%d)
 OUT=benchmarks/results
 mkdir -p "$OUT"
 status=0
-SECTIONS=${SECTIONS:-step,grid}
+SECTIONS=${SECTIONS:-run,step,grid}
+if [[ ",$SECTIONS," == *",run,"* ]]; then
+  timeout 170 "$VPY" benchmarks/bench_run.py --arch vgg19 --size 512 --iters 500 --optimizer lbfgs \
+    --json "$OUT/bench_run-$DEV-$DATE.json" || status=1
+  CB="--xla_gpu_enable_command_buffer=+CONVOLUTION,+WHILE"
+  if XLA_FLAGS="$CB" timeout 90 "$VPY" -c 'import jax.numpy as j; j.zeros(1).block_until_ready()' \
+      >/dev/null 2>&1; then
+    timeout 170 "$VPY" benchmarks/bench_run.py --arch vgg19 --size 512 --iters 500 --optimizer lbfgs \
+      --xla-flags "$CB" --json "$OUT/bench_run-cmdbuf-$DEV-$DATE.json" || status=1
+  else
+    echo "note: this jaxlib rejects $CB; the command-buffer row is skipped"
+  fi
+  timeout 200 "$VPY" benchmarks/bench_step.py --arch vgg19 --sizes 512 --optimizers adam \
+    --precisions f32 highest bf16 --repeats 10 --chunk 10 --row-timeout 60 \
+    --json "$OUT/bench_step-precisions-$DEV-$DATE.json" || status=1
+fi
 if [[ ",$SECTIONS," == *",scale,"* ]]; then
   timeout 420 "$VPY" benchmarks/bench_tile.py --rows vgg19:8192:2048 vgg19:8192:0 --steps 3 \
     --timeout 200 --out "$OUT/bench_tile-$DEV-$DATE.json" || status=1
