@@ -83,13 +83,27 @@ def test_bad_options(work, capsys, args, msg):
     assert msg in err and err.startswith("error: ") and "Traceback" not in err
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--size", "0"), ("--iters", "-3"), ("--size", "x"),
-                                              ("--lr", "0"), ("--beta", "-1")])
-def test_bad_numbers_exit_2(work, capsys, flag, value):
+@pytest.mark.parametrize(("flag", "value", "msg"), [
+    ("--size", "0", ""), ("--iters", "-3", ""), ("--size", "x", ""), ("--lr", "0", ""), ("--beta", "-1", ""),
+    # the field report's tracebacks: every number has a range, checked before anything is loaded
+    ("--style-scale", "1e308", "at most 16, got 1e308"),
+    ("--lbfgs-history", "1000000000000", "at most 1000"),
+    ("--seed", "1e30", "expected a whole number"),
+    ("--seed", str(2**40), "at most 4294967295"),
+    ("--tol-window", "1000000000000000000000000000000", "at most 1000000"),
+    ("--noise-ratio", "2", "at most 1"),
+    ("--avg-decay", "1", "less than 1"),
+    ("--alpha", "1e308", "at most 1e+15"),
+    ("--size", "100000", "at most 65536"),
+    ("--tile", "1000000", "up to 65536"),
+    ("--scales", "100", "at most 16"),
+])
+def test_bad_numbers_exit_2(work, capsys, flag, value, msg):
     with pytest.raises(SystemExit) as e:
         run(work, flag, value)
     assert e.value.code == 2
-    assert f"argument {flag}: expected" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"argument {flag}: expected" in err and msg in err and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize(("which", "make", "msg"), [
