@@ -218,7 +218,9 @@ def test_style_mask_learns_from_its_region_only(params16):
     np.testing.assert_allclose(again["style"]["conv1_1"], masked["style"]["conv1_1"], rtol=1e-6)
 
 
-@pytest.mark.parametrize("loss", ["gram", "w2"])
+# w2 runs the same plumbing with eigendecompositions (21 s): the slow suite. Its masked
+# math is tested by finite differences above, its vmap by test_statistics' deadlock test.
+@pytest.mark.parametrize("loss", ["gram", pytest.param("w2", marks=pytest.mark.slow)])
 def test_stylize_two_regions_scales_and_grid(params16, loss):
     cfg = Config(iterations=4, report_every=2, beta=1e-2, style_loss=loss)
     C, S1, S2 = rand_image(64, 64, 29), rand_image(64, 64, 30), rand_image(64, 64, 31)

@@ -171,6 +171,7 @@ def test_style_target_size_independent():
     np.testing.assert_allclose(L.layer_style_cost(a, big), 0.0, atol=1e-6)
 
 
+@pytest.mark.slow  # real sizes are the point (7 s); the small-size algebra is tested above
 def test_no_int32_overflow_at_real_sizes():
     a = jnp.ones((512, 512, 512), jnp.float32) * 0.0 + 1.0
     b = a * 2.0
