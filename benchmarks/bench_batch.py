@@ -83,7 +83,9 @@ def main() -> int:
     print(f"{'separate':10} {sep_s:8.1f} {args.photos / sep_s:9.3f}")
     print(f"batch / separate throughput: {sep_s / batch_s:.2f}x; largest pixel difference {diff:.2e}")
     path = Path(args.json or ROOT / "benchmarks" / "results" / f"bench_batch-{dev.platform}.json")
-    path.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "jax": jax.__version__,
+    from benchmarks.common import cpu_info
+
+    path.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "jax": jax.__version__, "cpu": cpu_info(),
                                 "device": str(dev), **row}, indent=1))
     print(f"wrote {path}")
     return 0

@@ -82,7 +82,9 @@ def main() -> int:
     path = Path(args.json) if args.json else (
         Path(__file__).parent / "results" / f"bench_grid-{dev.platform}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "jax": jax.__version__,
+    from benchmarks.common import cpu_info
+
+    path.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "jax": jax.__version__, "cpu": cpu_info(),
                                 **row}, indent=1))
     print(f"wrote {path}")
     return 0

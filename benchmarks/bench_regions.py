@@ -154,8 +154,10 @@ def main() -> int:
     dev = jax.devices()[0]
     path = Path(args.json or ROOT / "benchmarks" / "results" / f"bench_regions-{dev.platform}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
+    from benchmarks.common import cpu_info
+
     path.write_text(json.dumps({
-        "date": time.strftime("%Y-%m-%d"), "jax": jax.__version__, "device": str(dev),
+        "date": time.strftime("%Y-%m-%d"), "jax": jax.__version__, "device": str(dev), "cpu": cpu_info(),
         "size": args.size, "iters": args.iters, "margin": args.margin, "layers": layers,
         "all_regions_within_margin": ok, "fidelity": fidelity, "timing": timing,
     }, indent=1))

@@ -26,7 +26,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main() -> int:
@@ -46,8 +45,8 @@ def main() -> int:
 
     default_xla_flags()
     import jax
-    from common import cpu_info
 
+    from benchmarks.common import cpu_info
     from nst_jax import vgg
     from nst_jax.config import Config
     from nst_jax.engine import iterate

@@ -90,7 +90,9 @@ def main() -> None:
               f"{row['one_s_per_step']:.2f} s ({row['time_ratio']:.2f}x)")
     out = Path(args.out or Path(__file__).parent / "results" / f"bench_shard-{platform}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": rows}, indent=1))
+    from benchmarks.common import cpu_info
+
+    out.write_text(json.dumps({"cpu": cpu_info(), "rows": rows}, indent=1))
     print(f"wrote {out}")
 
 

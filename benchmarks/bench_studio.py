@@ -114,7 +114,9 @@ def main() -> int:
     print(f"studio / cli step time: {studio / cli:.3f} (goal <= 1.05)")
     dev = jax.devices()[0]
     path = Path(args.json or ROOT / "benchmarks" / "results" / f"bench_studio-{dev.platform}.json")
-    path.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "jax": jax.__version__,
+    from benchmarks.common import cpu_info
+
+    path.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "jax": jax.__version__, "cpu": cpu_info(),
                                 "device": str(dev), "size": args.size, "iters": args.iters,
                                 "report_every": args.report_every, "runs": rows,
                                 "studio_vs_cli": studio / cli}, indent=1))

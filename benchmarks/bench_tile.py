@@ -160,7 +160,10 @@ def main() -> None:
             rows.append({"arch": arch, "size": int(size), "tile": int(tile), "error": "timeout"})
         show(rows[-1:])
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"machine": platform.machine(), "python": platform.python_version(),
+        from benchmarks.common import cpu_info
+
+        out.write_text(json.dumps({"cpu": cpu_info(), "machine": platform.machine(),
+                                   "python": platform.python_version(),
                                    "rows": rows}, indent=1))
     print()
     show(rows)

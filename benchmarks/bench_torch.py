@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import _timed, matmul_peak_gflops, step_gflop
+from benchmarks.common import _timed, cpu_info, matmul_peak_gflops, step_gflop
 from nst_jax import load_weights, vgg
 from nst_jax.cli import default_xla_flags
 from nst_jax.config import Config
@@ -215,7 +215,7 @@ def main() -> int:
     path = Path(args.json) if args.json else (
         Path(__file__).parent / "results" / f"bench_torch-{jax.devices()[0].platform}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "jax": jax.__version__,
+    path.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "jax": jax.__version__, "cpu": cpu_info(),
                                 "torch": torch.__version__, "matmul_peak_gflops": peak,
                                 "cpus": os.cpu_count(), "rows": rows}, indent=1))
     print(f"wrote {path}")

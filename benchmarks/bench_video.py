@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from benchmarks.common import cpu_info
 from nst_jax import losses, vgg
 from nst_jax import temporal as T
 from nst_jax.cli import default_xla_flags
@@ -54,9 +55,6 @@ from nst_jax.image import load_image
 from nst_jax.video import iterate_video
 from nst_jax.videoio import dis_flow, read_frames
 from nst_jax.weights import load_weights
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_info
 
 ROOT = Path(__file__).resolve().parents[1]
 default_xla_flags()  # the command-line tools' XLA:CPU flag; read when the backend starts

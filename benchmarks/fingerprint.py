@@ -74,8 +74,10 @@ def main() -> int:
         print(f"| {r['run']} | {r['image']} | {r['history']} |")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"jax": jax.__version__, "weights": source, "size": args.size,
-                               "rows": rows}, indent=1) + "\n")
+    from benchmarks.common import cpu_info
+
+    out.write_text(json.dumps({"jax": jax.__version__, "cpu": cpu_info(), "weights": source,
+                               "size": args.size, "rows": rows}, indent=1) + "\n")
     print(f"wrote {out}")
     return 0
 

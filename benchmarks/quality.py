@@ -108,7 +108,9 @@ def main() -> int:
     path = Path(args.json) if args.json else (
         Path(__file__).parent / "results" / f"quality-{jax.devices()[0].platform}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1))
+    from benchmarks.common import cpu_info
+
+    path.write_text(json.dumps({**out, "cpu": cpu_info()}, indent=1))
     print(f"wrote {path}")
     return 0
 
