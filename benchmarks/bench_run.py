@@ -52,7 +52,7 @@ def main() -> int:
     from nst_jax.engine import iterate
     from nst_jax.image import load_image
 
-    params = vgg.synthetic_params(args.arch, seed=0)
+    params = vgg.synthetic_params(args.arch, vgg.CHANNELS, seed=0)  # the real shapes
     C = load_image(ROOT / "examples" / "content_chelsea.png", args.size)
     S = load_image(ROOT / "examples" / "style_swirls.png", args.size)
     cfg = Config(iterations=args.iters, optimizer=args.optimizer, precision=args.precision,

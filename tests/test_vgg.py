@@ -179,3 +179,42 @@ def test_whole_network_every_layer_matches_numpy(params16, params19, arch, pooli
         scale = max(1.0, float(np.abs(a).max()))
         np.testing.assert_allclose(got[name], a, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
     assert got[names[-1]].shape == (1, 1, params[names[-1]]["bias"].shape[0])
+
+
+def test_fast_path_layers_match_the_plain_ones():
+    """The driver's custom VJPs (conv+bias+ReLU from the stored output, max pooling as a
+    mask) against lax's convolution, jax.nn.relu and jnp.max, by autodiff: values and
+    every gradient within float32 rounding."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(6, 5, 3)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(3, 3, 3, 4)), jnp.float32)
+    b = jnp.asarray(rng.normal(size=(4,)), jnp.float32)
+    g = jnp.asarray(rng.normal(size=(6, 5, 4)), jnp.float32)
+    y1, vjp1 = jax.vjp(lambda x, k, b: jax.nn.relu(vgg._conv(x, k) + b[None, None, :]), x, k, b)
+    y2, vjp2 = jax.vjp(lambda x, k, b: vgg.conv_relu_pre(x, k, vgg.backward_kernel(k), b), x, k, b)
+    np.testing.assert_allclose(y1, y2, rtol=1e-6, atol=1e-6)
+    assert float(jnp.mean(y2 == 0)) > 0.2  # the ReLU's zero side is exercised
+    for a, c in zip(vjp1(g), vjp2(g), strict=True):
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
+    # max pooling: no ties in random data, so the mask gradient is jnp.max's exactly
+    z = jnp.asarray(rng.normal(size=(6, 8, 3)), jnp.float32)
+    gz = jnp.asarray(rng.normal(size=(3, 4, 3)), jnp.float32)
+    m1, pv1 = jax.vjp(lambda z: vgg.pool2x2(z, "max"), z)
+    m2, pv2 = jax.vjp(lambda z: vgg.pool2x2(z, "max", mask_vjp=True), z)
+    np.testing.assert_array_equal(m1, m2)
+    np.testing.assert_allclose(pv1(gz)[0], pv2(gz)[0], rtol=0, atol=0)
+    # the whole network: fast-path params against plain ones, J's image gradient
+    params = vgg.synthetic_params("vgg16", (4, 8, 8, 16, 16), seed=1)
+    img = jnp.asarray(rng.uniform(size=(40, 36, 3)), jnp.float32)
+    layers = ["conv1_1", "conv3_1", "conv5_1"]
+
+    def cost(p, im):
+        f = vgg.vgg_features(p, vgg.preprocess(im, vgg.CAFFE), layers)
+        return sum(jnp.sum(v ** 2) for v in f.values())
+
+    fast = vgg.with_backward_kernels(params)
+    np.testing.assert_allclose(cost(params, img), cost(fast, img), rtol=1e-6)
+    ga, gb = jax.grad(cost, argnums=1)(params, img), jax.grad(cost, argnums=1)(fast, img)
+    np.testing.assert_allclose(ga, gb, rtol=1e-4, atol=1e-4 * float(jnp.abs(ga).max()))
+    # forward mode still works through the public (plain) path
+    jax.jvp(lambda im: cost(params, im), (img,), (jnp.ones_like(img),))
