@@ -5,8 +5,8 @@ One command runs the grid (VGG16/VGG19 x 256/512/1024 px x Adam/L-BFGS x f32/bf1
 default) and, for each row, in a fresh subprocess so that rows cannot disturb each
 other's memory:
   * ``single``: one jitted ``step`` per Python call (what a naive loop does), and
-  * ``fused``:  ``make_run``'s compiled while_loop of ``--chunk`` steps per call;
-  * ``driver``: the one of the two that ``stylize`` uses (Adam: fused; L-BFGS: single);
+  * ``fused``:  ``make_run``'s compiled fori_loop of ``--chunk`` steps per call;
+  * ``driver``: the one of the two that ``stylize`` uses (fused, for every optimizer);
 reporting medians over the timed calls after a warm-up, the compile time of the fused
 program, the evaluations of J per iteration (L-BFGS: its line search), the achieved
 GFLOP/s of the driver path (analytic FLOPs, ``benchmarks/common.step_gflop``) as a share
@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax
 import jax.numpy as jnp
 
-from benchmarks.common import ProcessMemory, matmul_peak_gflops, step_gflop
+from benchmarks.common import ProcessMemory, cpu_info, matmul_peak_gflops, step_gflop
 from nst_jax import memory, vgg
 from nst_jax.cli import default_xla_flags
 from nst_jax.config import Config
@@ -82,7 +82,7 @@ def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int,
                  precision=precision).validate(arch)
     targets = compute_targets(params, spec, C, S, cfg)
     tx = make_optimizer(cfg)
-    driver = "single" if optimizer == "lbfgs" else "fused"
+    driver = "fused"  # what stylize uses for every optimizer (nst_jax.layout.single_programs)
     memory_row: dict = {}
 
     def measure_from(args_bytes: int) -> None:
@@ -230,7 +230,7 @@ def _write_json(path: Path, dev, peak: float, plain_conv: bool, rows: list[dict]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "device": f"{dev.platform} {dev.device_kind}",
-        "machine": platform.machine(), "cpus": os.cpu_count(), "jax": jax.__version__,
+        "machine": platform.machine(), "cpus": os.cpu_count(), "cpu": cpu_info(), "jax": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS"), "matmul_peak_gflops": peak,
         "conv_vjp": "plain" if plain_conv else "custom", "rows": rows,
     }, indent=1))
