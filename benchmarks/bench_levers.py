@@ -1,21 +1,21 @@
 #!/usr/bin/env python3
-"""Per-step levers, measured in one process, interleaved, from the same state.
+"""Per-step levers, measured in one process, interleaved, from the same state: time
+and XLA's buffer assignment (memory is half the verdict: a lever that saves 2% of
+the time and costs 27% of the memory is not kept).
 
 A shared VM's speed drifts by up to 20% between minutes, which swamps a few percent
 between two separate benchmark runs. Here every variant is compiled first, then the
 variants take turns, ``--rounds`` times, each running one chunk of ``--chunk`` steps
 from the same start; the median s/step is reported. Variants:
 
-* ``fused``: the driver's chunk (``make_run``: one ``fori_loop``), the fast-path layers;
+* ``fused``: the CPU driver's chunk (``make_run``: a ``while_loop``);
+* ``static``: the GPU/TPU form (``make_run(static_trip=True)``: a ``fori_loop``);
 * ``host``: a host loop of single jitted steps (``make_run(fused=False)``);
-* ``plain-layers``: the fused chunk traced with ``jax.nn.relu`` after the convolution
-  and ``jnp.max`` pooling instead of :func:`nst_jax.vgg.conv_relu_pre` and the
-  mask-VJP pooling;
-* ``while`` (with ``--while-from REV``): the fused chunk of an earlier ``step.py``
-  read from git (e.g. the ``while_loop`` version before the static trip count).
+* ``old`` (with ``--old-from REV``): the fused chunk of an earlier ``step.py`` read
+  from git.
 
     python benchmarks/bench_levers.py --size 256 --optimizer adam
-    python benchmarks/bench_levers.py --size 512 --optimizer lbfgs --while-from b2d8168~1
+    python benchmarks/bench_levers.py --size 512 --optimizer lbfgs
 
 Random weights of the real VGG16 shapes, the bundled cat and swirls. Prints JSON.
 """
@@ -41,7 +41,7 @@ def main() -> int:
     ap.add_argument("--optimizer", default="adam", choices=["adam", "lbfgs"])
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--chunk", type=int, default=4)
-    ap.add_argument("--while-from", default=None, metavar="REV")
+    ap.add_argument("--old-from", default=None, metavar="REV")
     args = ap.parse_args()
     from nst_jax.cli import default_xla_flags
 
@@ -65,19 +65,17 @@ def main() -> int:
     targets = compute_targets(raw, V.CAFFE, C, St, cfg)
     tx = S.make_optimizer(cfg)
     progs = {"fused": (S.make_run(tx, V.CAFFE, args.chunk), S.init_loop_state),
+             "static": (S.make_run(tx, V.CAFFE, args.chunk, static_trip=True), S.init_loop_state),
              "host": (S.make_run(tx, V.CAFFE, args.chunk, fused=False), S.init_loop_state)}
-    fast = (V.conv_relu_pre, V._max_cells)
-    plain = (lambda x, k, kt, b: jax.nn.relu(V.conv3x3_pre(x, k, kt) + b[None, None, :]),
-             lambda x: x.max(axis=(1, 3)))
-    if args.while_from:
-        src = subprocess.run(["git", "show", f"{args.while_from}:nst_jax/step.py"], cwd=ROOT,
+    if args.old_from:
+        src = subprocess.run(["git", "show", f"{args.old_from}:nst_jax/step.py"], cwd=ROOT,
                              check=True, capture_output=True, text=True).stdout
         path = Path(tempfile.mkdtemp()) / "step_old.py"
         path.write_text(src)
         spec = importlib.util.spec_from_file_location("step_old", path)
         old = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(old)
-        progs["while"] = (old.make_run(tx, V.CAFFE, args.chunk), old.init_loop_state)
+        progs["old"] = (old.make_run(tx, V.CAFFE, args.chunk), old.init_loop_state)
 
     def call(name: str) -> float:
         run, init = progs[name]
@@ -87,13 +85,15 @@ def main() -> int:
         jax.block_until_ready(run(X, state, params, targets, cfg, jnp.int32(args.chunk)))
         return (time.perf_counter() - t0) / args.chunk
 
-    V.conv_relu_pre, V._max_cells = plain  # traced now, with the plain layers
-    progs["plain-layers"] = (S.make_run(tx, V.CAFFE, args.chunk), S.init_loop_state)
-    call("plain-layers")
-    V.conv_relu_pre, V._max_cells = fast
-    for name in progs:
-        if name != "plain-layers":
-            call(name)  # compile
+    memory = {}
+    for name, (run, init) in progs.items():
+        call(name)  # compile
+        if hasattr(run, "lower"):  # the jitted chunks: XLA's buffer assignment
+            X = jnp.asarray(C)
+            ma = run.lower(X, init(tx, X, cfg), params, targets, cfg, jnp.int32(args.chunk)).compile(
+            ).memory_analysis()
+            memory[name] = (ma.argument_size_in_bytes + ma.temp_size_in_bytes + ma.output_size_in_bytes
+                            - ma.alias_size_in_bytes) / 2**20
     times: dict[str, list[float]] = {k: [] for k in progs}
     for _ in range(args.rounds):
         for name in progs:
@@ -101,7 +101,8 @@ def main() -> int:
     med = {k: float(np.median(v)) for k, v in times.items()}
     print(json.dumps({"size": args.size, "optimizer": args.optimizer, "chunk": args.chunk,
                       "rounds": args.rounds, "median_s_per_step": med,
-                      "vs_fused": {k: v / med["fused"] for k, v in med.items()}, "cpu": cpu_info()},
+                      "vs_fused": {k: v / med["fused"] for k, v in med.items()}, "xla_mb": memory,
+                      "cpu": cpu_info()},
                      indent=1))
     return 0
 

@@ -61,29 +61,30 @@ def _measure_fn(spec: vgg.Preprocessing, objective_fn: Callable) -> Callable:
 
 @functools.lru_cache(maxsize=16)
 def single_programs(tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int,
-                    objective_fn: Callable) -> tuple[Callable, Callable]:
-    """The jitted run and measurement of one image, built once per optimizer, objective
-    and chunk length (the cache keys on them), so repeated runs reuse the programs.
+                    objective_fn: Callable, static_trip: bool = False) -> tuple[Callable, Callable]:
+    """The jitted run and measurement of one image, built once per optimizer, objective,
+    chunk length and loop form (the cache keys on them), so repeated runs reuse them.
 
-    The run is the fused loop for every optimizer. (L-BFGS used a host loop of single
-    steps until the chunk became a static-trip-count ``fori_loop``: measured in one
-    process, interleaved, VGG16 on this CPU, the fused loop is now 4% faster for
-    L-BFGS at 256 and 3% at 512 px (0.374 vs 0.391, 1.586 vs 1.638 s/step); on GPUs and
-    TPUs a host loop would also sync with the host at every step.)"""
-    run = make_run(tx, spec, chunk, objective=objective_fn)
+    The run is the fused loop for every optimizer (``static_trip``: see
+    :func:`nst_jax.step.make_run_fn`). L-BFGS used a host loop of single steps: measured
+    in one process, interleaved, VGG16 on a 2-core CPU, the fused loop is 5% faster for
+    L-BFGS at 256 px and 3% at 512 (0.370 vs 0.391, 1.579 vs 1.638 s/step), and on GPUs
+    and TPUs a host loop would sync with the host at every step."""
+    run = make_run(tx, spec, chunk, objective=objective_fn, static_trip=static_trip)
     return run, jax.jit(_measure_fn(spec, objective_fn))
 
 
 @functools.lru_cache(maxsize=16)
 def vmapped_programs(tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int,
-                     objective_fn: Callable, per_point: bool = False) -> tuple[Callable, Callable]:
+                     objective_fn: Callable, per_point: bool = False,
+                     static_trip: bool = False) -> tuple[Callable, Callable]:
     """The run and measurement ``jax.vmap``-ed over the leading axis of X, the loop state
     and the config's loss weights (params, targets and the content shared; with
     ``per_point``, targets and content have the leading axis too: a batch of photos),
     jitted once; X and the state donated. Always the fused loop (L-BFGS too: vmap of
     its line search's while loop runs each point's line search to its own end)."""
     t = 0 if per_point else None
-    run = jax.jit(jax.vmap(make_run_fn(tx, spec, chunk, objective=objective_fn),
+    run = jax.jit(jax.vmap(make_run_fn(tx, spec, chunk, objective=objective_fn, static_trip=static_trip),
                            in_axes=(0, 0, None, t, 0, None)), donate_argnums=(0, 1))
     measure = jax.jit(jax.vmap(_measure_fn(spec, objective_fn), in_axes=(0, 0, None, t, t, 0)))
     return run, measure
@@ -150,9 +151,11 @@ class Layout:
 
     def programs(self, tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int,
                  objective_fn: Callable) -> tuple[Callable, Callable]:
+        # GPUs/TPUs: the chunk as a loop of a static trip count; CPU: a while loop (less memory)
+        static = (self.devices[0].platform if self.devices else jax.default_backend()) != "cpu"
         if self.batched:
-            return vmapped_programs(tx, spec, chunk, objective_fn, self.per_point)
-        return single_programs(tx, spec, chunk, objective_fn)
+            return vmapped_programs(tx, spec, chunk, objective_fn, self.per_point, static)
+        return single_programs(tx, spec, chunk, objective_fn, static)
 
     def _mesh(self) -> Mesh:
         return Mesh(np.asarray(self.devices), ("points",))

@@ -1,9 +1,9 @@
 """[pure] The optimisation step and the fused loop of steps.
 
 ``make_step(tx, spec)`` is the pure update of X by any optax transformation;
-``make_run_fn`` fuses up to ``chunk`` steps into one ``lax.fori_loop`` of a static
-trip count, whose steps stop changing the state at a non-finite cost or when the
-tolerance test passes. The loop carries a
+``make_run_fn`` fuses up to ``chunk`` steps into one compiled loop (a ``while_loop``
+on CPU; a ``fori_loop`` of a static trip count for GPUs and TPUs) that stops at a
+non-finite cost or when the tolerance test passes. The loop carries a
 :class:`LoopState`: the optimizer state, the running average of X (``avg_decay``),
 the step count and a window of recent costs (``tol``), so iterate averaging and
 convergence stopping happen inside the compiled loop.
@@ -172,55 +172,78 @@ def _guarded_step(step: Callable) -> Callable:
 
 
 def make_run_fn(tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int, *,
-                objective: Objective = default_objective) -> Callable:
+                objective: Objective = default_objective, static_trip: bool = False) -> Callable:
     """Pure ``run(X, ls, params, targets, config, n) -> (X, ls, costs, evals, done, ok)``.
 
-    Runs ``n <= chunk`` steps (``n`` is traced, so one compilation serves every chunk
-    length) in one compiled ``lax.fori_loop`` of a **static** ``chunk`` iterations: on
-    GPUs and TPUs the whole chunk is one device-side loop (a CUDA-graph-capturable
-    known trip count), with no host round trip per iteration to evaluate a condition.
-    Iteration ``i`` runs the step only when ``i < n`` (a ``lax.cond``: no compute
-    beyond ``n``) and the run is live: after a non-finite cost (``ok`` False; X stays
-    the last image with a finite cost) or once the tolerance test has passed
-    (``ls.converged``) the state no longer changes (for one image a ``lax.cond`` skips
-    the step; under ``vmap`` it becomes a per-point mask), so the results equal those
-    of a loop that stopped there. ``costs (chunk,)`` holds J before each applied step,
-    NaN after. :func:`make_run` jits it; :mod:`nst_jax.grid` vmaps it over loss
-    weights (where the mask is per point and ``i < n`` is shared).
+    Runs up to ``n <= chunk`` steps (``n`` is traced, so one compilation serves every
+    chunk length) in one compiled loop, stopping at a non-finite cost (``ok`` False; X
+    is the last image with a finite cost) or when the tolerance test passes
+    (``ls.converged``). ``costs (chunk,)`` holds J before each applied step, NaN after.
+    :func:`make_run` jits it; :mod:`nst_jax.grid` vmaps it over loss weights.
+
+    ``static_trip=False`` (CPU): a ``lax.while_loop`` whose condition reads the state.
+    ``static_trip=True`` (GPUs, TPUs): a ``lax.fori_loop`` of exactly ``chunk``
+    iterations, whose trip count XLA knows (command buffers can capture the whole
+    chunk: no host round trip per iteration to evaluate a condition); iteration ``i``
+    runs the step under ``lax.cond(i < n)``, and a stopped run (``ok`` False or
+    converged) no longer changes the state (for one image a ``lax.cond`` skips the
+    step; under ``vmap`` a per-point mask), so the results are the while loop's. On
+    XLA:CPU the fori form costs memory: measured 546 against 425 MB of buffers for the
+    VGG16 512 px Adam chunk (``benchmarks/bench_levers.py``), at the same speed, so CPU
+    keeps the while loop.
     """
     guarded = _guarded_step(make_step(tx, spec, objective=objective))
 
     def run(X, ls, params, targets, config, n):
         params = vgg.with_backward_kernels(params)  # flipped once per call, not per step
+        if static_trip:
+            return _fori_chunk(guarded, chunk, X, ls, params, targets, config, n)
 
-        def step(c):
-            X, ls, ok = c
+        def cond(c):
+            i, _, ls, _, _, ok = c
+            return (i < n) & ok & ~ls.converged
+
+        def body(c):
+            i, X, ls, costs, evals, ok = c
             X, ls, cost, ev, ok, applied = guarded(X, ls, ok, params, targets, config)
-            return X, ls, ok, cost, ev, applied
+            return (i + applied.astype(jnp.int32), X, ls, costs.at[i].set(cost), evals + ev, ok)
 
-        def skip(c):
-            X, ls, ok = c
-            return X, ls, ok, jnp.float32(jnp.nan), jnp.int32(0), jnp.bool_(False)
-
-        def live(c):  # one image: no compute once stopped; under vmap a per-point select
-            return lax.cond(c[2] & ~c[1].converged, step, skip, c)
-
-        def body(i, c):
-            X, ls, costs, evals, done, ok = c
-            X, ls, ok, cost, ev, applied = lax.cond(i < n, live, skip, (X, ls, ok))
-            return X, ls, costs.at[i].set(cost), evals + ev, done + applied.astype(jnp.int32), ok
-
-        init = (X, ls, jnp.full((chunk,), jnp.nan, jnp.float32), jnp.int32(0), jnp.int32(0),
-                jnp.bool_(True))
-        X, ls, costs, evals, done, ok = lax.fori_loop(0, chunk, body, init)
+        init = (jnp.int32(0), X, ls, jnp.full((chunk,), jnp.nan, jnp.float32),
+                jnp.int32(0), jnp.bool_(True))
+        done, X, ls, costs, evals, ok = lax.while_loop(cond, body, init)
         return X, ls, costs, evals, done, ok
 
     return run
 
 
+def _fori_chunk(guarded: Callable, chunk: int, X, ls, params, targets, config, n):
+    """The chunk as a ``fori_loop`` of ``chunk`` iterations (see :func:`make_run_fn`)."""
+
+    def step(c):
+        X, ls, ok = c
+        X, ls, cost, ev, ok, applied = guarded(X, ls, ok, params, targets, config)
+        return X, ls, ok, cost, ev, applied
+
+    def skip(c):
+        X, ls, ok = c
+        return X, ls, ok, jnp.float32(jnp.nan), jnp.int32(0), jnp.bool_(False)
+
+    def live(c):  # one image: no compute once stopped; under vmap a per-point select
+        return lax.cond(c[2] & ~c[1].converged, step, skip, c)
+
+    def body(i, c):
+        X, ls, costs, evals, done, ok = c
+        X, ls, ok, cost, ev, applied = lax.cond(i < n, live, skip, (X, ls, ok))
+        return X, ls, costs.at[i].set(cost), evals + ev, done + applied.astype(jnp.int32), ok
+
+    init = (X, ls, jnp.full((chunk,), jnp.nan, jnp.float32), jnp.int32(0), jnp.int32(0), jnp.bool_(True))
+    X, ls, costs, evals, done, ok = lax.fori_loop(0, chunk, body, init)
+    return X, ls, costs, evals, done, ok
+
+
 def make_run(
     tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int, *, fused: bool = True,
-    objective: Objective = default_objective,
+    objective: Objective = default_objective, static_trip: bool = False,
 ) -> Callable:
     """A jitted ``run`` with :func:`make_run_fn`'s signature and results.
 
@@ -235,7 +258,8 @@ def make_run(
     stops there, at most one step later than the fused loop.
     """
     if fused:
-        return jax.jit(make_run_fn(tx, spec, chunk, objective=objective), donate_argnums=(0, 1))
+        return jax.jit(make_run_fn(tx, spec, chunk, objective=objective, static_trip=static_trip),
+                       donate_argnums=(0, 1))
     guarded_step = _guarded_step(make_step(tx, spec, objective=objective))
 
     def guarded_alive(X, ls, ok, params, targets, config):

@@ -194,35 +194,6 @@ def _conv3x3_pre_bwd(res: tuple[Array, Array, Array], g: Array):
 conv3x3_pre.defvjp(_conv3x3_pre_fwd, _conv3x3_pre_bwd)
 
 
-@jax.custom_vjp
-def conv_relu_pre(x: Array, kernel: Array, kernel_t: Array, bias: Array) -> Array:
-    """``relu(x * kernel + bias)`` with the backward kernel given: one VGG layer
-    (``x (H, W, Cin)``, ``kernel (3, 3, Cin, Cout)``, ``bias (Cout,)``).
-
-    The VJP reuses the stored output ``y``: ``g_pre = g * (y > 0)`` (a multiply, which
-    XLA fuses into the next convolution's input, not the compare/select of
-    ``relu``'s own derivative on the pre-activation, which would also have to be kept),
-    ``dx = g_pre * kernel_t``, ``db = sum g_pre``. The value is :func:`conv3x3_pre`'s
-    followed by ``jax.nn.relu`` exactly; the derivative at ``y = 0`` is 0 in both.
-    """
-    return jax.nn.relu(_conv(x, kernel) + bias[None, None, :])
-
-
-def _conv_relu_fwd(x: Array, kernel: Array, kernel_t: Array, bias: Array):
-    y = jax.nn.relu(_conv(x, kernel) + bias[None, None, :])
-    return y, (x, kernel, kernel_t, y)
-
-
-def _conv_relu_bwd(res: tuple[Array, Array, Array, Array], g: Array):
-    x, kernel, kernel_t, y = res
-    g = g * (y > 0).astype(g.dtype)
-    _, vjp_k = jax.vjp(lambda k: _conv(x, k), kernel)  # unused w.r.t. the image; XLA drops it
-    return _conv(g, kernel_t), vjp_k(g)[0], jnp.zeros_like(kernel_t), g.sum(axis=(0, 1))
-
-
-conv_relu_pre.defvjp(_conv_relu_fwd, _conv_relu_bwd)
-
-
 def conv3x3(x: Array, kernel: Array) -> Array:
     """``y = x * kernel`` (3x3, stride 1, SAME), ``x (H, W, Cin)``, ``kernel (3, 3, Cin, Cout)``.
 
@@ -246,45 +217,19 @@ def with_backward_kernels(params: Params) -> dict[str, dict[str, Array]]:
             for name, p in params.items()}
 
 
-def pool2x2(x: Array, kind: str = "max", *, mask_vjp: bool = False) -> Array:
+def pool2x2(x: Array, kind: str = "max") -> Array:
     """2x2, stride-2, VALID pooling of ``(H, W, C)`` -> ``(H // 2, W // 2, C)``.
 
     Written as a reshape and a reduction (not ``lax.reduce_window``), whose gradient
-    is a cheap mask on XLA:CPU. ``max``: the gradient goes to every input equal to
-    its cell's maximum. ``mask_vjp``: that gradient as one compare and multiply
-    (:func:`_max_cells`, a custom VJP: reverse mode only; the driver's fast path),
-    else ``jnp.max``'s own (ties share it; forward mode works).
+    is a cheap mask on XLA:CPU. ``max`` ties share the gradient equally.
     """
     h, w, c = x.shape
     x = x[: h - h % 2, : w - w % 2].reshape(h // 2, 2, w // 2, 2, c)
     if kind == "max":
-        return _max_cells(x) if mask_vjp else x.max(axis=(1, 3))
+        return x.max(axis=(1, 3))
     if kind == "avg":
         return x.mean(axis=(1, 3))
     raise ValueError(f"pooling: expected one of {POOLINGS}, got {kind!r}")
-
-
-@jax.custom_vjp
-def _max_cells(x: Array) -> Array:
-    """``max`` over axes 1 and 3 of ``(h, 2, w, 2, c)``, whose gradient goes to every
-    input equal to its cell's maximum: ``dx = g * (x == max)``, one compare and one
-    multiply, without the tie count that ``jnp.max``'s gradient divides by. Ties
-    differ: after a ReLU they are (almost only) cells of zeros, whose gradient the
-    ReLU below zeroes anyway, so the image gradient is the same."""
-    return x.max(axis=(1, 3))
-
-
-def _max_cells_fwd(x: Array):
-    m = x.max(axis=(1, 3))
-    return m, (x, m)
-
-
-def _max_cells_bwd(res: tuple[Array, Array], g: Array):
-    x, m = res
-    return ((x == m[:, None, :, None, :]).astype(g.dtype) * g[:, None, :, None, :],)
-
-
-_max_cells.defvjp(_max_cells_fwd, _max_cells_bwd)
 
 
 def vgg_features(
@@ -333,10 +278,9 @@ def vgg_features(
     deepest = max(order.index(c) for c in wanted.values())
     out: dict[str, Array] = {}
     x = image
-    fast = "kernel_t" in params[order[0]]  # the driver's reverse-mode-only fast path
     for i, name in enumerate(order[: deepest + 1]):
         if i > 0 and name.endswith("_1"):
-            x = pool2x2(x, pooling, mask_vjp=fast)
+            x = pool2x2(x, pooling)
             if extent is not None:  # a pair cut off by the image's floor(H / 2) is not a cell
                 x = _inside(x, extent, pools=int(name[4]) - 1)
         p = params[name]
@@ -344,11 +288,8 @@ def vgg_features(
         # The driver's fast path (params with "kernel_t", see with_backward_kernels) uses
         # the custom VJP; plain params use lax's convolution, so forward mode (jvp,
         # jacfwd, Hessian-vector products) works through the public function.
-        b = p["bias"].astype(x.dtype)
-        if "kernel_t" in p:
-            x = conv_relu_pre(x, k, p["kernel_t"].astype(x.dtype), b)
-        else:
-            x = jax.nn.relu(_conv(x, k) + b[None, None, :])
+        y = conv3x3_pre(x, k, p["kernel_t"].astype(x.dtype)) if "kernel_t" in p else _conv(x, k)
+        x = jax.nn.relu(y + p["bias"].astype(x.dtype)[None, None, :])
         if extent is not None:
             x = _inside(x, extent, pools=int(name[4]) - 1)
         for given, canon in wanted.items():

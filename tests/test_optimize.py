@@ -237,9 +237,10 @@ def test_stepwise_run_equals_fused(params16, images, opt):
 
 
 def test_chunk_loop_has_a_static_trip_count_and_stopping_is_a_mask(params16, images):
-    """The fused chunk is one loop of ``chunk`` iterations that XLA knows the count of
-    (GPU command buffers can capture it); stopping early (``n``, a non-finite cost,
-    convergence) changes nothing the results show."""
+    """The GPU/TPU form of the fused chunk is one loop of ``chunk`` iterations that XLA
+    knows the count of (command buffers can capture it); stopping early (``n``, a
+    non-finite cost, convergence) changes nothing the results show, and it equals the
+    CPU's while loop."""
     import re
 
     from nst_jax.optimize import init_loop_state, make_run
@@ -255,24 +256,27 @@ def test_chunk_loop_has_a_static_trip_count_and_stopping_is_a_mask(params16, ima
         X = jnp.array(G)
         return X, init_loop_state(tx, X, cfg), params16, t, cfg, jnp.int32(n)
 
-    hlo = jax.jit(make_run_fn(tx, SPEC, 5)).lower(*args(3)).compile().as_text()
+    hlo = jax.jit(make_run_fn(tx, SPEC, 5, static_trip=True)).lower(*args(3)).compile().as_text()
     assert re.findall(r'known_trip_count":\{"n":"(\d+)"', hlo) == ["5"]
-    # n = 3 of 5: 3 steps applied, then the state stays (equal to the host loop that stops)
-    fused = make_run(tx, SPEC, 5)(*args(3))
+    # n = 3 of 5: 3 steps applied, then the state stays (equal to the while loop and the host loop)
+    fused = make_run(tx, SPEC, 5, static_trip=True)(*args(3))
     host = make_run(tx, SPEC, 5, fused=False)(*args(3))
-    assert int(fused[4]) == int(host[4]) == 3 and int(fused[3]) == 3
+    wl = make_run(tx, SPEC, 5)(*args(3))
+    assert int(fused[4]) == int(host[4]) == int(wl[4]) == 3 and int(fused[3]) == 3
     np.testing.assert_allclose(fused[0], host[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fused[0], wl[0], rtol=1e-5, atol=1e-6)  # another program: rounding
+    np.testing.assert_allclose(fused[2], wl[2], rtol=1e-5)  # NaN in the same slots
     assert np.isnan(np.asarray(fused[2])[3:]).all() and np.isfinite(np.asarray(fused[2])[:3]).all()
     # converged before the chunk: nothing changes, no step is counted
     ls = init_loop_state(tx, G, cfg)._replace(converged=jnp.bool_(True))
-    X, ls2, costs, evals, done, ok = make_run(tx, SPEC, 5)(jnp.array(G), ls, params16, t, cfg,
-                                                           jnp.int32(5))
+    X, ls2, costs, evals, done, ok = make_run(tx, SPEC, 5, static_trip=True)(
+        jnp.array(G), ls, params16, t, cfg, jnp.int32(5))
     np.testing.assert_array_equal(X, G)  # bitwise: no update was applied
     assert int(done) == 0 and int(evals) == 0 and int(ls2.t) == 0 and bool(ok)
     # a non-finite cost at the first step: X stays the incoming image, ok False
     bad = {**t, "content": jnp.full_like(t["content"], jnp.inf)}
-    X, _, costs, _, done, ok = make_run(tx, SPEC, 5)(jnp.array(G), init_loop_state(tx, G, cfg),
-                                                     params16, bad, cfg, jnp.int32(5))
+    X, _, costs, _, done, ok = make_run(tx, SPEC, 5, static_trip=True)(
+        jnp.array(G), init_loop_state(tx, G, cfg), params16, bad, cfg, jnp.int32(5))
     assert not bool(ok) and int(done) == 0 and np.isnan(np.asarray(costs)).all()
     np.testing.assert_array_equal(X, G)
 
