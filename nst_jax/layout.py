@@ -65,12 +65,15 @@ def single_programs(tx: optax.GradientTransformation, spec: vgg.Preprocessing, c
     """The jitted run and measurement of one image, built once per optimizer, objective,
     chunk length and loop form (the cache keys on them), so repeated runs reuse them.
 
-    The run is the fused loop for every optimizer (``static_trip``: see
-    :func:`nst_jax.step.make_run_fn`). L-BFGS used a host loop of single steps: measured
-    in one process, interleaved, VGG16 on a 2-core CPU, the fused loop is 5% faster for
-    L-BFGS at 256 px and 3% at 512 (0.370 vs 0.391, 1.579 vs 1.638 s/step), and on GPUs
-    and TPUs a host loop would sync with the host at every step."""
-    run = make_run(tx, spec, chunk, objective=objective_fn, static_trip=static_trip)
+    The run is the fused loop (``static_trip``: see :func:`nst_jax.step.make_run_fn`),
+    except L-BFGS on CPU (``static_trip`` False), which keeps a host loop of single
+    steps: its zoom line search is itself a while loop, and nested in the chunk's
+    while loop ``bench_step`` measured it up to 1.8x slower per step (an interleaved
+    same-state measurement, ``bench_levers``, found the fused loop 6% faster: the
+    evidence conflicts, so the CPU keeps what was measured before). On GPUs and TPUs
+    L-BFGS runs the fused static-trip chunk: a host loop syncs at every step."""
+    fused = static_trip or not is_line_search(tx)
+    run = make_run(tx, spec, chunk, fused=fused, objective=objective_fn, static_trip=static_trip)
     return run, jax.jit(_measure_fn(spec, objective_fn))
 
 
