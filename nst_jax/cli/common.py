@@ -1,5 +1,6 @@
-"""[I/O] What every subcommand shares: one-line errors, number parsing, signals,
-progress, loading and checking the inputs, and saving results without losing them."""
+"""[I/O] What every subcommand shares: one-line errors, signals, progress, loading and
+checking the inputs, and saving results without losing them (number parsing lives in
+:mod:`nst_jax.cli.numbers`, re-exported here)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import argparse
 import contextlib
 import dataclasses
 import hashlib
-import math
 import os
 import signal
 import sys
@@ -16,6 +16,19 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from nst_jax import files
+from nst_jax.cli.errors import CliError, RunError
+from nst_jax.cli.numbers import (  # re-exported (__all__): the subcommands import them from here
+    MAX_SIDE,
+    MAX_WEIGHT,
+    integer,
+    nonneg_float,
+    parse_numbers,
+    parse_style_layers,
+    positive_float,
+    positive_int,
+    ranged,
+    tile_arg,
+)
 
 #: XLA:CPU scheduler setting the command-line tools use unless XLA_FLAGS already sets it:
 #: measured 44-48% less memory for the fused step (VGG16: 255 -> 142 MB at 256 px,
@@ -61,10 +74,6 @@ def default_xla_flags() -> None:
         os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAG}".strip()
 
 
-class CliError(Exception):
-    """A user error: printed as one line, exit code 2."""
-
-
 def load_weights_arg(path: str | None) -> tuple[Any, dict, Any, dict]:
     """``(path, params, spec, metadata)`` of ``--weights`` (or the default file); a
     missing or bad file is a :class:`CliError`."""
@@ -78,10 +87,6 @@ def load_weights_arg(path: str | None) -> tuple[Any, dict, Any, dict]:
         raise CliError(str(e)) from None
 
 
-class RunError(Exception):
-    """A failure at run time (a write that could not be done anywhere): one line, exit 1."""
-
-
 def fail(msg: str, code: int = EXIT_USAGE) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return code
@@ -92,153 +97,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
-
-
-# ----------------------------------------------------------------------------- numbers
-
-
-def _number(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {s}")
-    return v
-
-
-def positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def tile_arg(s: str) -> int | str:
-    """``--tile``: ``auto``, ``0`` (off) or a tile side in pixels."""
-    if s.strip().lower() == "auto":
-        return "auto"
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected auto, 0 or a tile size in pixels, got {s!r}") from None
-    if not 0 <= v <= MAX_SIDE:
-        raise argparse.ArgumentTypeError(f"expected auto, 0 or a tile size in pixels up to {MAX_SIDE}, "
-                                         f"got {v}")
-    return v
-
-
-def nonneg_float(s: str) -> float:
-    try:
-        v = _number(s)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s}")
-    return v
-
-
-def positive_float(s: str) -> float:
-    v = nonneg_float(s)
-    if v == 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {s}")
-    return v
-
-
-#: The largest loss weight accepted (alpha, beta, tv_weight, grid axes, blend weights):
-#: J stays far from float32's 3.4e38 (raw costs reach ~1e12 at the default sizes).
-MAX_WEIGHT = 1e15
-#: The largest image side, in pixels, any flag accepts (memory is checked separately).
-MAX_SIDE = 65536
-
-
-def ranged(base: Callable[[str], Any], lo: float | None = None, hi: float | None = None, *,
-           hi_open: bool = False) -> Callable[[str], Any]:
-    """An argparse type: ``base(s)`` (which checks the kind and sign), then the range
-    ``[lo, hi]`` (``[lo, hi)`` with ``hi_open``), so that no number a run cannot use
-    (``--style-scale 1e308``, ``--lbfgs-history 1e12``) gets past the command line.
-    The bounds are kept on the function (``.bounds``) for the studio's form."""
-    def conv(s: str) -> Any:
-        v = base(s)
-        if (lo is not None and v < lo) or (hi is not None and (v > hi or (hi_open and v == hi))):
-            def num(x: float) -> str:
-                return str(x) if isinstance(x, int) else f"{x:g}"
-
-            top = "" if hi is None else f"{'less than' if hi_open else 'at most'} {num(hi)}"
-            if lo is None:
-                raise argparse.ArgumentTypeError(f"expected {top}, got {s}")
-            raise argparse.ArgumentTypeError(f"expected at least {num(lo)}{' and ' + top if top else ''}, "
-                                             f"got {s}")
-        return v
-
-    conv.bounds = (lo, hi)  # type: ignore[attr-defined]
-    conv.__name__ = getattr(base, "__name__", "number")
-    return conv
-
-
-def integer(s: str) -> int:
-    """A whole number (``"12"``; not ``"1e3"`` or ``"1.5"``)."""
-    try:
-        return int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
-
-
-def parse_numbers(flag: str, text: str | None, *, count: int | None = None,
-                  what: str = "numbers", hi: float = MAX_WEIGHT) -> list[float] | None:
-    """``"1,10,100"`` -> ``[1.0, 10.0, 100.0]``: finite, in ``[0, hi]``, ``count`` of them if given.
-
-    Raises:
-      CliError: empty items, non-numbers, negative, infinite or NaN values, wrong count.
-    """
-    if text is None:
-        return None
-    items = [x.strip() for x in text.split(",")]
-    if not text.strip() or any(not x for x in items):
-        raise CliError(f"{flag}: expected comma-separated {what} like 1,10,100, got {text!r}")
-    values = []
-    for x in items:
-        try:
-            v = float(x)
-        except ValueError:
-            raise CliError(f"{flag}: {x!r} is not a number") from None
-        if not (math.isfinite(v) and v >= 0):
-            raise CliError(f"{flag}: values must be finite and >= 0, got {x}")
-        if v > hi:
-            raise CliError(f"{flag}: values must be at most {hi:g}, got {x}")
-        values.append(v)
-    if count is not None and len(values) != count:
-        raise CliError(f"{flag}: expected {count} {what}, got {len(values)} ({text!r})")
-    return values
-
-
-def parse_style_layers(spec: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
-    """``"conv1_1:0.2,conv2_1:0.2"`` (or names without weights: equal weights) -> names, weights."""
-    names, weights = [], []
-    items = [x.strip() for x in spec.split(",")]
-    if not spec.strip() or any(not x for x in items):
-        raise CliError(f"--style-layers: expected LAYER[:WEIGHT],LAYER[:WEIGHT],..., got {spec!r}")
-    for item in items:
-        name, sep, w = item.partition(":")
-        wv = None
-        if sep:
-            try:
-                wv = float(w)
-            except ValueError:
-                raise CliError(
-                    f"--style-layers: weight of {name!r} is not a number: {w!r}") from None
-            if not (math.isfinite(wv) and wv >= 0):
-                raise CliError(f"--style-layers: weight of {name!r} must be finite and >= 0, got {w}")
-        names.append(name.strip())
-        weights.append(wv)
-    if all(w is None for w in weights):
-        weights = [1.0 / len(names)] * len(names)
-    elif any(w is None for w in weights):
-        raise CliError("--style-layers: give a weight for every layer or for none")
-    return tuple(names), tuple(float(w) for w in weights)
 
 
 # ----------------------------------------------------------------------------- signals
@@ -521,3 +379,43 @@ def devices_arg(s: str) -> int | str:
     if s.strip().lower() == "all":
         return "all"
     return positive_int(s)
+
+
+__all__ = [
+    "CPU_XLA_FLAG",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "MAX_SIDE",
+    "MAX_WEIGHT",
+    "XLA_FLAG_VERSIONS",
+    "CliError",
+    "Interrupts",
+    "Parser",
+    "Prepared",
+    "ProgressBar",
+    "RunError",
+    "add_distributed",
+    "catch_early_signals",
+    "check_outputs",
+    "default_xla_flags",
+    "devices_arg",
+    "fail",
+    "fmt_time",
+    "integer",
+    "jaxlib_version",
+    "load_weights_arg",
+    "nonneg_float",
+    "parse_numbers",
+    "parse_style_layers",
+    "positive_float",
+    "positive_int",
+    "ranged",
+    "refuse_overlap",
+    "save_with_fallback",
+    "select_device",
+    "sha256_of",
+    "start_distributed",
+    "supported_xla_flag",
+    "tile_arg",
+]
