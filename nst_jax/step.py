@@ -250,9 +250,8 @@ def make_run(
     ``fused=True``: :func:`make_run_fn` jitted once, X and the loop state donated.
     ``fused=False``: a host loop of ``n`` calls of one jitted (donating) guarded step,
     dispatched asynchronously: the host syncs only when the caller reads the results,
-    once per chunk. The driver uses the fused loop for every optimizer (measured in
-    one process, interleaved, VGG16 on a 2-core CPU: Adam 0.310 vs 0.326 s/step at
-    256 px; L-BFGS 0.374 vs 0.391 at 256 and 1.586 vs 1.638 at 512). The host loop
+    once per chunk. The driver uses the fused loop, except for L-BFGS on CPU (see
+    :func:`nst_jax.layout.single_programs` for the measurements). The host loop
     stops like the fused one at a non-finite cost or convergence: after dispatching
     step i it waits for step i-1's ``alive`` flag (so one step stays in flight) and
     stops there, at most one step later than the fused loop.

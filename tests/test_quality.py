@@ -169,6 +169,7 @@ def test_resume_is_bitwise_equal_to_uninterrupted(params16, images, opt):
         snap = full[cut - 1].snapshot
         resumed = list(iterate(C, S, params16, SPEC, config=cfg, key=jax.random.key(99),
                                resume=snap))
+        # bitwise: the resumed chunks are the same programs on the same restored state
         np.testing.assert_array_equal(resumed[-1].image, full[-1].image)
         np.testing.assert_array_equal(resumed[-1].history, full[-1].history)
         assert resumed[-1].step == full[-1].step

@@ -69,7 +69,7 @@ def test_consistency_marks_a_disocclusion_and_motion_boundaries():
     # motion boundaries (forward differences of b): the square's last column and the row above it
     assert c[8:16, 18].sum() == 0 and c[7, 11:19].sum() == 0 and c[15, 11:19].sum() == 0
     lt = np.asarray(T.long_term_weights(jnp.stack([jnp.asarray(c), jnp.ones((H, W))])))
-    np.testing.assert_array_equal(lt[0], c)
+    np.testing.assert_array_equal(lt[0], c)  # exact: c is 0/1, max(c - sum, 0) of 0/1 values
     np.testing.assert_array_equal(lt[1], 1.0 - c)  # frame t-2 only where t-1 was unreliable
 
 
