@@ -11,6 +11,8 @@ from the same start; the median s/step is reported. Variants:
 * ``fused``: the CPU driver's chunk (``make_run``: a ``while_loop``);
 * ``static``: the GPU/TPU form (``make_run(static_trip=True)``: a ``fori_loop``);
 * ``host``: a host loop of single jitted steps (``make_run(fused=False)``);
+* ``winograd``: the fused chunk with Winograd kernels for the 512-channel layers
+  (``with_backward_kernels(winograd=True)``, what the engine gives XLA:CPU);
 * ``old`` (with ``--old-from REV``): the fused chunk of an earlier ``step.py`` read
   from git.
 
@@ -64,9 +66,11 @@ def main() -> int:
     cfg = Config(optimizer=args.optimizer).validate("vgg16")
     targets = compute_targets(raw, V.CAFFE, C, St, cfg)
     tx = S.make_optimizer(cfg)
-    progs = {"fused": (S.make_run(tx, V.CAFFE, args.chunk), S.init_loop_state),
-             "static": (S.make_run(tx, V.CAFFE, args.chunk, static_trip=True), S.init_loop_state),
-             "host": (S.make_run(tx, V.CAFFE, args.chunk, fused=False), S.init_loop_state)}
+    progs = {"fused": (S.make_run(tx, V.CAFFE, args.chunk), S.init_loop_state, params),
+             "static": (S.make_run(tx, V.CAFFE, args.chunk, static_trip=True), S.init_loop_state, params),
+             "host": (S.make_run(tx, V.CAFFE, args.chunk, fused=False), S.init_loop_state, params),
+             "winograd": (S.make_run(tx, V.CAFFE, args.chunk), S.init_loop_state,
+                          V.with_backward_kernels(raw, winograd=True))}
     if args.old_from:
         src = subprocess.run(["git", "show", f"{args.old_from}:nst_jax/step.py"], cwd=ROOT,
                              check=True, capture_output=True, text=True).stdout
@@ -75,10 +79,10 @@ def main() -> int:
         spec = importlib.util.spec_from_file_location("step_old", path)
         old = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(old)
-        progs["old"] = (old.make_run(tx, V.CAFFE, args.chunk), old.init_loop_state)
+        progs["old"] = (old.make_run(tx, V.CAFFE, args.chunk), old.init_loop_state, params)
 
     def call(name: str) -> float:
-        run, init = progs[name]
+        run, init, params = progs[name]
         X = jnp.asarray(C)
         state = init(tx, X, cfg)
         t0 = time.perf_counter()
@@ -86,7 +90,7 @@ def main() -> int:
         return (time.perf_counter() - t0) / args.chunk
 
     memory = {}
-    for name, (run, init) in progs.items():
+    for name, (run, init, params) in progs.items():
         call(name)  # compile
         if hasattr(run, "lower"):  # the jitted chunks: XLA's buffer assignment
             X = jnp.asarray(C)

@@ -47,7 +47,7 @@ from nst_jax.step import averaged, init_loop_state, make_optimizer
 
 Array = jax.Array
 
-_with_backward_kernels = jax.jit(vgg.with_backward_kernels)
+_with_backward_kernels = jax.jit(vgg.with_backward_kernels, static_argnames="winograd")
 
 
 @functools.lru_cache(maxsize=16)
@@ -165,7 +165,8 @@ def iterate(
     styles = [style_rgb] if hasattr(style_rgb, "ndim") else list(style_rgb)
     sizes = _check_inputs(content_rgb, styles, layout, guides, extra_targets, vgg.arch_of(params),
                           config)
-    params = _with_backward_kernels(params)  # once, for every step and scale
+    # once, for every step and scale; Winograd only for float32 convolutions (vgg_features)
+    params = _with_backward_kernels(params, winograd=layout.winograd and config.precision != "bf16")
     key = jax.random.key(0) if key is None else key
     chunk = min(config.report_every, config.iterations)
     tx = tx if tx is not None else _optimizer(config.optimizer, config.learning_rate, config.lbfgs_history)

@@ -152,10 +152,22 @@ class Layout:
     def batched(self) -> bool:
         return self.points > 0
 
+    @property
+    def platform(self) -> str:
+        """Where the programs run (``cpu``, ``gpu``, ``tpu``); starts the backend."""
+        return self.devices[0].platform if self.devices else jax.default_backend()
+
+    @property
+    def winograd(self) -> bool:
+        """Whether the 512-channel layers use Winograd convolutions
+        (:func:`nst_jax.vgg.winograd_wins`): measured faster on XLA:CPU; an image split by
+        rows keeps XLA's convolutions (their halo exchange is XLA's own)."""
+        return self.platform == "cpu" and not self.rows
+
     def programs(self, tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int,
                  objective_fn: Callable) -> tuple[Callable, Callable]:
         # GPUs/TPUs: the chunk as a loop of a static trip count; CPU: a while loop (less memory)
-        static = (self.devices[0].platform if self.devices else jax.default_backend()) != "cpu"
+        static = self.platform != "cpu"
         if self.batched:
             return vmapped_programs(tx, spec, chunk, objective_fn, self.per_point, static)
         return single_programs(tx, spec, chunk, objective_fn, static)

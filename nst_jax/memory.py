@@ -14,7 +14,10 @@ activations and the step adds ``TILE_IMAGES`` canvas copies)
   each kernel's flipped copy for the input gradient, :func:`nst_jax.vgg.with_backward_kernels`);
 - ``runtime``: one more copy of those kernels, which the process holds outside XLA's
   buffer assignment (XLA:CPU's convolution library packs each kernel into its own
-  layout); ``runtime=False`` leaves it out, to compare with :func:`xla_bytes`;
+  layout); ``runtime=False`` leaves it out, to compare with :func:`xla_bytes`. On CPU
+  (one device) the layers that run as Winograd convolutions give XLA their transforms
+  (16/9 of the kernel, :func:`nst_jax.vgg.winograd_kernel`) instead of the kernel and
+  its flipped copy, which the process still holds (with the runtime copy);
 - ``targets``: the content activations and the style Grams;
 - ``activations``: ``sum_l H_l W_l C_l`` over the conv layers up to the deepest layer
   used (post-ReLU outputs kept for the backward pass);
@@ -90,7 +93,6 @@ def predict_bytes(
     used = _layers_used(arch, deepest)
     kernels = sum(4 * 9 * k[2] * k[3] for n, (k, _) in shapes.items() if n in used)
     biases = sum(4 * b[0] for n, (_, b) in shapes.items() if n in used)
-    weights = 2 * kernels + biases + (kernels if runtime else 0)
     canvas = 0
     ah, aw = height, width
     if tile and max(height, width) > tile:
@@ -100,6 +102,11 @@ def predict_bytes(
         ah, aw = plan.window
         ch, cw = plan.canvas
         canvas = TILE_IMAGES * ch * cw * 3 * 4
+    # Winograd layers (CPU, one device) give XLA's programs their transforms (16/9 of
+    # the kernel) instead of the kernel and its flipped copy; the process holds all three
+    wino = platform == "cpu" and shards == 1 and precision != "bf16"
+    wk = _winograd_kernels(arch, used, ah, aw) if wino else 0
+    weights = 2 * (kernels - wk) + wk * 16 // 9 + biases + ((kernels - wk) + 2 * wk if runtime else 0)
     acts = _activations(arch, used, ah, aw)
     targets = _targets(arch, used, height, width)
     bf16_cpu = precision == "bf16" and platform == "cpu"
@@ -125,6 +132,18 @@ def _activations(arch: str, used: list[str], h: int, w: int) -> int:
             h, w = h // 2, w // 2
         acts += h * w * shapes[n][0][3]
     return acts
+
+
+def _winograd_kernels(arch: str, used: list[str], h: int, w: int) -> int:
+    """Bytes of the kernels of the ``used`` layers that run as Winograd convolutions
+    (:func:`nst_jax.vgg.winograd_wins` at their size for an ``h x w`` input)."""
+    shapes, total = vgg.conv_shapes(arch), 0
+    for n in used:
+        if n.endswith("_1") and n != "conv1_1":
+            h, w = h // 2, w // 2
+        k = shapes[n][0]
+        total += 4 * 9 * k[2] * k[3] if vgg.winograd_wins(h, w, k[2], k[3]) else 0
+    return total
 
 
 def _targets(arch: str, used: list[str], h: int, w: int) -> int:
@@ -217,8 +236,9 @@ def compiled_bytes(arch: str, height: int, width: int, config: Any = None, *,
     from nst_jax.optimize import compute_targets, init_loop_state, make_optimizer, make_run_fn
 
     cfg = (config or Config()).replace(iterations=2, report_every=2).validate(arch)
-    params = vgg.with_backward_kernels(
-        vgg.synthetic_params(arch, vgg.CHANNELS, key=jax.random.key(0)))
+    raw = vgg.synthetic_params(arch, vgg.CHANNELS, key=jax.random.key(0))
+    # as the engine gives them (with the Winograd kernels on CPU)
+    params = vgg.with_backward_kernels(raw, winograd=jax.default_backend() == "cpu")
     C = jnp.full((height, width, 3), 0.5)
     targets = compute_targets(params, vgg.CAFFE, C, C, cfg)
     tx = make_optimizer(cfg)

@@ -22,11 +22,14 @@ def test_prediction_grows_with_points_size_and_precision():
     # step's memory grows linearly with the points beyond that
     p4, p8 = (memory.predict_bytes("vgg16", 256, 256, points=k) for k in (4, 8))
     assert p8 > p4 > one and p8 - p4 > 0.9 * (p4 - memory.predict_bytes("vgg16", 256, 256, points=0))
-    assert memory.predict_bytes("vgg16", 512, 512) > 3 * (one - 60e6)
+    # 4x the pixels: > 3x what is not weights (~210 MB with the Winograd kernels on CPU)
+    assert memory.predict_bytes("vgg16", 512, 512) > 3 * (one - 120e6)
     # bf16 halves the activations on accelerators; XLA:CPU computes in f32 and the
     # fused loop keeps bf16 copies besides (measured), so there it costs more
     assert memory.predict_bytes("vgg16", 256, 256, precision="bf16", platform="gpu") < one
-    assert memory.predict_bytes("vgg16", 256, 256, precision="bf16", platform="cpu") > one
+    # (XLA's buffers: the process's f32 runs also hold the Winograd kernels, bf16 runs none)
+    assert memory.predict_bytes("vgg16", 256, 256, precision="bf16", platform="cpu", runtime=False) > \
+        memory.predict_bytes("vgg16", 256, 256, runtime=False)
     assert memory.predict_bytes("vgg16", 256, 256, runtime=False) < one
     assert memory.predict_bytes("vgg16", 256, 256, deepest="conv2_1") < one
 
