@@ -178,13 +178,13 @@ def content_target(params: vgg.Params, spec: vgg.Preprocessing, content_rgb: Arr
 
 def _tiled_targets(params, content, styles, w, config, spec) -> Targets:
     """:func:`_targets_body` one tile at a time (``config.tile``): the same style
-    targets, and the content target in :func:`tiling.layer_tiles`' layout."""
+    targets, and the content target as :func:`tiling.layer_map` lays it out."""
     from nst_jax import tiling
 
     arch = vgg.arch_of(params)
     pc = tiling.problem_for(content.shape, config, arch, dtype="float32")
     x = tiling.pad_canvas(vgg.preprocess(content, spec), pc.plan)
-    content_t = tiling.layer_tiles(pc, x, params, config.content_layer)
+    content_t = tiling.layer_map(pc, x, params, config.content_layer)
     gram = config.style_loss == "gram"
     style_t: dict[str, Any] = {layer: 0.0 if gram else {"mu": 0.0, "cov": 0.0}
                                for layer in config.style_layers}

@@ -24,20 +24,25 @@ one code path for every preset and statistic, and it is exact, not an approximat
 For ``meancov``/``w2`` the sums are taken of ``F - s`` with the style mean ``s`` as a fixed
 shift (the covariance is then a difference of small numbers, as in the two-pass formula).
 
-Geometry (:class:`TilePlan`): tiles are ``tile_h x tile_w`` pixels of the image,
-multiples of the deepest pooling stride ``2^P`` so that every tile owns whole feature
-cells at every level; each tile's window adds a ``halo`` on every side: the number of
-pixels by which a window's fake edge corrupts the deepest layer used (3x3 convolutions
-widen it by one cell, ``2^p`` pixels at level ``p``; pooling rounds it up to a whole cell).
-Windows past the image border are zero padding in the network's input space, and
-every activation outside the image's own feature map is zeroed
-(``vgg_features(extent=)``): exactly the SAME padding the whole image sees. The result
-equals the untiled cost and gradient up to float rounding, for any tile size.
+Geometry (:class:`TilePlan`): each side gets ``n = ceil(side / tile)`` windows of one
+size, inside the image rounded up to the deepest pooling stride ``2^P`` and on that
+stride (so every window sees the image's own pooling grid): the first starts at the
+image's edge, the last ends at its far edge, the others spread evenly between. The
+``halo`` is the number of pixels by which a window's fake edge corrupts the deepest
+layer used (3x3 convolutions widen it by one cell, ``2^p`` pixels at level ``p``;
+pooling rounds it up to a whole cell). Tile ``k`` owns the cells from one halo past
+its window's start to one halo past the next window's start (the first from the
+image's edge, the last to its end): unequal shares, each exact, and no halo spent
+on an image border, where the window's edge is the image's own. Every activation
+outside the image's feature map is zeroed (``vgg_features(extent=)``), exactly the
+SAME padding the whole image sees, and each tile's sums are masked to the cells it
+owns. The result equals the untiled cost and gradient up to float rounding, for any
+tile size.
 
 Memory: the working set of one window's forward and backward pass, plus image-sized
-arrays (the padded input, its gradient) and the content target (stored tile by tile,
-``(n_tiles, h_c, w_c, N)``). Both passes are ``lax.scan``s over the tiles inside the
-compiled step.
+arrays (the padded input, its gradient) and the content target, stored once in the
+whole image's layout (:func:`layer_map`). Both passes are ``lax.scan``s over the tiles
+inside the compiled step.
 
 Differentiable (reverse mode, ``jax.grad``/``value_and_grad``, under ``vmap``) with
 respect to the image and the loss weights; the targets and the params get zero
@@ -48,6 +53,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -76,25 +82,61 @@ def receptive_halo(arch: str, layers: Sequence[str]) -> tuple[int, int]:
     return -(-wrong // align) * align, align
 
 
+def _starts(side: int, n: int, win: int, align: int) -> tuple[int, ...]:
+    """``n`` window starts spread evenly over ``[0, side - win]``, multiples of ``align``."""
+    if n == 1:
+        return (0,)
+    last = side - win
+    return (*(k * last // (n - 1) // align * align for k in range(n - 1)), last)
+
+
+def _axis(side: int, tile: int, halo: int, align: int) -> tuple[int, tuple[int, ...]]:
+    """``(window, starts)`` along one side of ``side`` pixels, tiles of at most ``tile``.
+
+    ``n = ceil(side / tile)`` windows of one size ``win`` lie inside the image rounded
+    up to ``align`` (``side_a``); the first starts at 0, the last ends at ``side_a``.
+    Tile ``k`` owns ``[starts[k] + halo, starts[k+1] + halo)`` (the first from 0, the
+    last to ``side_a``): it is exact there when neighbouring starts are at most
+    ``win - 2 halo`` apart, so ``win`` is the smallest multiple of ``align`` with
+    ``n win - 2 (n - 1) halo >= side_a`` for which the rounded starts keep that gap.
+    A window's edge on the image border needs no halo (the image's own zero padding).
+    """
+    side_a = -(-side // align) * align
+    n = -(-side // tile)
+    if n == 1:
+        return side_a, (0,)
+    win = -(-(side_a + 2 * (n - 1) * halo) // n // align) * align
+    while win < side_a:
+        starts = _starts(side_a, n, win, align)
+        if all(b - a <= win - 2 * halo for a, b in itertools.pairwise(starts)):
+            return win, starts
+        win += align
+    return side_a, (0,)  # one window of the whole side is no larger
+
+
 @dataclasses.dataclass(frozen=True)
 class TilePlan:
-    """How an ``height x width`` image is cut: ``rows x cols`` tiles of ``tile_h x tile_w``
-    pixels (the last ones may reach past the image), windows of ``tile + 2 halo``."""
+    """How an ``height x width`` image is cut: ``rows x cols`` windows of ``window``
+    pixels at ``row_starts x col_starts``, inside the image rounded up to ``align``
+    (the ``canvas``). Tiles own unequal shares (see :func:`_axis`): the first and last
+    along each side own their window less one halo, the others less two."""
 
     height: int
     width: int
-    tile_h: int
-    tile_w: int
     halo: int
     align: int
+    win_h: int
+    win_w: int
+    row_starts: tuple[int, ...]
+    col_starts: tuple[int, ...]
 
     @property
     def rows(self) -> int:
-        return -(-self.height // self.tile_h)
+        return len(self.row_starts)
 
     @property
     def cols(self) -> int:
-        return -(-self.width // self.tile_w)
+        return len(self.col_starts)
 
     @property
     def n_tiles(self) -> int:
@@ -102,25 +144,36 @@ class TilePlan:
 
     @property
     def window(self) -> tuple[int, int]:
-        return self.tile_h + 2 * self.halo, self.tile_w + 2 * self.halo
+        return self.win_h, self.win_w
 
     @property
     def canvas(self) -> tuple[int, int]:
-        """The padded input: the tiles plus a halo all round."""
-        return self.rows * self.tile_h + 2 * self.halo, self.cols * self.tile_w + 2 * self.halo
+        """The padded input: the image rounded up to ``align`` (where the last windows end)."""
+        return self.row_starts[-1] + self.win_h, self.col_starts[-1] + self.win_w
 
     def origin(self, i: Array) -> tuple[Array, Array]:
-        """Top-left pixel of tile ``i`` (row-major) in the image."""
-        return (i // self.cols) * self.tile_h, (i % self.cols) * self.tile_w
+        """Top-left pixel of tile ``i``'s window (row-major) in the image."""
+        return (jnp.asarray(self.row_starts)[i // self.cols], jnp.asarray(self.col_starts)[i % self.cols])
+
+    def owns(self, i: Array) -> tuple[Array, Array, Array, Array]:
+        """``(row0, row1, col0, col1)``: the pixels tile ``i`` owns, ``[row0, row1) x [col0, col1)``."""
+        def bounds(starts: tuple[int, ...], end: int, k: Array) -> tuple[Array, Array]:
+            lo = jnp.asarray((0, *(s + self.halo for s in starts[1:]), end))
+            return lo[k], lo[k + 1]
+
+        r0, r1 = bounds(self.row_starts, self.canvas[0], i // self.cols)
+        c0, c1 = bounds(self.col_starts, self.canvas[1], i % self.cols)
+        return r0, r1, c0, c1
 
 
 def plan_tiles(shape: Sequence[int], tile: int, arch: str, layers: Sequence[str]) -> TilePlan:
     """The tiling of an image of ``shape (H, W, ...)`` with tiles of at most ``tile`` px.
 
-    ``tile`` is rounded down to a multiple of the pooling stride ``t``; each side then
-    gets ``n = ceil(side / t)`` tiles of ``ceil(side / n)`` pixels rounded up to the
-    stride (balanced: a 1024 px side with ``tile=768`` gets two 512 px tiles, not a
-    768 px tile and a mostly empty one).
+    Each side gets ``n = ceil(side / tile)`` windows of the smallest size that covers
+    it with exact tiles (:func:`_axis`), at most ``tile + 2 halo`` (a 1024 px side with
+    ``tile=512`` and VGG19's 80 px halo: two 592 px windows; with ``tile=1024``, one
+    window and no halo at all). Windows stay inside the image: no compute is spent on
+    halos past its border.
 
     Raises:
       ValueError: when ``tile`` is smaller than the halo (or the stride), naming both.
@@ -135,13 +188,9 @@ def plan_tiles(shape: Sequence[int], tile: int, arch: str, layers: Sequence[str]
             f"(the reach of its receptive field); use --tile {need} or more")
     t = tile // align * align
     h, w = int(shape[0]), int(shape[1])
-
-    def balanced(side: int) -> int:  # n = ceil(side / t) tiles of equal size, none hanging over
-        n = -(-side // t)
-        per = -(-side // n)
-        return min(t, -(-per // align) * align)
-
-    return TilePlan(h, w, balanced(h), balanced(w), halo, align)
+    win_h, rs = _axis(h, t, halo, align)
+    win_w, cs = _axis(w, t, halo, align)
+    return TilePlan(h, w, halo, align, win_h, win_w, rs, cs)
 
 
 @jax.tree_util.register_static
@@ -160,21 +209,23 @@ class Problem:
     def level(self, layer: str) -> int:
         return int(layer[4]) - 1
 
-    def owned(self, a: Array, layer: str) -> Array:
-        """The cells of a window's activations ``a`` that its tile owns."""
+    def own_mask(self, i: Array, layer: str) -> Array:
+        """``(h_l, w_l, 1)`` float32 over tile ``i``'s window at ``layer``: 1 at the cells
+        the tile owns that lie inside the image's feature map (``floor(H / 2^l)`` rows)."""
         f = 2 ** self.level(layer)
         p = self.plan
-        return a[p.halo // f: (p.halo + p.tile_h) // f, p.halo // f: (p.halo + p.tile_w) // f]
+        r, c = p.origin(i)
+        r0, r1, c0, c1 = p.owns(i)
+        rows = r // f + jnp.arange(p.win_h // f)
+        cols = c // f + jnp.arange(p.win_w // f)
+        ok_r = (rows >= r0 // f) & (rows < jnp.minimum(r1 // f, p.height // f))
+        ok_c = (cols >= c0 // f) & (cols < jnp.minimum(c1 // f, p.width // f))
+        return (ok_r[:, None] & ok_c[None, :])[..., None].astype(jnp.float32)
 
-    def owned_mask(self, i: Array, layer: str) -> Array:
-        """``(h_l, w_l, 1)``: which owned cells of tile ``i`` lie inside the image."""
+    def cells(self, layer: str) -> tuple[int, int]:
+        """``(h, w)`` of a window's feature map at ``layer``."""
         f = 2 ** self.level(layer)
-        p = self.plan
-        r0, c0 = p.origin(i)
-        rows = r0 // f + jnp.arange(p.tile_h // f)
-        cols = c0 // f + jnp.arange(p.tile_w // f)
-        ok = (rows < p.height // f)[:, None] & (cols < p.width // f)[None, :]
-        return ok[..., None]
+        return self.plan.win_h // f, self.plan.win_w // f
 
     def shape(self, layer: str, channels: int) -> tuple[int, int, int]:
         """The whole image's feature-map shape at ``layer``."""
@@ -187,84 +238,83 @@ class Problem:
 
 
 def pad_canvas(x: Array, plan: TilePlan) -> Array:
-    """The network input ``x (H, W, C)`` zero-padded to ``plan.canvas``."""
+    """The network input ``x (H, W, C)`` zero-padded (bottom, right) to ``plan.canvas``."""
     ch, cw = plan.canvas
-    h = plan.halo
-    return jnp.pad(x, ((h, ch - h - plan.height), (h, cw - h - plan.width), (0, 0)))
+    return jnp.pad(x, ((0, ch - plan.height), (0, cw - plan.width), (0, 0)))
 
 
 def _window(prob: Problem, xpad: Array, i: Array) -> tuple[Array, tuple[Array, Array, int, int]]:
     p = prob.plan
     r0, c0 = p.origin(i)
     xw = lax.dynamic_slice(xpad, (r0, c0, 0), (*p.window, xpad.shape[-1]))
-    return xw, (r0 - p.halo, c0 - p.halo, p.height, p.width)
+    return xw, (r0, c0, p.height, p.width)
 
 
 def _features(prob: Problem, params: vgg.Params, xw: Array, extent: Any, layers: Sequence[str]):
     return vgg.vgg_features(params, xw.astype(prob.dtype), layers, pooling=prob.pooling, extent=extent)
 
 
+def _content_window(prob: Problem, content_map: Array, i: Array) -> Array:
+    """Tile ``i``'s window of the content target (the whole image's map, :func:`layer_map`)."""
+    f = 2 ** prob.level(prob.content_layer)
+    r0, c0 = prob.plan.origin(i)
+    return lax.dynamic_slice(content_map, (r0 // f, c0 // f, 0), (*prob.cells(prob.content_layer),
+                                                                 content_map.shape[-1]))
+
+
 def _tile_sums(prob: Problem, params: vgg.Params, xw: Array, extent: Any, i: Array,
-               content_tile: Array | None, shifts: Mapping[str, Array] | None) -> dict[str, Any]:
-    """The sums tile ``i`` contributes (its window ``xw``): ``content`` (the squared
-    difference to ``content_tile``), per style layer ``gram`` (and ``sum``)."""
-    layers = list(prob.style_layers) + ([prob.content_layer] if content_tile is not None else [])
+               content_map: Array | None, shifts: Mapping[str, Array] | None) -> dict[str, Any]:
+    """The sums tile ``i`` contributes (its window ``xw``, the cells it owns): ``content``
+    (the squared difference to the content target), per style layer ``gram`` (and ``sum``)."""
+    layers = list(prob.style_layers) + ([prob.content_layer] if content_map is not None else [])
     feats = _features(prob, params, xw, extent, layers)
     out: dict[str, Any] = {"style": {}}
     for layer in prob.style_layers:
-        a = prob.owned(feats[layer], layer).astype(jnp.float32)
+        a, mask = feats[layer].astype(jnp.float32), prob.own_mask(i, layer)
         if prob.style_loss == "gram":
-            F = a.reshape(-1, a.shape[-1])
+            F = (a * mask).reshape(-1, a.shape[-1])
             out["style"][layer] = {"gram": losses._gram_sym(F)}
         else:
             shift = jnp.broadcast_to(shifts[layer], a.shape[-1:])[None, None, :]
-            d = (a - shift) * prob.owned_mask(i, layer)
-            F = d.reshape(-1, d.shape[-1])
+            F = ((a - shift) * mask).reshape(-1, a.shape[-1])
             out["style"][layer] = {"gram": losses._gram_sym(F), "sum": jnp.sum(F, axis=0)}
-    if content_tile is not None:
-        a = prob.owned(feats[prob.content_layer], prob.content_layer).astype(jnp.float32)
-        out["content"] = jnp.sum(jnp.square(content_tile - a))
+    if content_map is not None:
+        a = feats[prob.content_layer].astype(jnp.float32)
+        d = _content_window(prob, content_map, i) - a
+        out["content"] = jnp.sum(prob.own_mask(i, prob.content_layer) * jnp.square(d))
     return out
 
 
-def _scan_tiles(prob: Problem, content_tiles: Array | None, body: Any, init: Any) -> Any:
-    """``lax.scan`` of ``body(carry, i, content_tile or None)`` over the tiles."""
-    ids = jnp.arange(prob.plan.n_tiles)
-    xs = (ids, content_tiles) if content_tiles is not None else (ids, ids)
-
-    def step(carry, x):
-        i, ct = x
-        return body(carry, i, ct if content_tiles is not None else None), None
-
-    return lax.scan(step, init, xs)[0]
+def _scan_tiles(prob: Problem, body: Any, init: Any) -> Any:
+    """``lax.scan`` of ``body(carry, i)`` over the tiles."""
+    return lax.scan(lambda carry, i: (body(carry, i), None), init, jnp.arange(prob.plan.n_tiles))[0]
 
 
-def tiled_sums(prob: Problem, xpad: Array, params: vgg.Params, content_tiles: Array | None,
+def tiled_sums(prob: Problem, xpad: Array, params: vgg.Params, content_map: Array | None,
                shifts: Mapping[str, Array] | None) -> dict[str, Any]:
     """Pass 1: the sums over every tile, without keeping any activation."""
     xw0, ext0 = _window(prob, xpad, jnp.int32(0))
-    shape = jax.eval_shape(lambda xw: _tile_sums(prob, params, xw, ext0, jnp.int32(0),
-                                                 None if content_tiles is None else content_tiles[0],
+    shape = jax.eval_shape(lambda xw: _tile_sums(prob, params, xw, ext0, jnp.int32(0), content_map,
                                                  shifts), xw0)
     init = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shape)
 
-    def body(acc, i, ct):
+    def body(acc, i):
         xw, ext = _window(prob, xpad, i)
-        return jax.tree.map(jnp.add, acc, _tile_sums(prob, params, xw, ext, i, ct, shifts))
+        return jax.tree.map(jnp.add, acc, _tile_sums(prob, params, xw, ext, i, content_map, shifts))
 
-    return _scan_tiles(prob, content_tiles, body, init)
+    return _scan_tiles(prob, body, init)
 
 
-def _tiled_gradient(prob: Problem, xpad: Array, params: vgg.Params, content_tiles: Array | None,
+def _tiled_gradient(prob: Problem, xpad: Array, params: vgg.Params, content_map: Array | None,
                     shifts: Mapping[str, Array] | None, g_sums: dict[str, Any]) -> Array:
     """Pass 2: ``sum_t (ds_t/dx)^T g_sums`` over the padded canvas."""
     p = prob.plan
 
-    def body(g, i, ct):
+    def body(g, i):
         xw, ext = _window(prob, xpad, i)
 
         def surrogate(xw):
-            s = _tile_sums(prob, params, xw, ext, i, ct, shifts)
+            s = _tile_sums(prob, params, xw, ext, i, content_map, shifts)
             return sum(jnp.vdot(a, b) for a, b in
                        zip(jax.tree.leaves(s), jax.tree.leaves(g_sums), strict=True))
 
@@ -273,7 +323,7 @@ def _tiled_gradient(prob: Problem, xpad: Array, params: vgg.Params, content_tile
         start = (r0, c0, jnp.int32(0))
         return lax.dynamic_update_slice(g, lax.dynamic_slice(g, start, gw.shape) + gw, start)
 
-    return _scan_tiles(prob, content_tiles, body, jnp.zeros_like(xpad))
+    return _scan_tiles(prob, body, jnp.zeros_like(xpad))
 
 
 def moments_from_sums(prob: Problem, sums: Mapping[str, Any], shifts: Mapping[str, Array] | None
@@ -309,7 +359,7 @@ def _from_sums(prob: Problem, sums: Mapping[str, Any], style_t: Mapping[str, Any
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def tiled_terms(prob: Problem, xpad: Array, params: vgg.Params, content_tiles: Array,
+def tiled_terms(prob: Problem, xpad: Array, params: vgg.Params, content_map: Array,
                 style_t: Mapping[str, Any], weights: Mapping[str, Any]) -> tuple[Array, Array, Array]:
     """``(alpha J_content + beta J_style, J_content, J_style)`` of the padded network
     input ``xpad`` (:func:`pad_canvas`), exactly, one tile at a time.
@@ -318,42 +368,49 @@ def tiled_terms(prob: Problem, xpad: Array, params: vgg.Params, content_tiles: A
       prob: the static :class:`Problem`.
       xpad: ``plan.canvas + (3,)``.
       params: VGG params.
-      content_tiles: ``(n_tiles, h_c, w_c, N)``, from :func:`layer_tiles` of C.
+      content_map: ``(canvas_h / f, canvas_w / f, N)``: C's content layer, from :func:`layer_map`.
       style_t: ``{layer: target}`` as :func:`nst_jax.problem.compute_targets` makes them.
       weights: ``{"alpha", "beta", "layers": (lambda_l, ...)}`` (may be traced).
     """
-    sums = tiled_sums(prob, xpad, params, content_tiles, _shifts(prob, style_t))
-    return _from_sums(prob, sums, style_t, weights, content_tiles.shape[-1])
+    sums = tiled_sums(prob, xpad, params, content_map, _shifts(prob, style_t))
+    return _from_sums(prob, sums, style_t, weights, content_map.shape[-1])
 
 
-def _tiled_fwd(prob, xpad, params, content_tiles, style_t, weights):
-    sums = tiled_sums(prob, xpad, params, content_tiles, _shifts(prob, style_t))
-    out = _from_sums(prob, sums, style_t, weights, content_tiles.shape[-1])
-    return out, (xpad, params, content_tiles, style_t, weights, sums)
+def _tiled_fwd(prob, xpad, params, content_map, style_t, weights):
+    sums = tiled_sums(prob, xpad, params, content_map, _shifts(prob, style_t))
+    out = _from_sums(prob, sums, style_t, weights, content_map.shape[-1])
+    return out, (xpad, params, content_map, style_t, weights, sums)
 
 
 def _tiled_bwd(prob, res, g_out):
-    xpad, params, content_tiles, style_t, weights, sums = res
-    n = content_tiles.shape[-1]
+    xpad, params, content_map, style_t, weights, sums = res
+    n = content_map.shape[-1]
     _, vjp = jax.vjp(lambda s, w: _from_sums(prob, s, style_t, w, n), sums, weights)
     g_sums, g_w = vjp(g_out)
-    g_x = _tiled_gradient(prob, xpad, params, content_tiles, _shifts(prob, style_t), g_sums)
+    g_x = _tiled_gradient(prob, xpad, params, content_map, _shifts(prob, style_t), g_sums)
     zeros = functools.partial(jax.tree.map, jnp.zeros_like)
-    return g_x, zeros(params), zeros(content_tiles), zeros(style_t), g_w
+    return g_x, zeros(params), zeros(content_map), zeros(style_t), g_w
 
 
 tiled_terms.defvjp(_tiled_fwd, _tiled_bwd)
 
 
-def layer_tiles(prob: Problem, xpad: Array, params: vgg.Params, layer: str) -> Array:
-    """``(n_tiles, h_l, w_l, N)``: each tile's own cells of ``layer`` (zero outside the
-    image), the content target's layout. One forward pass per tile, nothing kept."""
-    def one(i):
-        xw, ext = _window(prob, xpad, i)
-        a = _features(prob, params, xw, ext, [layer])[layer]
-        return prob.owned(a, layer).astype(jnp.float32)
+def layer_map(prob: Problem, xpad: Array, params: vgg.Params, layer: str) -> Array:
+    """``(canvas_h / f, canvas_w / f, N)``: the whole image's activations at ``layer``
+    (zero outside the image), assembled from the cells each tile owns (``f = 2^level``):
+    the content target's layout, stored once. One forward pass per tile, nothing kept."""
+    f = 2 ** prob.level(layer)
+    p = prob.plan
+    n = params[vgg.canonical_layer(layer, vgg.arch_of(params))]["bias"].shape[0]
 
-    return lax.map(one, jnp.arange(prob.plan.n_tiles))
+    def body(m, i):
+        xw, ext = _window(prob, xpad, i)
+        a = _features(prob, params, xw, ext, [layer])[layer].astype(jnp.float32) * prob.own_mask(i, layer)
+        r0, c0 = p.origin(i)
+        start = (r0 // f, c0 // f, jnp.int32(0))
+        return lax.dynamic_update_slice(m, lax.dynamic_slice(m, start, a.shape) + a, start)
+
+    return _scan_tiles(prob, body, jnp.zeros((p.canvas[0] // f, p.canvas[1] // f, n), jnp.float32))
 
 
 def style_moments(prob: Problem, xpad: Array, params: vgg.Params) -> dict[str, dict[str, Array]]:
@@ -379,5 +436,5 @@ def problem_for(shape: Sequence[int], config: Any, arch: str, *, dtype: str | No
                    config.style_loss, config.normalization, dtype)
 
 
-__all__ = ["Problem", "TilePlan", "layer_tiles", "moments_from_sums", "pad_canvas", "plan_tiles",
+__all__ = ["Problem", "TilePlan", "layer_map", "moments_from_sums", "pad_canvas", "plan_tiles",
            "problem_for", "receptive_halo", "style_moments", "tiled_sums", "tiled_terms"]
