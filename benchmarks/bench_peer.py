@@ -294,7 +294,8 @@ def run_all(args: argparse.Namespace, peer: Path, prep: dict, ev: Evaluator, wor
         for size in args.sizes:
             for config in args.configs:
                 runs = [("peer", None, "")]
-                runs += [("nst_jax", v, same_flags(config, args.iters) if v == "same" else fast[config])
+                same = same_flags(config, args.same_iters or args.iters)
+                runs += [("nst_jax", v, same if v == "same" else fast[config])
                          for v in args.variants]
                 for tool, variant, flags in runs:
                     n += 1
@@ -321,6 +322,8 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[256])
     ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     ap.add_argument("--iters", type=int, default=300, help="the peer's iterations (and nst_jax's 'same')")
+    ap.add_argument("--same-iters", type=int, default=None,
+                    help="nst_jax's 'same' iterations (default --iters; fewer still give s/iter)")
     ap.add_argument("--save-every", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--variants", nargs="+", choices=("same", "fast"), default=["same", "fast"])

@@ -17,7 +17,8 @@ activations and the step adds ``TILE_IMAGES`` canvas copies)
   layout); ``runtime=False`` leaves it out, to compare with :func:`xla_bytes`. On CPU
   (one device) the layers that run as Winograd convolutions give XLA their transforms
   (16/9 of the kernel, :func:`nst_jax.vgg.winograd_kernel`) instead of the kernel and
-  its flipped copy, which the process still holds (with the runtime copy);
+  its flipped copy, which the process still holds (with the runtime copy), and the
+  step holds the largest such layer's transformed input and product (``wt``);
 - ``targets``: the content activations and the style Grams;
 - ``activations``: ``sum_l H_l W_l C_l`` over the conv layers up to the deepest layer
   used (post-ReLU outputs kept for the backward pass);
@@ -105,7 +106,7 @@ def predict_bytes(
     # Winograd layers (CPU, one device) give XLA's programs their transforms (16/9 of
     # the kernel) instead of the kernel and its flipped copy; the process holds all three
     wino = platform == "cpu" and shards == 1 and precision != "bf16"
-    wk = _winograd_kernels(arch, used, ah, aw) if wino else 0
+    wk, wt = _winograd(arch, used, ah, aw) if wino else (0, 0)
     weights = 2 * (kernels - wk) + wk * 16 // 9 + biases + ((kernels - wk) + 2 * wk if runtime else 0)
     acts = _activations(arch, used, ah, aw)
     targets = _targets(arch, used, height, width)
@@ -113,7 +114,7 @@ def predict_bytes(
     act_bytes = 2 if precision == "bf16" and not bf16_cpu else 4
     extra = 2 * kernels + acts if bf16_cpu and optimizer != "lbfgs" else 0
     images = 2 + (2 if optimizer == "adam" else 2 * lbfgs_history + 6 if optimizer == "lbfgs" else 0)
-    per_point = K_ACTIVATIONS * acts * act_bytes + extra + images * height * width * 3 * 4 + canvas
+    per_point = K_ACTIVATIONS * acts * act_bytes + extra + wt + images * height * width * 3 * 4 + canvas
     step = weights + targets + points * per_point / shards
     # The targets are computed first, in one program: the forward passes of C and of S
     # (the CLI's default style size is G's), measured at K_TARGETS x their activations.
@@ -134,16 +135,20 @@ def _activations(arch: str, used: list[str], h: int, w: int) -> int:
     return acts
 
 
-def _winograd_kernels(arch: str, used: list[str], h: int, w: int) -> int:
-    """Bytes of the kernels of the ``used`` layers that run as Winograd convolutions
-    (:func:`nst_jax.vgg.winograd_wins` at their size for an ``h x w`` input)."""
-    shapes, total = vgg.conv_shapes(arch), 0
+def _winograd(arch: str, used: list[str], h: int, w: int) -> tuple[int, int]:
+    """``(kernels, transient)`` bytes of the ``used`` layers that run as Winograd
+    convolutions (:func:`nst_jax.vgg.winograd_wins` at their size for an ``h x w``
+    input): their kernels, and the largest layer's transformed input and product
+    (``16 ceil(h/2) ceil(w/2) (Cin + Cout)`` floats, 4x the layer's own arrays)."""
+    shapes, kernels, transient = vgg.conv_shapes(arch), 0, 0
     for n in used:
         if n.endswith("_1") and n != "conv1_1":
             h, w = h // 2, w // 2
         k = shapes[n][0]
-        total += 4 * 9 * k[2] * k[3] if vgg.winograd_wins(h, w, k[2], k[3]) else 0
-    return total
+        if vgg.winograd_wins(h, w, k[2], k[3]):
+            kernels += 4 * 9 * k[2] * k[3]
+            transient = max(transient, 4 * 16 * ((h + 1) // 2) * ((w + 1) // 2) * (k[2] + k[3]))
+    return kernels, transient
 
 
 def _targets(arch: str, used: list[str], h: int, w: int) -> int:
