@@ -73,7 +73,10 @@ def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int,
     """One row, measured in this process (see the module docstring)."""
     mem = ProcessMemory()
     params = vgg.synthetic_params(arch, vgg.CHANNELS, key=jax.random.key(0))
-    params = vgg.with_backward_kernels(params)  # as the driver (optimize.iterate) does
+    # as the engine gives them: flipped kernels, and Winograd transforms on one CPU device (f32)
+    from nst_jax.layout import Layout
+
+    params = vgg.with_backward_kernels(params, winograd=Layout().winograd and precision != "bf16")
     spec = vgg.CAFFE
     k1, k2 = jax.random.split(jax.random.key(1))
     C = jax.random.uniform(k1, (size, size, 3))
