@@ -105,6 +105,7 @@ def prepare(work: Path, weights: str, peer: Path, sizes: list[int]) -> dict:
     from PIL import Image
 
     from nst_jax import vgg
+    from nst_jax.image import load_image, to_uint8
     from nst_jax.weights import load_weights, write_weights
 
     params, spec = load_weights(weights)
@@ -119,18 +120,16 @@ def prepare(work: Path, weights: str, peer: Path, sizes: list[int]) -> dict:
                     "torch.save({k: torch.from_numpy(d[k]) for k in d.files}, sys.argv[2])",
                     str(work / "state.npz"), str(pth)], check=True)
     images = {}
-    for size in sizes:
+    for size in sizes:  # resized once, by nst_jax's own loader (Lanczos), saved 8-bit
         for role, name in (("content", "content_chelsea.png"), ("style", "style_swirls.png")):
-            im = Image.open(ROOT / "examples" / name).convert("RGB")
-            s = size / max(im.size)
-            im = im.resize((round(im.width * s), round(im.height * s)), Image.Resampling.LANCZOS)
-            im.save(work / f"{role}-{size}.png")
             images[(role, size)] = work / f"{role}-{size}.png"
+            Image.fromarray(to_uint8(load_image(ROOT / "examples" / name, size))).save(images[(role, size)])
     return {"w256": w256, "pth": pth, "images": images}
 
 
 class Evaluator:
-    """The peer's objective at a saved PNG, computed by nst_jax (one compiled program per size)."""
+    """The peer's objective at a saved PNG, computed by nst_jax: :func:`nst_jax.problem.evaluate`
+    with the targets computed once per size and the objective compiled once (hundreds of PNGs)."""
 
     def __init__(self, w256: Path, images: dict):
         import jax
@@ -227,12 +226,12 @@ def check(peer: Path, prep: dict, size: int, ev: Evaluator, work: Path) -> dict:
     """The peer's loss at one image (its own print) against the evaluator, same PNG."""
     from PIL import Image
 
-    from nst_jax.image import load_image
+    from nst_jax.image import load_image, to_uint8
 
     C = load_image(prep["images"][("content", size)])
     noise = np.random.default_rng(0).uniform(0, 1, C.shape)
     X = work / f"check-{size}.png"
-    Image.fromarray(np.round((0.7 * C + 0.3 * noise) * 255).astype(np.uint8)).save(X)
+    Image.fromarray(to_uint8(0.7 * C + 0.3 * noise)).save(X)
     cmd = peer_cmd(peer, "adam-content", size, prep, work / f"check-out-{size}.png", 1, 0)
     cmd += ["-init_image", str(X), "-print_iter", "1", "-learning_rate", "0"]
     text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

@@ -76,7 +76,7 @@ def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int,
     # as the engine gives them: flipped kernels, and Winograd transforms on one CPU device (f32)
     from nst_jax.layout import Layout
 
-    params = vgg.with_backward_kernels(params, winograd=Layout().winograd and precision != "bf16")
+    params = vgg.with_backward_kernels(params, winograd=Layout().winograd(precision))
     spec = vgg.CAFFE
     k1, k2 = jax.random.split(jax.random.key(1))
     C = jax.random.uniform(k1, (size, size, 3))

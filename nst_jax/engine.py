@@ -165,8 +165,7 @@ def iterate(
     styles = [style_rgb] if hasattr(style_rgb, "ndim") else list(style_rgb)
     sizes = _check_inputs(content_rgb, styles, layout, guides, extra_targets, vgg.arch_of(params),
                           config)
-    # once, for every step and scale; Winograd only for float32 convolutions (vgg_features)
-    params = _with_backward_kernels(params, winograd=layout.winograd and config.precision != "bf16")
+    params = _with_backward_kernels(params, winograd=layout.winograd(config.precision))  # once
     key = jax.random.key(0) if key is None else key
     chunk = min(config.report_every, config.iterations)
     tx = tx if tx is not None else _optimizer(config.optimizer, config.learning_rate, config.lbfgs_history)

@@ -157,12 +157,12 @@ class Layout:
         """Where the programs run (``cpu``, ``gpu``, ``tpu``); starts the backend."""
         return self.devices[0].platform if self.devices else jax.default_backend()
 
-    @property
-    def winograd(self) -> bool:
+    def winograd(self, precision: str = "f32") -> bool:
         """Whether the 512-channel layers use Winograd convolutions
-        (:func:`nst_jax.vgg.winograd_wins`): measured faster on XLA:CPU; an image split by
-        rows keeps XLA's convolutions (their halo exchange is XLA's own)."""
-        return self.platform == "cpu" and not self.rows
+        (:func:`nst_jax.winograd.winograd_wins`): measured faster on XLA:CPU, in float32
+        (bf16 convolutions keep XLA's); an image split by rows keeps XLA's convolutions
+        (their halo exchange is XLA's own)."""
+        return self.platform == "cpu" and not self.rows and precision != "bf16"
 
     def programs(self, tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int,
                  objective_fn: Callable) -> tuple[Callable, Callable]:

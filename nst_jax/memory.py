@@ -16,7 +16,7 @@ activations and the step adds ``TILE_IMAGES`` canvas copies)
   buffer assignment (XLA:CPU's convolution library packs each kernel into its own
   layout); ``runtime=False`` leaves it out, to compare with :func:`xla_bytes`. On CPU
   (one device) the layers that run as Winograd convolutions give XLA their transforms
-  (16/9 of the kernel, :func:`nst_jax.vgg.winograd_kernel`) instead of the kernel and
+  (16/9 of the kernel, :func:`nst_jax.winograd.winograd_kernel`) instead of the kernel and
   its flipped copy, which the process still holds (with the runtime copy), and the
   step holds the largest such layer's transformed input and product (``wt``);
 - ``targets``: the content activations and the style Grams;
@@ -43,9 +43,10 @@ part against XLA's own buffer assignment (:func:`xla_bytes`).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
-from nst_jax import vgg
+from nst_jax import vgg, winograd
 
 K_ACTIVATIONS = 1.25
 #: Canvas-sized float32 RGB copies that tiling adds (the padded input kept for the
@@ -125,40 +126,39 @@ def predict_bytes(
     return int(max(step, weights + targets + forward) + (TILE_OVERHEAD if canvas else 0))
 
 
-def _activations(arch: str, used: list[str], h: int, w: int) -> int:
-    """``sum_l H_l W_l C_l`` over the conv layers ``used`` for an ``h x w`` input."""
-    shapes, acts = vgg.conv_shapes(arch), 0
-    for n in used:
-        if n.endswith("_1") and n != "conv1_1":
-            h, w = h // 2, w // 2
-        acts += h * w * shapes[n][0][3]
-    return acts
-
-
-def _winograd(arch: str, used: list[str], h: int, w: int) -> tuple[int, int]:
-    """``(kernels, transient)`` bytes of the ``used`` layers that run as Winograd
-    convolutions (:func:`nst_jax.vgg.winograd_wins` at their size for an ``h x w``
-    input): their kernels, and the largest layer's transformed input and product
-    (``16 ceil(h/2) ceil(w/2) (Cin + Cout)`` floats, 4x the layer's own arrays)."""
-    shapes, kernels, transient = vgg.conv_shapes(arch), 0, 0
+def _walk(arch: str, used: list[str], h: int, w: int) -> Iterator[tuple[str, int, int, int, int]]:
+    """``(name, H_l, W_l, Cin, Cout)`` of each conv layer ``used`` for an ``h x w`` input."""
+    shapes = vgg.conv_shapes(arch)
     for n in used:
         if n.endswith("_1") and n != "conv1_1":
             h, w = h // 2, w // 2
         k = shapes[n][0]
-        if vgg.winograd_wins(h, w, k[2], k[3]):
-            kernels += 4 * 9 * k[2] * k[3]
-            transient = max(transient, 4 * 16 * ((h + 1) // 2) * ((w + 1) // 2) * (k[2] + k[3]))
+        yield n, h, w, k[2], k[3]
+
+
+def _activations(arch: str, used: list[str], h: int, w: int) -> int:
+    """``sum_l H_l W_l C_l`` over the conv layers ``used`` for an ``h x w`` input."""
+    return sum(hl * wl * c for _, hl, wl, _, c in _walk(arch, used, h, w))
+
+
+def _winograd(arch: str, used: list[str], h: int, w: int) -> tuple[int, int]:
+    """``(kernels, transient)`` bytes of the ``used`` layers that run as Winograd
+    convolutions (:func:`nst_jax.winograd.winograd_wins` at their size for an ``h x w``
+    input): their kernels, and the largest layer's transformed input and product
+    (``16 ceil(h/2) ceil(w/2) (Cin + Cout)`` floats, 4x the layer's own arrays)."""
+    wide = [(hl, wl, ci, co) for _, hl, wl, ci, co in _walk(arch, used, h, w)
+            if winograd.winograd_wins(hl, wl, ci, co)]
+    kernels = sum(4 * 9 * ci * co for _, _, ci, co in wide)
+    transient = max((4 * 16 * ((hl + 1) // 2) * ((wl + 1) // 2) * (ci + co) for hl, wl, ci, co in wide),
+                    default=0)
     return kernels, transient
 
 
 def _targets(arch: str, used: list[str], h: int, w: int) -> int:
     """Bytes of the targets: the content activations (``conv4_2``) and the Grams."""
-    shapes, total = vgg.conv_shapes(arch), 0
-    for n in used:
-        if n.endswith("_1") and n != "conv1_1":
-            h, w = h // 2, w // 2
-        c = shapes[n][0][3]
-        total = max(total, 4 * h * w * c) if n == "conv4_2" else total
+    total = 0
+    for n, hl, wl, _, c in _walk(arch, used, h, w):
+        total = max(total, 4 * hl * wl * c) if n == "conv4_2" else total
         total += 4 * c * c if n.endswith("_1") else 0
     return total
 
@@ -238,12 +238,13 @@ def compiled_bytes(arch: str, height: int, width: int, config: Any = None, *,
     import jax.numpy as jnp
 
     from nst_jax.config import Config
+    from nst_jax.layout import Layout
     from nst_jax.optimize import compute_targets, init_loop_state, make_optimizer, make_run_fn
 
     cfg = (config or Config()).replace(iterations=2, report_every=2).validate(arch)
     raw = vgg.synthetic_params(arch, vgg.CHANNELS, key=jax.random.key(0))
     # as the engine gives them (with the Winograd kernels on CPU)
-    params = vgg.with_backward_kernels(raw, winograd=jax.default_backend() == "cpu")
+    params = vgg.with_backward_kernels(raw, winograd=Layout().winograd(cfg.precision))
     C = jnp.full((height, width, 3), 0.5)
     targets = compute_targets(params, vgg.CAFFE, C, C, cfg)
     tx = make_optimizer(cfg)

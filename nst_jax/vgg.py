@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from nst_jax import winograd as wino  # (``winograd`` is with_backward_kernels' flag)
+
 Array = jax.Array
 Params = Mapping[str, Mapping[str, Any]]
 
@@ -207,117 +209,15 @@ def conv3x3(x: Array, kernel: Array) -> Array:
     return conv3x3_pre(x, kernel, backward_kernel(kernel))
 
 
-# ----------------------------------------------------------------------------- Winograd
-# F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
-# each 2x2 output tile is Y = A^T [(G g G^T) . (B^T d B)] A for its 4x4 input tile d, so a
-# layer becomes 16 batched (tiles x Cin) @ (Cin x Cout) dots: 16 multiplications per 2x2
-# outputs instead of 36 (2.25x fewer), plus additions that are memory traffic.
-_WINO_BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
-_WINO_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
-_WINO_AT = ((1, 1, 1, 0), (0, 1, -1, -1))
-
-
-def winograd_kernel(kernel: Array) -> Array:
-    """``U = G g G^T`` of a ``(3, 3, Cin, Cout)`` kernel: ``(16, Cin, Cout)``, float32."""
-    G = jnp.asarray(_WINO_G, jnp.float32)
-    U = jnp.einsum("ai,ijcd,bj->abcd", G, jnp.asarray(kernel, jnp.float32), G,
-                   precision=lax.Precision.HIGHEST)
-    return U.reshape(16, *kernel.shape[2:])
-
-
-def _combine(matrix: tuple[tuple[int, ...], ...], xs: list[Array]) -> list[Array]:
-    """``[sum_j matrix[r][j] xs[j] for r]`` for coefficients in {-1, 0, 1} (adds only)."""
-    out = []
-    for row in matrix:
-        terms = [x if c == 1 else -x for c, x in zip(row, xs, strict=True) if c]
-        acc = terms[0]
-        for t in terms[1:]:
-            acc = acc + t
-        out.append(acc)
-    return out
-
-
-_SAME = (0, 1, 2, 3)
-_FLIP = (3, 1, 2, 0)  # G R = P G for R the 3-tap reversal, P this row swap (an involution)
-
-
-def _wino_in(x: Array, order: tuple[int, ...]) -> Array:
-    """``(16, th tw, C)``: ``B^T d B`` of every 4x4 input tile of ``x (H, W, C)`` (SAME
-    padding, tiles at stride 2), stacked at ``(order[r], order[c])``."""
-    H, W, C = x.shape
-    th, tw = (H + 1) // 2, (W + 1) // 2
-    xp = jnp.pad(x, ((1, 2 * th + 1 - H), (1, 2 * tw + 1 - W), (0, 0)))
-    d = [[xp[a:a + 2 * th:2, b:b + 2 * tw:2] for b in range(4)] for a in range(4)]
-    t = [_combine(_WINO_BT, [d[a][b] for a in range(4)]) for b in range(4)]  # B^T d: t[b][r]
-    v = [_combine(_WINO_BT, [t[b][r] for b in range(4)]) for r in range(4)]  # (B^T d) B: v[r][c]
-    return jnp.stack([v[order[r]][order[c]] for r in range(4) for c in range(4)]).reshape(16, th * tw, C)
-
-
-def _wino_out(M: Array, H: int, W: int, order: tuple[int, ...]) -> Array:
-    """``A^T m A`` of every tile of ``M (16, th tw, N)`` (read at ``(order[r], order[c])``)
-    -> ``(H, W, N)``."""
-    th, tw = (H + 1) // 2, (W + 1) // 2
-    m = M.reshape(4, 4, th, tw, M.shape[-1])
-    o = [_combine(_WINO_AT, [m[order[r], order[c]] for r in range(4)]) for c in range(4)]  # o[c][i]
-    y = [_combine(_WINO_AT, [o[c][i] for c in range(4)]) for i in range(2)]  # y[i][j]
-    tiles = jnp.stack([jnp.stack(y[i], axis=2) for i in range(2)], axis=1)  # (th, 2, tw, 2, N)
-    return tiles.reshape(2 * th, 2 * tw, -1)[:H, :W]
-
-
-@jax.custom_vjp
-def conv3x3_winograd(x: Array, U: Array) -> Array:
-    """:func:`conv3x3` by Winograd's F(2x2, 3x3): ``x (H, W, Cin)``, ``U`` from
-    :func:`winograd_kernel` -> ``(H, W, Cout)``, equal to the direct convolution up to
-    float32 rounding (relative ~1e-6: the transforms add and subtract, G halves).
-
-    Any ``H, W``: the input is zero-padded to whole tiles (SAME's one pixel, plus one
-    more row/column when odd) and the output cropped. The input gradient is itself a
-    Winograd convolution, of the cotangent with the flipped, transposed kernel, whose
-    transform is ``U`` read at swapped tile indices and contracted over ``Cout``
-    (:data:`_FLIP`): nothing stored, no scatter of 16 strided slices (autodiff's
-    transpose, which measured 27% more memory at 512 px). ``U`` gets its true gradient.
-    """
-    return _wino_out(jnp.einsum("ktc,kcd->ktd", _wino_in(x, _SAME), U.astype(x.dtype)),
-                     x.shape[0], x.shape[1], _SAME)
-
-
-def _winograd_fwd(x: Array, U: Array):
-    return conv3x3_winograd(x, U), (x, U)
-
-
-def _winograd_bwd(res: tuple[Array, Array], g: Array):
-    x, U = res
-    H, W = x.shape[:2]
-    Ux = U.astype(x.dtype)
-    dx = _wino_out(jnp.einsum("ktd,kcd->ktc", _wino_in(g, _FLIP), Ux), H, W, _FLIP)
-    M0 = jnp.zeros((16, ((H + 1) // 2) * ((W + 1) // 2), U.shape[-1]), x.dtype)
-    dM = jax.vjp(lambda M: _wino_out(M, H, W, _SAME), M0)[1](g)[0]
-    dU = jnp.einsum("ktc,ktd->kcd", _wino_in(x, _SAME), dM)  # unused w.r.t. the image: XLA drops it
-    return dx, dU.astype(U.dtype)
-
-
-conv3x3_winograd.defvjp(_winograd_fwd, _winograd_bwd)
-
-
-def winograd_wins(h: int, w: int, cin: int, cout: int) -> bool:
-    """Whether :func:`conv3x3_winograd` beats XLA:CPU's convolution for this layer.
-
-    Measured, forward + input gradient + ReLU, jitted, on a 2-core AVX-512 EPYC (see
-    benchmarks/README.md "Winograd"): 512 -> 512 channels 1.23x (128^2) to 1.76x
-    (32^2); 256 -> 512 1.32-1.42x at 48^2 and less, 0.98-1.06x at 64^2-128^2; 256
-    channels and fewer 0.34-0.95x (the transforms' memory traffic outweighs the
-    multiplications saved).
-    """
-    return cout >= 512 and (cin >= 512 or h * w <= 48 * 48)
-
-
 def with_backward_kernels(params: Params, winograd: bool = False) -> dict[str, dict[str, Array]]:
     """``params`` with ``"kernel_t" = backward_kernel(kernel)`` added to every layer, and
-    with ``winograd`` also ``"kernel_w" = winograd_kernel(kernel)`` to the 512-channel ones.
+    with ``winograd`` also ``"kernel_w" = winograd.winograd_kernel(kernel)`` to the
+    512-channel ones (:mod:`nst_jax.winograd`).
 
-    :func:`vgg_features` then uses :func:`conv3x3_pre`, or :func:`conv3x3_winograd`
-    where :func:`winograd_wins` (float32 only). Costs the kernels' memory once more
-    (and 16/9 of the 512-channel ones for ``kernel_w``); idempotent (layers that have
+    :func:`vgg_features` then uses :func:`conv3x3_pre`, or
+    :func:`nst_jax.winograd.conv3x3_winograd` where
+    :func:`nst_jax.winograd.winograd_wins` (float32 only). Costs the kernels' memory once
+    more (and 16/9 of the 512-channel ones for ``kernel_w``); idempotent (layers that have
     them keep theirs). ``winograd``: for XLA:CPU; GPUs and TPUs have their own
     convolution algorithms.
     """
@@ -327,7 +227,7 @@ def with_backward_kernels(params: Params, winograd: bool = False) -> dict[str, d
         if "kernel_t" not in q:
             q["kernel_t"] = backward_kernel(jnp.asarray(p["kernel"]))
         if winograd and "kernel_w" not in q and p["kernel"].shape[-1] >= 512:
-            q["kernel_w"] = winograd_kernel(p["kernel"])
+            q["kernel_w"] = wino.winograd_kernel(p["kernel"])
         out[name] = q
     return out
 
@@ -403,8 +303,8 @@ def vgg_features(
         # The driver's fast path (params with "kernel_t", see with_backward_kernels) uses
         # the custom VJP; plain params use lax's convolution, so forward mode (jvp,
         # jacfwd, Hessian-vector products) works through the public function.
-        if "kernel_w" in p and x.dtype == jnp.float32 and winograd_wins(*x.shape, k.shape[-1]):
-            y = conv3x3_winograd(x, p["kernel_w"])
+        if "kernel_w" in p and x.dtype == jnp.float32 and wino.winograd_wins(*x.shape, k.shape[-1]):
+            y = wino.conv3x3_winograd(x, p["kernel_w"])
         elif "kernel_t" in p:
             y = conv3x3_pre(x, k, p["kernel_t"].astype(x.dtype))
         else:

@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) convolutions (nst_jax.vgg) against independent references.
+"""Winograd F(2x2, 3x3) convolutions (nst_jax.winograd) against independent references.
 
 Tolerances: Winograd is another algorithm, not another order of the same sums: its
 transforms add and subtract inputs (and G halves the kernel), so it agrees with the
@@ -15,7 +15,7 @@ import pytest
 from conftest import rand_image, tiny_params
 from test_vgg import np_conv_relu
 
-from nst_jax import vgg
+from nst_jax import vgg, winograd
 from nst_jax.layout import Layout
 
 
@@ -35,7 +35,7 @@ def _case(h, w, cin, cout, seed=0):
 def test_equals_scipy_correlation(shape):
     """Odd and even sizes (tiles padded past the edge), 1x1 (one tile, all padding)."""
     x, k = _case(*shape)
-    got = vgg.conv3x3_winograd(jnp.asarray(x), vgg.winograd_kernel(k))
+    got = winograd.conv3x3_winograd(jnp.asarray(x), winograd.winograd_kernel(k))
     # the ReLU-free reference: correlate2d with SAME padding, in float64
     ref = np_conv_relu(x.astype(np.float64), k.astype(np.float64), np.zeros(k.shape[3])) \
         - np_conv_relu(-x.astype(np.float64), k.astype(np.float64), np.zeros(k.shape[3]))
@@ -50,7 +50,7 @@ def test_gradients_equal_the_direct_convolutions(t):
     y0, vjp0 = jax.vjp(_direct, jnp.asarray(x), jnp.asarray(k))
 
     def wino(x, k):
-        return vgg.conv3x3_winograd(x, vgg.winograd_kernel(k))
+        return winograd.conv3x3_winograd(x, winograd.winograd_kernel(k))
 
     def both(x, k, g):
         y, vjp = jax.vjp(wino, x, k)
@@ -64,11 +64,11 @@ def test_gradients_equal_the_direct_convolutions(t):
 
 def test_input_gradient_matches_finite_differences():
     x, k = _case(5, 6, 3, 4, seed=3)
-    U = vgg.winograd_kernel(k)
+    U = winograd.winograd_kernel(k)
     w = jnp.asarray(np.random.default_rng(4).standard_normal((5, 6, 4)), jnp.float32)
 
     def f(x):
-        return jnp.vdot(w, jnp.tanh(vgg.conv3x3_winograd(x, U)))
+        return jnp.vdot(w, jnp.tanh(winograd.conv3x3_winograd(x, U)))
 
     d = jnp.asarray(np.random.default_rng(5).standard_normal(x.shape), jnp.float32)
     xs = jnp.asarray(x)
@@ -88,19 +88,19 @@ def test_kernels_only_for_wide_layers_and_idempotent():
 
 
 def test_where_winograd_wins():
-    # the measured table (vgg.winograd_wins' docstring): wide layers, or 256 -> 512 when small
-    assert vgg.winograd_wins(16, 16, 512, 512) and vgg.winograd_wins(128, 128, 512, 512)
-    assert vgg.winograd_wins(32, 32, 256, 512) and not vgg.winograd_wins(64, 64, 256, 512)
-    assert not vgg.winograd_wins(16, 16, 256, 256) and not vgg.winograd_wins(256, 256, 64, 64)
+    # the measured table (winograd.winograd_wins' docstring): wide layers, or 256 -> 512 when small
+    assert winograd.winograd_wins(16, 16, 512, 512) and winograd.winograd_wins(128, 128, 512, 512)
+    assert winograd.winograd_wins(32, 32, 256, 512) and not winograd.winograd_wins(64, 64, 256, 512)
+    assert not winograd.winograd_wins(16, 16, 256, 256) and not winograd.winograd_wins(256, 256, 64, 64)
 
 
 def test_features_and_gradient_with_winograd_layers(monkeypatch):
     """Every layer of the tiny network through Winograd (forced) against the direct
     path: the features and the gradient of a cost of them."""
-    monkeypatch.setattr(vgg, "winograd_wins", lambda h, w, cin, cout: True)
+    monkeypatch.setattr(winograd, "winograd_wins", lambda h, w, cin, cout: True)
     params = tiny_params("vgg16")
     direct = vgg.with_backward_kernels(params)
-    wino = {n: {**p, "kernel_w": vgg.winograd_kernel(p["kernel"])} for n, p in direct.items()}
+    wino = {n: {**p, "kernel_w": winograd.winograd_kernel(p["kernel"])} for n, p in direct.items()}
     x = vgg.preprocess(jnp.asarray(rand_image(37, 30)), vgg.CAFFE)
     names = ["conv1_1", "conv2_2", "conv3_1", "conv4_2", "conv5_1"]
 
@@ -118,5 +118,6 @@ def test_features_and_gradient_with_winograd_layers(monkeypatch):
 
 
 def test_layouts_choose_winograd_on_one_cpu_device():
-    assert Layout().winograd == (jax.default_backend() == "cpu")
-    assert not Layout.by_rows(jax.devices()[:1]).winograd  # XLA's convolutions exchange the halos
+    assert Layout().winograd() == (jax.default_backend() == "cpu")
+    assert not Layout().winograd("bf16")  # bf16 convolutions keep XLA's
+    assert not Layout.by_rows(jax.devices()[:1]).winograd()  # XLA's convolutions exchange the halos
