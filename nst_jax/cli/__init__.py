@@ -1,5 +1,5 @@
-"""[I/O] The command line: ``nst-jax {stylize,grid,batch,video,studio,fetch-weights}``, the only place that
-prints and exits.
+"""[I/O] The command line, the only place that prints and exits:
+``nst-jax {stylize,grid,batch,video,train,apply,export,studio,fetch-weights}``.
 
 Exit codes: 0 done; 1 a run-time failure (a non-finite cost, a write that had to go to
 a fallback name); 2 bad input (one line starting ``error:``); 130 interrupted by
@@ -38,6 +38,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("stylize many photos in one style, one compiled program per image shape", "batch"),
     "video": ("stylize a video without flicker (warm starts and a temporal cost, Ruder et al.)",
               "video"),
+    "train": ("train a feed-forward style network on a folder of photos (Johnson et al. 2016)", "train"),
+    "apply": ("apply a trained style network to photos, instantly, at any size", "apply"),
+    "export": ("export a trained style network as StableHLO (jax.export) or ONNX", "export"),
     "studio": ("a local web app: live preview, cost curves, sweeps, gallery", "studio"),
     "fetch-weights": ("download, verify and convert pretrained VGG weights", "fetch"),
 }

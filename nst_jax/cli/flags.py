@@ -148,15 +148,21 @@ GROUPS: dict[str, tuple[Flag, ...]] = {
 }
 
 
-def add_flags(ap: argparse.ArgumentParser) -> None:
-    """Every flag of :data:`GROUPS`, with its default (from :class:`Config` where it
-    fills a field) in its help."""
+def add_flags(ap: argparse.ArgumentParser, groups: tuple[str, ...] | None = None,
+              skip: tuple[str, ...] = ()) -> None:
+    """Every flag of :data:`GROUPS` (or of the groups whose titles start with one of
+    ``groups``, less the flags named in ``skip``), with its default (from
+    :class:`Config` where it fills a field) in its help."""
     from nst_jax.config import Config
 
     d = Config()
     for title, flags in GROUPS.items():
+        if groups is not None and not title.startswith(groups):
+            continue
         g = ap.add_argument_group(title)
         for f in flags:
+            if f.name in skip:
+                continue
             default = getattr(d, f.field) if f.field else f.default
             if f.name == "--style-layers":
                 default = ",".join(f"{n}:{v:g}" for n, v in zip(d.style_layers, d.style_weights,
@@ -177,5 +183,7 @@ def add_flags(ap: argparse.ArgumentParser) -> None:
 
 
 def config_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """``{Config field: value}`` for every flag of the table that fills one."""
-    return {f.field: getattr(args, f.dest) for flags in GROUPS.values() for f in flags if f.field}
+    """``{Config field: value}`` for every flag of the table that fills one (and that
+    the subcommand has)."""
+    return {f.field: getattr(args, f.dest) for flags in GROUPS.values() for f in flags
+            if f.field and hasattr(args, f.dest)}

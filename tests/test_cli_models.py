@@ -1,0 +1,148 @@
+"""``nst-jax train``, ``apply`` and ``export`` end to end on tiny synthetic weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_jax.cli import main
+from nst_jax.models import store
+
+TRAIN = ["--crop", "32", "--batch", "2", "--width", "0.125", "--style-size", "32", "--report-every", "2",
+         "--beta", "1e-2", "--workers", "2"]
+
+
+def _data(d, n=4):
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (40 + 3 * i, 48, 3), np.uint8)).save(d / f"p{i}.png")
+    return d
+
+
+def _train(work, tmp_path, *extra, data=None):
+    data = data or _data(tmp_path / "photos")
+    return main(["train", "--data", str(data), "--style", str(work / "s.png"), "--weights",
+                 str(work / "tiny.h5"), *TRAIN, *extra])
+
+
+@pytest.fixture(scope="module")
+def model(work, tmp_path_factory):
+    d = tmp_path_factory.mktemp("model")
+    data = _data(d / "photos")
+    (data / "zero.jpg").write_bytes(b"")
+    (data / "broken.png").write_text("not a png")
+    code = main(["train", "--data", str(data), "--style", str(work / "s.png"), "--weights",
+                 str(work / "tiny.h5"), *TRAIN, "--steps", "4", "-o", str(d / "m.nstm")])
+    assert code == 0
+    return d / "m.nstm"
+
+
+def test_train_writes_model_checkpoint_preview_and_counts_bad_files(model, capsys):
+    _, arch, meta = store.load_model(model)
+    assert arch.n_styles == 1 and meta["steps"] == 4 and meta["skipped_files"] == 2
+    assert model.with_name("m.nstm.ckpt").is_file() and model.with_name("m-preview.png").is_file()
+
+
+def test_resume_continues_exactly(work, tmp_path, model):
+    a, b = tmp_path / "a.nstm", tmp_path / "b.nstm"
+    assert _train(work, tmp_path, "--steps", "4", "-o", str(a)) == 0
+    assert _train(work, tmp_path, "--steps", "2", "-o", str(b), "--checkpoint-every", "2") == 0
+    assert _train(work, tmp_path, "--steps", "4", "-o", str(b), "--resume") == 0
+    pa, pb = store.load_model(a)[0], store.load_model(b)[0]
+    for layer in pa:  # the same compiled step on the same batches: bitwise
+        for name in pa[layer]:
+            np.testing.assert_array_equal(pa[layer][name], pb[layer][name])
+
+
+@pytest.mark.parametrize(("setup", "message"), [
+    ("empty", "no usable photos (no images"),
+    ("bad", "no usable photos (2 unreadable file(s))"),
+    ("resume", "--resume: no checkpoint"),
+    ("exists", "exists"),
+])
+def test_train_refusals(work, tmp_path, capsys, setup, message):
+    d = tmp_path / "d"
+    d.mkdir()
+    extra = ["-o", str(tmp_path / "m.nstm"), "--steps", "2"]
+    if setup == "bad":
+        (d / "a.png").write_bytes(b"")
+        (d / "b.jpg").write_text("x")
+    if setup in ("resume", "exists"):
+        _data(d)
+    if setup == "resume":
+        extra.append("--resume")
+    if setup == "exists":
+        (tmp_path / "m.nstm").write_text("mine")
+    assert _train(work, tmp_path, *extra, data=d) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err, err
+    if setup == "exists":
+        assert (tmp_path / "m.nstm").read_text() == "mine"
+    else:
+        assert not (tmp_path / "m.nstm").exists()
+
+
+def test_apply_folder_and_glob_with_metadata(work, model, tmp_path, capsys):
+    photos = _data(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    assert main(["apply", str(model), str(photos), str(work / "c.png"), "-o", str(out),
+                 "--strength", "0.5"]) == 0
+    names = sorted(p.name for p in out.iterdir() if p.suffix == ".png")
+    assert names == ["c-m.png", "p0-m.png", "p1-m.png", "p2-m.png"]
+    meta = json.loads(Image.open(out / "p1-m.png").text["nst_jax"])
+    assert meta["strength"] == 0.5 and meta["content"].endswith("p1.png")
+    assert main(["apply", str(model), str(photos / "p0.png"), "-o", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    one = tmp_path / "one.png"
+    assert main(["apply", str(model), str(photos / "p0.png"), "-o", str(one), "--tile", "16"]) == 0
+    tiled = np.asarray(Image.open(one), np.float32)
+    whole = np.asarray(Image.open(out / "p0-m.png"), np.float32)
+    assert np.abs(tiled - 2 * whole + np.asarray(Image.open(photos / "p0.png"), np.float32)).max() <= 2.0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--strength", "1.5"], "--strength: expected a number in [0, 1], got 1.5"),
+    (["--strength", "x"], "--strength: expected a number in [0, 1], got 'x'"),
+    (["--style", "1"], "--style: the model has 1 style(s) (0..0), got 1"),
+    (["--style-mix", "0.5,0.5"], "--style-mix: expected 1 weights (one per style of the model: 1)"),
+])
+def test_apply_refusals(work, model, tmp_path, capsys, args, message):
+    assert main(["apply", str(model), str(work / "c.png"), "-o", str(tmp_path / "o.png"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err, err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_apply_refuses_bad_model_files(work, model, tmp_path, capsys):
+    cut = tmp_path / "cut.nstm"
+    cut.write_bytes(model.read_bytes()[:1000])
+    assert main(["apply", str(cut), str(work / "c.png"), "-o", str(tmp_path / "o.png")]) == 2
+    assert "not a readable model (truncated or damaged" in capsys.readouterr().err
+
+
+def test_export_stablehlo_and_unwritable_folder(work, model, tmp_path, capsys, monkeypatch):
+    import jax
+
+    out = tmp_path / "m.stablehlo"
+    assert main(["export", str(model), "-o", str(out), "--height", "24", "--width", "20"]) == 0
+    x = np.random.default_rng(0).uniform(0, 1, (24, 20, 3)).astype(np.float32)
+    y = np.asarray(jax.export.deserialize(bytearray(out.read_bytes())).call(x))
+    assert y.shape == (24, 20, 3)
+    assert main(["export", str(model), "-o", str(tmp_path / "nowhere" / "m.onnx"), "--format", "onnx"]) == 2
+    assert "folder" in capsys.readouterr().err
+    import errno
+
+    from nst_jax import files
+
+    def refuse(path, data, *, overwrite=False):  # a folder the user may not write (root may)
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(files, "write_bytes", refuse)
+    code = main(["export", str(model), "-o", str(tmp_path / "m2.stablehlo"), "--height", "8", "--width", "8"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: cannot write") and "Permission denied" in err, err
+    assert not (tmp_path / "m2.stablehlo").exists()
