@@ -7,7 +7,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c 'import nst_jax, onnx, pytest, xdist, av, cv2, starlette, uvicorn, httpx2, selenium' 2>/dev/null; then
+if ! .venv/bin/python -c 'import nst_jax, onnx, pytest, xdist, av, cv2, starlette, uvicorn, httpx2, selenium, jax2onnx, onnxruntime' 2>/dev/null; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,convert]'
 fi
 if ! ls weights/vgg19.h5 weights/vgg16.h5 >/dev/null 2>&1; then

@@ -146,3 +146,57 @@ def test_export_stablehlo_and_unwritable_folder(work, model, tmp_path, capsys, m
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: cannot write") and "Permission denied" in err, err
     assert not (tmp_path / "m2.stablehlo").exists()
+
+
+def test_stylize_starts_from_a_model(work, model, tmp_path, capsys):
+    from nst_jax.cli import stylize_main
+
+    base = [str(work / "c.png"), str(work / "s.png"), "--weights", str(work / "tiny.h5"), "--size", "32",
+            "--iters", "2", "--report-every", "1"]
+    out = tmp_path / "o.png"
+    assert stylize_main([*base, "--init", f"model:{model}", "-o", str(out)]) == 0
+    meta = json.loads(Image.open(out).text["nst_jax"])
+    assert meta["init"] == f"model:{model}"
+    assert stylize_main([*base, "--init", "model:" + str(tmp_path / "none.nstm"), "-o",
+                         str(tmp_path / "x.png")]) == 2
+    assert "error: --init: model not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        stylize_main([*base, "--init", "bogus", "-o", str(tmp_path / "y.png")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "expected one of noise, content, content+noise or model:PATH, got 'bogus'" in err
+
+
+def test_video_with_a_model_and_the_temporal_blend(work, model, tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (40, 56, 3), np.uint8)
+    for t in range(4):  # a pattern moving right by one pixel a frame
+        Image.fromarray(np.roll(base, t, axis=1)).save(frames / f"{t:04d}.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["video", str(frames), "-o", str(out), "--model", str(model), "--blend", "0.5",
+                 "--size", "56"]) == 0
+    written = sorted(out.glob("0*.png"))
+    assert len(written) == 4 and json.loads((out / "meta.json").read_text())["blend"] == 0.5
+    assert main(["video", str(frames), str(work / "s.png"), "-o", str(tmp_path / "o2"), "--model",
+                 str(model)]) == 2
+    assert "--model: the model holds the style; give no STYLE images" in capsys.readouterr().err
+    assert main(["video", str(frames), "-o", str(tmp_path / "o3"), "--model", str(model),
+                 "--blend", "1"]) == 2
+    assert "--blend: expected a number in [0, 1), got 1" in capsys.readouterr().err
+    assert main(["video", str(frames), "-o", str(tmp_path / "o4")]) == 2
+    assert "expected style image(s) after IN (or --model MODEL)" in capsys.readouterr().err
+
+
+def test_temporal_blend_follows_the_flow_where_it_is_reliable():
+    import jax.numpy as jnp
+
+    from nst_jax.models.video import blend_previous
+
+    net = np.zeros((8, 8, 3), np.float32)
+    prev = np.ones((8, 8, 3), np.float32)
+    still = jnp.zeros((8, 8, 2), jnp.float32)  # no motion: every pixel reliable
+    out = np.asarray(blend_previous(net, prev, still, still, 0.25))
+    np.testing.assert_allclose(out, 0.25)

@@ -32,7 +32,8 @@ def test_parameter_count_and_shapes_of_the_paper_network():
     conv = lambda k, i, o: k * k * i * o  # noqa: E731  (no bias before IN)
     norm = lambda o: 2 * o  # noqa: E731
     expected = (conv(9, 3, 32) + norm(32) + conv(3, 32, 64) + norm(64) + conv(3, 64, 128) + norm(128)
-                + 10 * (conv(3, 128, 128) + norm(128)) + conv(3, 128, 64) + norm(64)
+                + 5 * (2 * conv(3, 128, 128) + norm(128) + 128)  # (no shift after the sum's IN)
+                + conv(3, 128, 64) + norm(64)
                 + conv(3, 64, 32) + norm(32) + conv(9, 32, 3) + 3)
     assert sum(int(np.prod(s)) for layer in shapes.values() for s in layer.values()) == expected
     assert shapes["c1"]["kernel"] == (9, 9, 3, 32) and shapes["u1"]["scale"] == (1, 64)

@@ -46,8 +46,7 @@ def test_style_targets_stack_each_style():
 
 def test_train_step_equals_a_hand_written_one():
     vp, targets, params, photos, styles = _setup()
-    # SGD: Adam's first step is lr * g / |g|, the sign of g, and the last residual block's IN
-    # shift has a gradient of zero up to rounding (u1's IN removes any constant it adds)
+    # SGD: Adam's first step is lr * g / |g|, the sign of g: no tolerance bounds it
     tx = optax.sgd(1e-3)
     state0 = T.init_state(jax.tree.map(jnp.copy, params), tx)  # the step donates it
     state, terms = T.make_train_step(tx, SPEC, ARCH)(state0, jnp.asarray(photos),
@@ -68,10 +67,9 @@ def test_train_step_equals_a_hand_written_one():
     assert int(state.step) == 1
     # another program (vmap, one jit): float rounding of a cost of ~1e2
     np.testing.assert_allclose(terms["total"], j, rtol=1e-5)
-    # the gradients are sums over pixels in another order: within 1e-5 of each leaf's largest
-    # step, plus 1e-6 for the last residual block's shift (a gradient of zero up to rounding)
+    # the gradients are sums over pixels in another order: within 1e-5 of each leaf's largest step
     jax.tree.map(lambda new, p, d: np.testing.assert_allclose(
-        new - p, d, atol=1e-5 * float(np.abs(d).max()) + 1e-6), state.params, params, step)
+        new - p, d, atol=1e-5 * float(np.abs(d).max())), state.params, params, step)
 
 
 def test_training_lowers_the_loss_and_resume_is_exact(tmp_path):
@@ -179,7 +177,7 @@ from nst_jax.models import train as T
 from tests.test_train import ARCH, CFG, SPEC, _setup
 assert jax.device_count() == 4
 vp, targets, params, photos, styles = _setup()
-tx = optax.sgd(1e-4)  # (not Adam: see test_train_step_equals_a_hand_written_one)
+tx = optax.adam(1e-4)
 def steps(layout):
     batches = iter([(photos, styles)] * 3)
     return list(T.iterate_training(T.init_state(params, tx), batches, tx=tx, vgg_params=vp, spec=SPEC,
@@ -203,3 +201,32 @@ def test_training_sharded_over_4_devices_equals_one_device():
                        cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip() == "ok"
+
+
+@pytest.mark.slow
+def test_train_cli_on_two_hosts_equals_one_process(work, tmp_path):
+    """Two processes on 127.0.0.1 (jax.distributed, gloo), one device each, each decoding
+    its half of every batch: the same model as one process with the whole batch."""
+    from test_grid import two_hosts
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), np.uint8)).save(d / f"p{i}.png")
+    argv = [sys.executable, "-m", "nst_jax", "train", "--data", str(d), "--style", str(work / "s.png"),
+            "--weights", str(work / "tiny.h5"), "--crop", "32", "--batch", "2", "--width", "0.125",
+            "--style-size", "32", "--steps", "3", "--beta", "1e-2", "--quiet", "--lr", "1e-4"]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
+    two_hosts(lambda i: [*argv, "-o", str(tmp_path / f"multi{i}.nstm"), "--devices", "all"], env, tmp_path)
+    assert not (tmp_path / "multi1.nstm").exists()  # process 1 wrote nothing
+    one = subprocess.run([*argv, "-o", str(tmp_path / "one.nstm")], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    a, b = store.load_model(tmp_path / "one.nstm")[0], store.load_model(tmp_path / "multi0.nstm")[0]
+    # The gradient mean is reduced across processes in another order; Adam divides each update
+    # by the gradient's own size, so that rounding moves a parameter by a few % of its steps
+    # (1.2e-5 seen); the steps are 1e-4 each, so a wrong gradient would differ by up to 6e-4.
+    for layer in a:
+        for name in a[layer]:
+            np.testing.assert_allclose(a[layer][name], b[layer][name], atol=3e-5)

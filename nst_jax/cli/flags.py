@@ -27,6 +27,15 @@ WEIGHT = ranged(nonneg_float, hi=MAX_WEIGHT)
 FRACTION = ranged(nonneg_float, hi=1.0)
 
 
+def init_arg(s: str) -> str:
+    """``--init``: one of :data:`nst_jax.config.INITS`, or ``model:PATH``."""
+    from nst_jax.config import INITS
+
+    if s in INITS or (s.startswith("model:") and len(s) > len("model:")):
+        return s
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(INITS)} or model:PATH, got {s!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Flag:
     """One command-line flag. ``field``: the :class:`Config` field it sets (its default
@@ -117,7 +126,8 @@ GROUPS: dict[str, tuple[Flag, ...]] = {
         Flag("--lr", "Adam/SGD step in pixel units, pixels in [0, 1]", "learning_rate",
              ranged(positive_float, hi=1e3)),
         Flag("--lbfgs-history", "L-BFGS memory", "lbfgs_history", ranged(positive_int, hi=1000)),
-        Flag("--init", "starting image", "init", choices="init"),
+        Flag("--init", "starting image: noise, content, content+noise, or model:PATH (the output "
+             "of a network trained with nst-jax train)", "init", type=init_arg),
         Flag("--noise-ratio", "noise share r of content+noise: (1-r)*C + r*U(0,1)", "noise_ratio",
              FRACTION),
         Flag("--seed", "random seed of the initial noise, 0 to 2^32-1", type=ranged(integer, 0, 2**32 - 1),

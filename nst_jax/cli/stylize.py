@@ -148,6 +148,17 @@ def _check_resume(args: argparse.Namespace, run_settings: dict[str, Any]) -> dic
     return resume
 
 
+def _model_start(path: str, content: Any) -> Any:
+    """``--init model:PATH``: the trained network's output for the content."""
+    from nst_jax.models import johnson, store
+
+    try:
+        params, arch, _ = store.load_model(path)
+    except store.ModelError as e:
+        raise CliError(f"--init: {e}") from None
+    return johnson.apply_jit(params, content, arch=arch)
+
+
 def run(args: argparse.Namespace) -> int:
     """The ``stylize`` subcommand; returns the exit code."""
     with Interrupts() as stop:
@@ -168,8 +179,14 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     out = _choose_output(args) if is_main else Path(args.output or "unused.png")
     every = math.gcd(args.report_every, math.gcd(args.save_every or args.report_every,
                                                   args.checkpoint_every or args.report_every))
+    init_model = args.init[len("model:"):] if args.init.startswith("model:") else None
+    if init_model:
+        args.init = "content"  # (the Config's; the start is the network's output)
     pr = prepare(args, every)
+    init = _model_start(init_model, pr.content) if init_model else None
     config, base_meta = pr.config, pr.meta
+    if init_model:
+        base_meta = {**base_meta, "init": f"model:{init_model}"}
     ckpt_path = checkpoint_path(out)
     run_settings = {k: v for k, v in vars(args).items() if k not in NOT_RESULT}
     run_settings["inputs"] = _inputs_digest(args)
@@ -198,7 +215,7 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     status = "done"
     try:
         for p in iterate(pr.content, pr.styles, pr.params, pr.spec, config=config,
-                         key=jax.random.key(args.seed), style_blend=pr.blend, resume=resume,
+                         key=jax.random.key(args.seed), style_blend=pr.blend, resume=resume, init=init,
                          snapshots=bool(args.checkpoint_every), layout=pr.layout or Layout(),
                          guides=pr.guides):
             last = p

@@ -12,6 +12,7 @@ from nst_jax.cli.common import (
     EXIT_OK,
     CliError,
     Interrupts,
+    add_distributed,
     check_outputs,
     devices_arg,
     fmt_time,
@@ -23,6 +24,7 @@ from nst_jax.cli.common import (
     refuse_overlap,
     select_device,
     sha256_of,
+    start_distributed,
 )
 from nst_jax.cli.flags import add_flags, config_fields
 
@@ -81,6 +83,7 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     r.add_argument("--device", choices=("cpu", "gpu", "tpu"), default=None, help="JAX platform")
     r.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     r.add_argument("--quiet", action="store_true", help="print only the final line")
+    add_distributed(ap)
     return ap
 
 
@@ -112,6 +115,7 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
         previews = [I.load_image(p, args.crop) for p in (args.preview or photos[:2])]
     except (data.DataError, I.ImageError) as e:
         raise CliError(str(e)) from None
+    start_distributed(args)
     select_device(args.device)
     wpath, vgg_params, spec, _ = load_weights_arg(args.weights)
     from nst_jax import vgg
@@ -129,6 +133,8 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"--devices: {n_dev} requested, {len(jax.devices())} available")
     if args.batch % n_dev:
         raise CliError(f"--batch: expected a multiple of the {n_dev} devices, got {args.batch}")
+    if jax.process_count() > 1 and args.devices != "all":
+        raise CliError("--devices: over several hosts, give --devices all")
     return {"paths": paths, "photos": photos, "bad": bad, "styles": styles, "previews": previews,
             "vgg": vgg_params, "spec": spec, "config": config, "arch": arch, "wpath": wpath,
             "devices": tuple(jax.devices()[:n_dev])}
@@ -184,8 +190,8 @@ def run(args: argparse.Namespace) -> int:
             for state, terms in iterate_training(  # noqa: B020 (each report's state replaces it)
                     state, batches, tx=tx, vgg_params=s["vgg"], spec=s["spec"], targets=targets,
                     config=s["config"], arch=arch, layout=layout, steps=args.steps,
-                    report_every=args.report_every):
-                step = int(state.step)
+                    report_every=args.report_every, stop=lambda: stop.requested):
+                step = int(local_copy(state.step))
                 now = time.perf_counter()
                 rate, last = (step - last[0]) / max(now - last[1], 1e-9), (step, now)
                 if not args.quiet:
@@ -196,30 +202,40 @@ def run(args: argparse.Namespace) -> int:
                           file=sys.stderr, flush=True)
                 meta = _meta(args, s, step, spent + time.perf_counter() - t0)
                 if pi == 0 and (step % args.checkpoint_every == 0 or stop.requested):
-                    store.save_checkpoint(paths["ckpt"], state, arch, meta)
+                    store.save_checkpoint(paths["ckpt"], local_copy(state), arch, meta)
                 if pi == 0 and (step % args.preview_every == 0 or step == args.steps):
-                    _preview(paths["preview"], state.params, arch, s["previews"])
+                    _preview(paths["preview"], local_copy(state.params), arch, s["previews"])
                 if stop.requested:
-                    store.save_checkpoint(paths["ckpt"], state, arch, meta) if pi == 0 else None
                     print(f"interrupted ({stop.name}) at step {step}: checkpoint {paths['ckpt']} "
                           f"(continue with --resume)", file=sys.stderr)
                     return stop.exit_code
     finally:
         batches.close()
-    meta = _meta(args, s, int(state.step), spent + time.perf_counter() - t0)
+    meta = _meta(args, s, int(local_copy(state.step)), spent + time.perf_counter() - t0)
     meta["data_wait_seconds"] = round(batches.wait_s, 2)
     meta["skipped_files"] = len(s["bad"]) + len(batches.bad)
     if pi == 0:
         try:
-            store.save_model(paths["model"], state.params, arch, meta,
+            mine = local_copy(state)
+            store.save_model(paths["model"], mine.params, arch, meta,
                              overwrite=args.overwrite or args.resume)
-            store.save_checkpoint(paths["ckpt"], state, arch, meta)
+            store.save_checkpoint(paths["ckpt"], mine, arch, meta)
         except OSError as e:
             raise CliError(f"cannot write {paths['model']}: {e}") from None
-    print(f"done: {paths['model']} after {int(state.step)} steps in "
+    print(f"done: {paths['model']} after {meta['steps']} steps in "
           f"{fmt_time(time.perf_counter() - t_start)} (data wait {batches.wait_s:.1f} s, "
           f"{meta['skipped_files']} unreadable file(s) skipped)", file=sys.stderr)
     return EXIT_OK
+
+
+def local_copy(tree: Any) -> Any:
+    """This process's copy of replicated arrays, as NumPy (over several hosts an array is
+    not fully addressable, but every process holds all of a replicated one)."""
+    import jax
+    import numpy as np
+
+    return jax.tree.map(lambda a: np.asarray(a.addressable_data(0) if hasattr(a, "addressable_data")
+                                             else a), tree)
 
 
 def _preview(path: Path, params: Any, arch: Any, photos: list) -> None:

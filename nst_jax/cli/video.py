@@ -32,6 +32,7 @@ from nst_jax.cli.common import (
     refuse_overlap,
 )
 from nst_jax.cli.inputs import add_common_args, prepare
+from nst_jax.cli.video_model import add_model_flags, run_model
 
 DESCRIPTION = """Stylize a video (or a folder of frames) without flicker, after Ruder et al. 2016:
 each frame starts from the previous stylized frame warped by optical flow (OpenCV
@@ -60,7 +61,8 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.formatter_class = argparse.RawDescriptionHelpFormatter
     ap.add_argument("input", metavar="IN",
                     help="a video file (anything FFmpeg decodes) or a folder of frames")
-    ap.add_argument("style", nargs="+", help="style image(s); several are blended (--style-weights)")
+    ap.add_argument("style", nargs="*", help="style image(s); several are blended (--style-weights); "
+                    "none with --model")
     ap.add_argument("-o", "--output", required=True,
                     help="OUT.mp4 / .mov / .mkv / .webm / .gif, or a folder (frames as PNGs)")
     v = ap.add_argument_group("video (Ruder et al. 2016)")
@@ -81,6 +83,7 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="frame rate of the output (default: the input's; 25 for folders)")
     v.add_argument("--resume", action="store_true",
                    help="continue after the last finished frame of an interrupted run (same settings)")
+    add_model_flags(ap)
     add_common_args(ap)
     ap.set_defaults(size=256, iters=100)
     return ap
@@ -110,6 +113,12 @@ def run(args: argparse.Namespace) -> int:
     """The ``video`` subcommand; returns the exit code."""
     from nst_jax import videoio as V
 
+    if args.model:
+        if args.style:
+            raise CliError("--model: the model holds the style; give no STYLE images")
+        return run_model(args)
+    if not args.style:
+        raise CliError("expected style image(s) after IN (or --model MODEL)")
     t_start = time.perf_counter()
     out = Path(args.output)
     work = _work_folder(out)

@@ -160,9 +160,10 @@ def norm_stats(h: Array) -> tuple[Array, Array]:
     return mean, jnp.mean(jnp.square(h - mean[None, None]), axis=(0, 1))
 
 
-def affine(p: dict[str, Array], style_w: Array) -> tuple[Array, Array]:
-    """``(gamma, beta)`` for the style weights ``w`` (N,): ``sum_s w_s gamma_s``, likewise beta."""
-    return style_w @ p["scale"], style_w @ p["shift"]
+def affine(p: dict[str, Array], style_w: Array) -> tuple[Array, Array | float]:
+    """``(gamma, beta)`` for the style weights ``w`` (N,): ``sum_s w_s gamma_s``, likewise
+    beta (0 for a layer without ``shift``)."""
+    return style_w @ p["scale"], (style_w @ p["shift"] if "shift" in p else 0.0)
 
 
 def inorm(p: dict[str, Array], h: Array, style_w: Array,
@@ -171,7 +172,8 @@ def inorm(p: dict[str, Array], h: Array, style_w: Array,
     from ``h`` unless given (the tiled apply gives the whole image's)."""
     mean, var = norm_stats(h) if stats is None else stats
     gamma, beta = affine(p, style_w)
-    return (h - mean[None, None]) * (gamma * lax.rsqrt(var + EPS))[None, None] + beta[None, None]
+    y = (h - mean[None, None]) * (gamma * lax.rsqrt(var + EPS))[None, None]
+    return y + beta[None, None] if "shift" in p else y
 
 
 def pad_to_multiple(x: Array, m: int = MULTIPLE) -> Array:
@@ -209,15 +211,18 @@ def forward(params: Params, x: Array, style_w: Array, arch: Arch) -> Array:
 
 class _ConvIN(nn.Module):
     """Declares one row's parameters: the HWIO kernel, and either the (N, C) IN scales and
-    shifts or (no IN) a bias. A bias before IN would be subtracted again by IN: its
-    gradient is zero up to rounding, which Adam's ``g / |g|`` turns into +-lr steps of
-    noise, so it is left out."""
+    shifts or (no IN) a bias. Left out, because their gradient is zero up to rounding
+    (which Adam's ``g / |g|`` would turn into +-lr steps of noise): a bias before IN (IN
+    subtracts it), and the shift of a residual block's second IN (``shift=False``): it
+    adds a per-channel constant to the residual stream, which reaches only
+    convolutions followed by IN (the next blocks, then ``u1``), and IN removes it."""
 
     cin: int
     cout: int
     kernel: int
     norm: bool
     n_styles: int
+    shift: bool = True
 
     @nn.compact
     def __call__(self) -> dict[str, Array]:
@@ -227,7 +232,8 @@ class _ConvIN(nn.Module):
             p["bias"] = self.param("bias", nn.initializers.zeros, (self.cout,))
         else:
             p["scale"] = self.param("scale", nn.initializers.ones, (self.n_styles, self.cout))
-            p["shift"] = self.param("shift", nn.initializers.zeros, (self.n_styles, self.cout))
+            if self.shift:
+                p["shift"] = self.param("shift", nn.initializers.zeros, (self.n_styles, self.cout))
         return p
 
 
@@ -243,7 +249,7 @@ class TransformNet(nn.Module):
         for layer in self.arch.layers:
             cout = self.arch.channels(layer)
             params[layer.name] = _ConvIN(cin, cout, layer.kernel, layer.norm, self.arch.n_styles,
-                                         name=layer.name)()
+                                         shift=layer.residual != "end", name=layer.name)()
             cin = cout
         return forward(params, x, style_w, self.arch)
 

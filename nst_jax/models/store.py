@@ -70,7 +70,7 @@ def _check_params(params: Any, arch: J.Arch, where: Path) -> J.Params:
     extra = sorted(set(params) - set(expected))
     if extra:
         raise ModelError(f"{where}: unexpected layers {extra} for {arch.to_dict()}")
-    return {k: {n: np.asarray(a) for n, a in v.items()} for k, v in params.items()}
+    return {k: {n: np.asarray(params[k][n]) for n in v} for k, v in expected.items()}
 
 
 def _read(path: str | os.PathLike, fmt: str, what: str) -> tuple[dict, Path]:

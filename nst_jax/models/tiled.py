@@ -99,7 +99,7 @@ def apply_tiled(params: J.Params, image: np.ndarray, style_w: np.ndarray | None 
             mean = h.mean(axis=(0, 1), dtype=np.float64)
             var = np.square(h - mean.astype(np.float32), dtype=np.float64).mean(axis=(0, 1))
             gamma = w @ host[layer.name]["scale"]
-            beta = w @ host[layer.name]["shift"]
+            beta = w @ host[layer.name]["shift"] if "shift" in host[layer.name] else np.zeros(1)
             a = (gamma / np.sqrt(var + J.EPS)).astype(np.float32)
             h -= mean.astype(np.float32)
             h *= a

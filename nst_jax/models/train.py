@@ -123,13 +123,21 @@ def global_batch(layout: Layout, local: np.ndarray) -> Array:
     return jax.make_array_from_process_local_data(sharding, np.ascontiguousarray(local))
 
 
+def _scalar(x: Array) -> float:
+    """A replicated scalar on the host (over several hosts no array is fully addressable,
+    but each process holds a copy of a replicated one)."""
+    return float(x.addressable_data(0)) if hasattr(x, "addressable_data") else float(x)
+
+
 def iterate_training(state: TrainState, batches: Iterator[tuple[np.ndarray, np.ndarray]], *,
                      tx: optax.GradientTransformation, vgg_params: vgg.Params,
                      spec: vgg.Preprocessing, targets: Any, config: Config, arch: J.Arch,
                      layout: Layout, steps: int, report_every: int = 10,
+                     stop: Callable[[], bool] | None = None,
                      ) -> Iterator[tuple[TrainState, dict[str, float]]]:
     """Train until ``state.step == steps``; yield ``(state, mean terms)`` every
-    ``report_every`` steps and at the end. The host reads the costs only then.
+    ``report_every`` steps, at the end, and after the first step at which ``stop()``
+    is true (so a checkpoint can be written at once). The host reads the costs only then.
 
     ``batches`` yields this process's ``(photos (b, H, W, 3), style indices (b,))``
     for consecutive steps, starting at ``state.step``.
@@ -146,8 +154,8 @@ def iterate_training(state: TrainState, batches: Iterator[tuple[np.ndarray, np.n
                             vgg_params, targets, config)
         acc.append(terms)
         done += 1
-        if done % report_every == 0 or done == steps:
-            mean = {k: float(np.mean([float(t[k]) for t in acc])) for k in acc[0]}
+        if done % report_every == 0 or done == steps or (stop is not None and stop()):
+            mean = {k: float(np.mean([_scalar(t[k]) for t in acc])) for k in acc[0]}
             acc = []
             yield state, mean
 
