@@ -5,8 +5,9 @@ Sections (``--sections``, default all that their inputs allow):
 
 * ``apply``: seconds per image of the network (jitted, after its compile; median of 5)
   at ``--apply-sizes`` (square), widths 1 and 0.5, against ``stylize`` at its defaults
-  (Config(): 400 Adam iterations at that size): its compile plus per-iteration time
-  measured over ``--stylize-iters`` iterations, extrapolated to 400 (a full run at
+  (Config(): 400 Adam iterations at that size): a run of ``--stylize-iters`` iterations
+  twice in one process (the second reuses the compiled programs), so compile = first -
+  second and s/iteration = second / iterations, extrapolated to 400 (a full run at
   1024 px is ~30 min here).
 * ``quality`` (needs ``--model``): on held-out photos (``--heldout``, never in the
   training data) at ``--size``, the objective J of the network's output and of a
@@ -14,6 +15,9 @@ Sections (``--sections``, default all that their inputs allow):
   gallery row content | optimisation | network (``--gallery``).
 * ``init`` (needs ``--model``): the time for ``stylize`` to reach the objective of
   the 300-step run, from the usual start and from the network's output.
+* ``video`` (needs ``--model`` and ``scripts/fetch_clip.py``): the warping error E of
+  ``bench_video.py`` (48 frames of Big Buck Bunny at 160 px) of the network per frame,
+  and with the flow-guided blend 0.5 and 0.8 (:mod:`nst_jax.models.video`).
 * ``train``: training images/s at crops 128 and 256, widths 0.5 and 1, one device.
 
     python scripts/fetch_photos.py
@@ -70,11 +74,16 @@ def apply_speed(vp, spec, style, sizes, stylize_iters) -> list[dict]:
             row[f"net_w{width:g}_s"] = _median_time(
                 lambda p=p, arch=arch, x=x: johnson.apply_jit(p, x, arch=arch).block_until_ready())
         cfg = Config(iterations=stylize_iters, report_every=stylize_iters)
-        _, h = stylize(x, style, vp, spec, config=cfg)
-        per_iter = h["run_s"] / h["steps"]
-        row |= {"stylize_compile_s": h["compile_s"], "stylize_s_per_iter": per_iter,
+        t0 = time.perf_counter()
+        stylize(x, style, vp, spec, config=cfg)  # compiles (its programs are cached)
+        t1 = time.perf_counter()
+        stylize(x, style, vp, spec, config=cfg)  # the same run, compiled: targets + iterations
+        t2 = time.perf_counter()
+        per_iter = (t2 - t1) / stylize_iters
+        compile_s = (t1 - t0) - (t2 - t1)
+        row |= {"stylize_compile_s": compile_s, "stylize_s_per_iter": per_iter,
                 "stylize_default_iters": Config().iterations,
-                "stylize_default_s": h["compile_s"] + per_iter * Config().iterations}
+                "stylize_default_s": compile_s + (t2 - t1) / stylize_iters * Config().iterations}
         row["speedup_w1"] = row["stylize_default_s"] / row["net_w1_s"]
         row["speedup_w0.5"] = row["stylize_default_s"] / row["net_w0.5_s"]
         rows.append(row)
@@ -85,8 +94,9 @@ def apply_speed(vp, spec, style, sizes, stylize_iters) -> list[dict]:
     return rows
 
 
-def quality(vp, spec, style, model, heldout, size, gallery) -> list[dict]:
+def quality(vp, spec, style, model, heldout, size, gallery, extra=()) -> list[dict]:
     params, arch, meta = store.load_model(model)
+    others = {str(m): store.load_model(m) for m in extra}
     cfg = Config(iterations=300)
     rows, strip = [], []
     for path in heldout:
@@ -99,7 +109,14 @@ def quality(vp, spec, style, model, heldout, size, gallery) -> list[dict]:
         j_opt = problem.evaluate(opt, c, style, vp, spec, cfg)
         rows.append({"photo": Path(path).name, "J_network": j_net["total"], "J_opt300": j_opt["total"],
                      "ratio": j_net["total"] / j_opt["total"], "network_s": t_net,
-                     "opt_s": h["compile_s"] + h["run_s"], "terms_network": j_net, "terms_opt300": j_opt})
+                     "opt_s": h["compile_s"] + h["run_s"], "terms_network": j_net, "terms_opt300": j_opt,
+                     "extra_models": {}})
+        for name, (p2, a2, m2) in others.items():
+            y2 = np.asarray(johnson.apply_jit(p2, c, arch=a2))
+            j2 = problem.evaluate(y2, c, style, vp, spec, cfg)["total"]
+            rows[-1]["extra_models"][name] = {"J": j2, "ratio": j2 / j_opt["total"], "steps": m2.get("steps"),
+                                              "train_seconds": m2.get("train_seconds")}
+            print(f"{'':>14}  {name} ({m2.get('steps')} steps): J {j2:.4g}, ratio {j2 / j_opt['total']:.2f}")
         print(f"{Path(path).name:>14}  J network {j_net['total']:.4g}  J 300 steps {j_opt['total']:.4g}  "
               f"ratio {rows[-1]['ratio']:.2f}", flush=True)
         strip.append(np.concatenate([c, opt, y], axis=1))
@@ -133,6 +150,30 @@ def init_race(vp, spec, style, model, photo, size) -> dict:
         print(f"  start {name:>6}: the 300-step J {target:.4g} reached after "
               f"{out[name]['steps']} steps, {out[name]['seconds']:.1f} s", flush=True)
     return out
+
+
+def video_flicker(model, clip, n_frames, size, blends) -> list[dict]:
+    """The warping error E of bench_video.py (input flows, Ruder et al.'s consistency mask)
+    of the network per frame, without and with the flow-guided blend."""
+    from nst_jax import temporal
+    from nst_jax.models.video import stylize_frames
+    from nst_jax.videoio import dis_flow, read_frames
+
+    params, arch, _ = store.load_model(model)
+    frames = list(read_frames(clip, max_frames=n_frames, size=size))
+    bwd = np.stack([dis_flow(frames[t], frames[t - 1]) for t in range(1, len(frames))])
+    fwd = np.stack([dis_flow(frames[t - 1], frames[t]) for t in range(1, len(frames))])
+    cons = np.stack([np.asarray(temporal.consistency(f, b)) for f, b in zip(fwd, bwd, strict=True)])
+    rows = []
+    for b in blends:
+        list(stylize_frames(frames[:2], params, arch, blend=b))  # compile
+        t0 = time.perf_counter()
+        outs = np.stack(list(stylize_frames(frames, params, arch, blend=b)))
+        dt = time.perf_counter() - t0
+        e = float(temporal.warping_error(outs, bwd, cons))
+        rows.append({"blend": b, "warping_error": e, "s_per_frame": dt / len(frames)})
+        print(f"  blend {b:g}: warping error {e:.4f}, {1000 * dt / len(frames):.0f} ms/frame", flush=True)
+    return rows
 
 
 def train_rate(vp, spec, style, data) -> list[dict]:
@@ -170,17 +211,25 @@ def main() -> None:
     ap.add_argument("--weights", default=str(ROOT / "weights" / "vgg16.h5"))
     ap.add_argument("--style", default=str(ROOT / "examples" / "style_mosaic.png"))
     ap.add_argument("--model", default=None)
+    ap.add_argument("--extra-models", nargs="*", default=[], help="models (or checkpoints) whose J "
+                    "the quality section reports too, e.g. earlier checkpoints of the same run")
     ap.add_argument("--heldout", nargs="+", default=sorted(str(p) for p in (ROOT / "data" / "photos" /
                                                                             "heldout").glob("*")))
     ap.add_argument("--data", default=str(ROOT / "data" / "photos" / "train"))
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--apply-sizes", type=int, nargs="+", default=[512, 1024])
     ap.add_argument("--stylize-iters", type=int, default=20)
-    ap.add_argument("--sections", nargs="+", default=["apply", "quality", "init", "train"])
-    ap.add_argument("--gallery", default=str(ROOT / "docs" / "gallery" / "fast_model.png"))
+    ap.add_argument("--sections", nargs="+", default=["apply", "quality", "init", "video", "train"])
+    ap.add_argument("--gallery", default=str(ROOT / "docs" / "gallery" / "fast_model.jpg"))
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    vp, spec = load_weights(args.weights)
+    if Path(args.weights).exists():
+        vp, spec = load_weights(args.weights)
+    else:  # speed only (apply, train): random weights of the real shapes
+        from nst_jax import vgg
+
+        print(f"note: {args.weights} absent: random VGG16 weights (timings only)")
+        vp, spec = vgg.synthetic_params("vgg16", vgg.CHANNELS, seed=0), vgg.CAFFE
     style = load_image(args.style, args.size)
     res: dict = {"cpu": cpu_info(), "platform": jax.default_backend(), "jax": jax.__version__,
                  "style": args.style, "size": args.size}
@@ -190,11 +239,16 @@ def main() -> None:
                                    args.stylize_iters)
     if args.model and "quality" in args.sections:
         print(f"quality at {args.size} px (held out): J of the network vs a 300-step optimisation")
-        res["quality"] = quality(vp, spec, style, args.model, args.heldout, args.size, args.gallery)
+        res["quality"] = quality(vp, spec, style, args.model, args.heldout, args.size, args.gallery,
+                                 args.extra_models)
         res["model_meta"] = store.load_model(args.model)[2]
     if args.model and "init" in args.sections:
         print("--init model: time to the 300-step objective")
         res["init"] = init_race(vp, spec, style, args.model, args.heldout[0], args.size)
+    clip = ROOT / "data" / "bigbuckbunny.mp4"
+    if args.model and "video" in args.sections and clip.exists():
+        print("video: Big Buck Bunny, 48 frames at 160 px (as bench_video.py)")
+        res["video"] = video_flicker(args.model, clip, 48, 160, [0.0, 0.5, 0.8])
     if "train" in args.sections:
         print("training rate (batch 4, one device)")
         res["train"] = train_rate(vp, spec, style, args.data)

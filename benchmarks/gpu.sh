@@ -24,6 +24,9 @@
 # Many photos, as a third (under 5 minutes):
 #   SECTIONS=batch bash benchmarks/gpu.sh
 #   * bench_batch: 16 photos at 256 px as one batch against 16 separate runs (photos/s).
+#   SECTIONS=models bash benchmarks/gpu.sh
+#   * bench_models: a trained network's apply time at 512/1024/2048 px against stylize, and
+#     training images/s at crops 128/256, widths 0.5/1 (random weights: timings only).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
@@ -76,6 +79,10 @@ fi
 if [[ ",$SECTIONS," == *",batch,"* ]]; then
   timeout 280 "$VPY" benchmarks/bench_batch.py --photos 16 --size 256 --iters 50 \
     --json "$OUT/bench_batch-$DEV-$DATE.json" || status=1
+fi
+if [[ ",$SECTIONS," == *",models,"* ]]; then
+  timeout 300 "$VPY" benchmarks/bench_models.py --sections apply train --apply-sizes 512 1024 2048 \
+    --weights /nonexistent --json "$OUT/bench_models-$DEV-$DATE.json" || status=1
 fi
 if [[ ",$SECTIONS," != *",step,"* ]]; then
   ls -l "$OUT"/*"$DEV-$DATE"*.json 2>/dev/null

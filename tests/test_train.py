@@ -230,3 +230,18 @@ def test_train_cli_on_two_hosts_equals_one_process(work, tmp_path):
     for layer in a:
         for name in a[layer]:
             np.testing.assert_allclose(a[layer][name], b[layer][name], atol=3e-5)
+
+
+@pytest.mark.parametrize("style_loss", ["meancov", "w2"])
+def test_training_takes_every_style_statistic(style_loss):
+    vp = tiny_params()
+    cfg = CFG.replace(style_loss=style_loss)
+    targets = T.style_targets(vp, SPEC, [rand_image(24, 24, 5), rand_image(20, 28, 6)], cfg)
+    params = johnson.init_params(ARCH, key=jax.random.key(0))
+    photos, styles = np.stack([rand_image(16, 16, s) for s in range(2)]), np.array([0, 1], np.int32)
+    tx = optax.adam(1e-3)
+    step = T.make_train_step(tx, SPEC, ARCH)
+    state, first = step(T.init_state(params, tx), photos, styles, vp, targets, cfg)
+    for _ in range(3):
+        state, terms = step(state, photos, styles, vp, targets, cfg)
+    assert np.isfinite(float(terms["total"])) and float(terms["total"]) < float(first["total"])

@@ -192,8 +192,8 @@ def add_flags(ap: argparse.ArgumentParser, groups: tuple[str, ...] | None = None
             g.add_argument(f.name, **kw)
 
 
-def config_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """``{Config field: value}`` for every flag of the table that fills one (and that
-    the subcommand has)."""
-    return {f.field: getattr(args, f.dest) for flags in GROUPS.values() for f in flags
-            if f.field and hasattr(args, f.dest)}
+def config_fields(args: argparse.Namespace, groups: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """``{Config field: value}`` for every flag of the table (or of the groups whose titles
+    start with one of ``groups``) that fills one."""
+    return {f.field: getattr(args, f.dest) for title, flags in GROUPS.items() for f in flags
+            if f.field and (groups is None or title.startswith(groups))}

@@ -148,15 +148,26 @@ def _check_resume(args: argparse.Namespace, run_settings: dict[str, Any]) -> dic
     return resume
 
 
-def _model_start(path: str, content: Any) -> Any:
-    """``--init model:PATH``: the trained network's output for the content."""
+def _model_init_path(args: argparse.Namespace) -> str | None:
+    """The PATH of ``--init model:PATH`` (then the Config's init is ``content``), else None."""
+    if not args.init.startswith("model:"):
+        return None
+    path, args.init = args.init[len("model:"):], "content"
+    return path
+
+
+def _model_start(path: str | None, pr: Any) -> tuple[Any, dict[str, Any]]:
+    """``(start, metadata)``: for ``--init model:PATH`` the trained network's output for
+    the content (None: the Config's start) and the run's metadata saying so."""
+    if path is None:
+        return None, pr.meta
     from nst_jax.models import johnson, store
 
     try:
         params, arch, _ = store.load_model(path)
     except store.ModelError as e:
         raise CliError(f"--init: {e}") from None
-    return johnson.apply_jit(params, content, arch=arch)
+    return johnson.apply_jit(params, pr.content, arch=arch), {**pr.meta, "init": f"model:{path}"}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -179,14 +190,10 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     out = _choose_output(args) if is_main else Path(args.output or "unused.png")
     every = math.gcd(args.report_every, math.gcd(args.save_every or args.report_every,
                                                   args.checkpoint_every or args.report_every))
-    init_model = args.init[len("model:"):] if args.init.startswith("model:") else None
-    if init_model:
-        args.init = "content"  # (the Config's; the start is the network's output)
+    init_model = _model_init_path(args)
     pr = prepare(args, every)
-    init = _model_start(init_model, pr.content) if init_model else None
-    config, base_meta = pr.config, pr.meta
-    if init_model:
-        base_meta = {**base_meta, "init": f"model:{init_model}"}
+    init, base_meta = _model_start(init_model, pr)
+    config = pr.config
     ckpt_path = checkpoint_path(out)
     run_settings = {k: v for k, v in vars(args).items() if k not in NOT_RESULT}
     run_settings["inputs"] = _inputs_digest(args)

@@ -106,7 +106,7 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
     refuse_overlap([("model", paths["model"])], [("data folder", Path(args.data)),
                                                  *(("style image", Path(s)) for s in args.style)])
     if not args.resume:
-        check_outputs([paths["model"], paths["ckpt"]], args.overwrite)
+        check_outputs([paths["model"], paths["ckpt"], paths["preview"]], args.overwrite)
     elif not paths["ckpt"].exists():
         raise CliError(f"--resume: no checkpoint {paths['ckpt']}")
     try:
@@ -122,7 +122,7 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
 
     names, lw = parse_style_layers(args.style_layers)
     try:
-        config = Config(**{**config_fields(args), "style_layers": names,
+        config = Config(**{**config_fields(args, ("cost",)), "style_layers": names,
                            "style_weights": lw}).validate(vgg.arch_of(vgg_params))
         check_config(config)
         arch = johnson.Arch(width=args.width, n_styles=len(styles))
