@@ -59,7 +59,9 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     t.add_argument("--style-size", type=ranged(positive_int, lo=32, hi=8192), default=256,
                    help="longest side of the style images (default: 256)")
     t.add_argument("--lr", type=ranged(positive_float, hi=1.0), default=1e-3,
-                   help="Adam learning rate (default: 0.001)")
+                   help="learning rate (default: 0.001)")
+    t.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+                   help="optax.adam (Johnson et al.'s) or plain optax.sgd (default: adam)")
     t.add_argument("--width", type=ranged(positive_float, lo=0.0625, hi=4.0), default=1.0,
                    help="width multiplier of the network; 0.5 is ~4x cheaper (default: 1)")
     t.add_argument("--seed", type=ranged(positive_int, lo=0, hi=2**31), default=0,
@@ -144,7 +146,8 @@ def _meta(args: argparse.Namespace, s: dict[str, Any], step: int, seconds: float
     return {"styles": [{"path": str(p), "sha256": sha256_of(p)} for p in args.style],
             "style_names": [Path(p).stem for p in args.style], "steps": step,
             "train_seconds": round(seconds, 1), "data": str(args.data), "photos": len(s["photos"]),
-            "crop": args.crop, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+            "crop": args.crop, "batch": args.batch, "lr": args.lr, "optimizer": args.optimizer,
+            "seed": args.seed,
             "style_size": args.style_size, "weights": str(s["wpath"]),
             "config": {k: v for k, v in s["config"].__dict__.items()}}
 
@@ -162,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     s = _setup(args)
     if s["bad"]:
         print(f"warning: {len(s['bad'])} unreadable file(s) in {args.data} skipped", file=sys.stderr)
-    tx = optax.adam(args.lr)
+    tx = optax.adam(args.lr) if args.optimizer == "adam" else optax.sgd(args.lr)
     arch, paths = s["arch"], s["paths"]
     if args.resume:
         try:
