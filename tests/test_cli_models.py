@@ -36,14 +36,14 @@ def model(work, tmp_path_factory):
     (data / "zero.jpg").write_bytes(b"")
     (data / "broken.png").write_text("not a png")
     code = main(["train", "--data", str(data), "--style", str(work / "s.png"), "--weights",
-                 str(work / "tiny.h5"), *TRAIN, "--steps", "4", "-o", str(d / "m.nstm")])
+                 str(work / "tiny.h5"), *TRAIN, "--steps", "4", "--resize", "40", "-o", str(d / "m.nstm")])
     assert code == 0
     return d / "m.nstm"
 
 
 def test_train_writes_model_checkpoint_preview_and_counts_bad_files(model, capsys):
     _, arch, meta = store.load_model(model)
-    assert arch.n_styles == 1 and meta["steps"] == 4 and meta["skipped_files"] == 2
+    assert arch.n_styles == 1 and meta["steps"] == 4 and meta["skipped_files"] == 2 and meta["resize"] == 40
     assert model.with_name("m.nstm.ckpt").is_file() and model.with_name("m-preview.png").is_file()
 
 

@@ -156,6 +156,8 @@ def test_batches_are_a_function_of_the_step_and_skip_bad_photos(tmp_path):
     x, s = first[0]
     assert x.shape == (3, 16, 16, 3) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
     assert s.dtype == np.int32 and set(s.tolist()) <= {0, 1, 2}
+    zoom = data.load_crop(ok[0], 16, np.random.default_rng(0), resize=64)  # crops of a larger photo
+    assert zoom.shape == (16, 16, 3)
     part = data.Batches(ok, batch=3, crop=16, seed=1, lo=1, hi=3, workers=1)  # a host's slice
     np.testing.assert_array_equal(part.batch_at(0)[0], first[0][0][1:3])
     # a file whose header reads but whose pixels do not decode: skipped and counted later

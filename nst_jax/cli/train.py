@@ -56,6 +56,9 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="photos per step, a multiple of the device count (default: 4)")
     t.add_argument("--crop", type=ranged(positive_int, lo=32, hi=4096), default=256,
                    help="training crops are CROP x CROP pixels (default: 256)")
+    t.add_argument("--resize", type=ranged(positive_int, lo=32, hi=8192), default=None,
+                   help="photos are resized so their short side is RESIZE * U(1, 1.25) before the "
+                        "crop: the scale the network will see at apply time (default: --crop)")
     t.add_argument("--style-size", type=ranged(positive_int, lo=32, hi=8192), default=256,
                    help="longest side of the style images (default: 256)")
     t.add_argument("--lr", type=ranged(positive_float, hi=1.0), default=1e-3,
@@ -146,8 +149,8 @@ def _meta(args: argparse.Namespace, s: dict[str, Any], step: int, seconds: float
     return {"styles": [{"path": str(p), "sha256": sha256_of(p)} for p in args.style],
             "style_names": [Path(p).stem for p in args.style], "steps": step,
             "train_seconds": round(seconds, 1), "data": str(args.data), "photos": len(s["photos"]),
-            "crop": args.crop, "batch": args.batch, "lr": args.lr, "optimizer": args.optimizer,
-            "seed": args.seed,
+            "crop": args.crop, "resize": args.resize, "batch": args.batch, "lr": args.lr,
+            "optimizer": args.optimizer, "seed": args.seed,
             "style_size": args.style_size, "weights": str(s["wpath"]),
             "config": {k: v for k, v in s["config"].__dict__.items()}}
 
@@ -184,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     per = args.batch // pn
     batches = data.Batches(s["photos"], batch=args.batch, crop=args.crop, seed=args.seed,
                            n_styles=arch.n_styles, start=int(state.step), lo=pi * per,
-                           hi=(pi + 1) * per, workers=args.workers)
+                           hi=(pi + 1) * per, workers=args.workers, resize=args.resize)
     targets = style_targets(s["vgg"], s["spec"], s["styles"], s["config"])
     t0 = time.perf_counter()
     last = (int(state.step), t0)  # the rate is the last report's (the first includes the compile)

@@ -60,12 +60,13 @@ def scan(root: str | os.PathLike) -> tuple[list[Path], list[Path]]:
     return ok, bad
 
 
-def load_crop(path: Path, crop: int, rng: np.random.Generator) -> np.ndarray:
+def load_crop(path: Path, crop: int, rng: np.random.Generator, resize: int | None = None) -> np.ndarray:
     """A random ``crop x crop`` square of the photo resized so its short side is
-    ``crop * U(1, 1.25)``, flipped left-right with probability 1/2: float32 RGB in [0, 1]."""
+    ``resize * U(1, 1.25)`` (``resize`` default: ``crop``; at least ``crop``), flipped
+    left-right with probability 1/2: float32 RGB in [0, 1]."""
     with Image.open(path) as im:
         im = ImageOps.exif_transpose(im)
-        short = crop * rng.uniform(1.0, 1.25)
+        short = max(crop, resize or crop) * rng.uniform(1.0, 1.25)
         if im.format == "JPEG":
             im.draft("RGB", (int(im.width * short / min(im.size)) + 1,
                              int(im.height * short / min(im.size)) + 1))
@@ -87,10 +88,11 @@ class Batches:
 
     def __init__(self, paths: list[Path], *, batch: int, crop: int, seed: int, n_styles: int = 1,
                  start: int = 0, lo: int = 0, hi: int | None = None, prefetch: int = 4,
-                 workers: int = 4) -> None:
+                 workers: int = 4, resize: int | None = None) -> None:
         if not paths:
             raise DataError("no photos to train on")
         self.paths, self.batch, self.crop, self.seed, self.n_styles = paths, batch, crop, seed, n_styles
+        self.resize = resize
         self.lo, self.hi = lo, batch if hi is None else hi
         self.next_step = start
         self.wait_s = 0.0
@@ -111,7 +113,8 @@ class Batches:
             if p in self.bad:
                 continue
             try:
-                return load_crop(p, self.crop, np.random.default_rng((self.seed, step, j, k))), style
+                rng = np.random.default_rng((self.seed, step, j, k))
+                return load_crop(p, self.crop, rng, self.resize), style
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
                 with self._lock:
                     self.bad.add(p)
