@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -188,7 +189,9 @@ def _run_group(params: Any, arch: Any, xs: list, w: Any, strength: float, tile: 
     return out
 
 
+@functools.lru_cache(maxsize=8)
 def _batched(arch: Any) -> Any:
+    """The vmapped, jitted apply of one architecture (built once: every shape group reuses it)."""
     import jax
 
     from nst_jax.models import johnson

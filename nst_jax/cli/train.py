@@ -140,13 +140,15 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"--batch: expected a multiple of the {n_dev} devices, got {args.batch}")
     if jax.process_count() > 1 and args.devices != "all":
         raise CliError("--devices: over several hosts, give --devices all")
+    digests = [{"path": str(p), "sha256": sha256_of(p)} for p in args.style]  # once, not per report
     return {"paths": paths, "photos": photos, "bad": bad, "styles": styles, "previews": previews,
+            "style_digests": digests,
             "vgg": vgg_params, "spec": spec, "config": config, "arch": arch, "wpath": wpath,
             "devices": tuple(jax.devices()[:n_dev])}
 
 
 def _meta(args: argparse.Namespace, s: dict[str, Any], step: int, seconds: float) -> dict[str, Any]:
-    return {"styles": [{"path": str(p), "sha256": sha256_of(p)} for p in args.style],
+    return {"styles": s["style_digests"],
             "style_names": [Path(p).stem for p in args.style], "steps": step,
             "train_seconds": round(seconds, 1), "data": str(args.data), "photos": len(s["photos"]),
             "crop": args.crop, "resize": args.resize, "batch": args.batch, "lr": args.lr,

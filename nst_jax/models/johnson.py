@@ -259,7 +259,7 @@ def init_params(arch: Arch, *, key: Array) -> Params:
     x = jnp.zeros((16, 16, 3), jnp.float32)
     w = jnp.ones((arch.n_styles,), jnp.float32) / arch.n_styles
     variables = jax.jit(lambda k: TransformNet(arch).init(k, x, w))(key)
-    return jax.tree.map(lambda a: a, dict(variables["params"]))
+    return dict(variables["params"])
 
 
 def param_shapes(arch: Arch) -> dict[str, dict[str, tuple[int, ...]]]:
