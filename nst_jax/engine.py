@@ -58,12 +58,6 @@ def _optimizer(optimizer: str, learning_rate: float, lbfgs_history: int) -> opta
                                  lbfgs_history=lbfgs_history))
 
 
-
-
-
-
-
-
 @dataclasses.dataclass
 class Progress:
     """One report of :func:`iterate`. With a batched :class:`~nst_jax.layout.Layout`
@@ -255,10 +249,19 @@ def _check_layout(layout: Layout, point_configs: Config | None, sizes: Sequence[
     if layout.rows:
         check_rows(sizes, len(layout.devices), arch, config)
         if config.tile:
-            raise ValueError("tile: tiling and sharding one image over devices do not compose "
-                             "yet: tiles are a sequential scan inside one device's program, and "
-                             "XLA cannot partition that scan's dynamic windows by rows; use one "
-                             "or the other")
+            raise ValueError("tile: a tiled image is spread over devices by its tiles "
+                             "(Layout.over_tiles), not split by rows (XLA cannot partition the "
+                             "tile scan's dynamic windows by rows)")
+    if layout.tiles and not config.tile:
+        raise ValueError("layout: Layout.over_tiles spreads the tiles of a tiled run; set "
+                         "config.tile (or split the image by rows: Layout.by_rows)")
+
+
+def _devices_layout(devices: Sequence[Any] | None, config: Config) -> Layout:
+    """One device, or ``devices``: by tiles when ``config.tile``, else by rows."""
+    if devices is None or len(devices) < 2:
+        return Layout()
+    return Layout.over_tiles(devices) if config.tile else Layout.by_rows(devices)
 
 
 def _pad_rows(x: Array, height: int, layout: Layout) -> Array:
@@ -367,7 +370,8 @@ def stylize(
         (default :func:`nst_jax.problem.objective`).
       devices: split the image along its height over these devices
         (:meth:`Layout.by_rows`; every device of every host after
-        ``jax.distributed.initialize``: ``jax.devices()``); default: one device.
+        ``jax.distributed.initialize``: ``jax.devices()``), or with ``config.tile``
+        spread its tiles over them (:meth:`Layout.over_tiles`); default: one device.
       guides: where each style goes, which part of each style image to learn from,
         and a content-strength map (:class:`nst_jax.guides.Guides`, Gatys et al. 2017).
 
@@ -383,8 +387,7 @@ def stylize(
     last = None
     for last in iterate(content_rgb, style_rgb, params, spec, config=config, key=key,
                         style_blend=style_blend, tx=tx, objective=objective, guides=guides,
-                        layout=Layout.by_rows(devices) if devices is not None and len(devices) > 1
-                        else Layout()):
+                        layout=_devices_layout(devices, config)):
         if callback is not None and callback(last):
             break
     assert last is not None

@@ -103,6 +103,19 @@ def trimmed(objective_fn: Callable, height: int) -> Callable:
     return objective
 
 
+@functools.lru_cache(maxsize=32)
+def spread_tiles(objective_fn: Callable, devices: tuple[Any, ...]) -> Callable:
+    """``objective_fn`` whose tiled problems spread their tiles over ``devices``
+    (:func:`nst_jax.tiling.over_devices`, entered while the step is traced)."""
+    from nst_jax import tiling
+
+    def objective(X, params, targets, config, spec):
+        with tiling.over_devices(devices):
+            return objective_fn(X, params, targets, config, spec)
+
+    return objective
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """One image (``points=0``), ``points`` images along a sharded leading axis, or
@@ -119,6 +132,23 @@ class Layout:
     devices: tuple[Any, ...] = ()
     rows: bool = False
     per_point: bool = False  # each point has its own content (and targets): a batch
+    tiles: bool = False  # one tiled image (Config.tile), its tiles spread over the devices
+
+    @staticmethod
+    def over_tiles(devices: Sequence[Any] | None = None) -> Layout:
+        """One tiled image (``Config.tile``) whose tiles are spread over ``devices``
+        (default: all of them; every host's after ``jax.distributed.initialize``).
+
+        Everything is replicated (X, its optimizer state, params, targets: image-sized,
+        small next to a window's activations); inside the step each device scans its
+        share of the tiles and the sums and the gradient are summed over the devices
+        (:func:`nst_jax.tiling.over_devices`). Per device: one window's working set.
+        Chosen over splitting each window by rows (:meth:`by_rows`) because a tile's
+        window is already what fits one device, a row split of it would exchange halos
+        at every layer of every tile, and each device here runs whole tiles with no
+        communication but two small all-reduces per step."""
+        devs = tuple(devices) if devices is not None else tuple(jax.devices())
+        return Layout(0, devs, tiles=True)
 
     @staticmethod
     def by_rows(devices: Sequence[Any] | None = None) -> Layout:
@@ -168,6 +198,8 @@ class Layout:
                  objective_fn: Callable) -> tuple[Callable, Callable]:
         # GPUs/TPUs: the chunk as a loop of a static trip count; CPU: a while loop (less memory)
         static = self.platform != "cpu"
+        if self.tiles:
+            objective_fn = spread_tiles(objective_fn, self.devices)
         if self.batched:
             return vmapped_programs(tx, spec, chunk, objective_fn, self.per_point, static)
         return single_programs(tx, spec, chunk, objective_fn, static)
@@ -177,6 +209,8 @@ class Layout:
 
     def split(self, tree: Any) -> Any:
         """Place a pytree whose leaves have the leading axis: sharded over the devices."""
+        if self.tiles:
+            return self.share(tree)
         if self.rows:
             return self.split_rows(tree, jax.tree.leaves(tree)[0].shape[0])
         if not self.batched:
@@ -185,6 +219,8 @@ class Layout:
 
     def share(self, tree: Any) -> Any:
         """Place a pytree every point uses (params, targets): replicated."""
+        if self.tiles:
+            return jax.device_put(tree, NamedSharding(Mesh(np.asarray(self.devices), ("tiles",)), P()))
         if self.rows:
             return jax.device_put(tree, NamedSharding(self._rows_mesh(), P()))
         if not self.batched:
@@ -196,4 +232,5 @@ class Layout:
         return jax.vmap(fn)(*args) if self.batched else fn(*args)
 
 
-__all__ = ["Layout", "is_line_search", "single_programs", "to_host", "trimmed", "vmapped_programs"]
+__all__ = ["Layout", "is_line_search", "single_programs", "spread_tiles", "to_host", "trimmed",
+           "vmapped_programs"]

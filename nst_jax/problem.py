@@ -82,9 +82,6 @@ def compute_targets(
             f"got {list(np.atleast_1d(w))}"
         )
     if guides is not None:
-        if config.tile:
-            raise ValueError(f"tile: regions, style masks and content masks are not computed in "
-                             f"tiles yet (tile={config.tile}); run them whole (tile=0)")
         g = guide_masks.at_layers(guides, tuple(content_rgb.shape[:2]),
                                   [tuple(s.shape[:2]) for s in styles], config)
         of = np.asarray(g["region_of"])
@@ -139,6 +136,8 @@ def _guided_targets(params, content, styles, g, of, config, spec) -> Targets:
 def _guided_targets_body(params, content, styles, g, of, config, spec) -> Targets:
     """:func:`_targets_body` with the masks of :func:`guides.at_layers` ``g``: each
     style's statistics of its own region, blended per region ``of[k]`` of G."""
+    if config.tile:
+        return _tiled_targets(params, content, styles, g["w"], config, spec, g, of)
     feats = vgg_features_rgb(params, spec, content, [config.content_layer], config.pooling)
     gram = config.style_loss == "gram"
     n_regions = max(of) + 1
@@ -176,27 +175,39 @@ def content_target(params: vgg.Params, spec: vgg.Preprocessing, content_rgb: Arr
     return feats[config.content_layer]
 
 
-def _tiled_targets(params, content, styles, w, config, spec) -> Targets:
-    """:func:`_targets_body` one tile at a time (``config.tile``): the same style
-    targets, and the content target as :func:`tiling.layer_map` lays it out."""
+def _tiled_targets(params, content, styles, w, config, spec, g=None, of=None) -> Targets:
+    """:func:`_targets_body` (or with guides ``g`` :func:`_guided_targets_body`) one tile
+    at a time (``config.tile``): the same style targets (each style's own region, as a
+    masked sum, tiled exactly), and the content target as :func:`tiling.layer_map` lays
+    it out; the masks are kept whole (the tiled objective lays them on its canvas)."""
     from nst_jax import tiling
 
     arch = vgg.arch_of(params)
     pc = tiling.problem_for(content.shape, config, arch, dtype="float32")
     x = tiling.pad_canvas(vgg.preprocess(content, spec), pc.plan)
-    content_t = tiling.layer_map(pc, x, params, config.content_layer)
+    out: Targets = {"content": tiling.layer_map(pc, x, params, config.content_layer)}
+    of = of or (0,) * len(styles)
     gram = config.style_loss == "gram"
-    style_t: dict[str, Any] = {layer: 0.0 if gram else {"mu": 0.0, "cov": 0.0}
-                               for layer in config.style_layers}
+    acc: list[dict[str, Any]] = [
+        {layer: 0.0 if gram else {"mu": 0.0, "cov": 0.0} for layer in config.style_layers}
+        for _ in range(max(of) + 1)]
     for k, s in enumerate(styles):
         ps = tiling.problem_for(s.shape, config, arch, dtype="float32")
-        m = tiling.style_moments(ps, tiling.pad_canvas(vgg.preprocess(s, spec), ps.plan), params)
+        sm = None if g is None else g["style_masks"][k]
+        m = tiling.style_moments(ps, tiling.pad_canvas(vgg.preprocess(s, spec), ps.plan), params, sm)
         for layer in config.style_layers:
-            style_t[layer] = jax.tree.map(lambda t, v, wk=w[k]: t + wk * v, style_t[layer],
-                                          m[layer]["gram"] if gram else m[layer])
+            acc[of[k]][layer] = jax.tree.map(lambda t, v, wk=w[k]: t + wk * v, acc[of[k]][layer],
+                                             m[layer]["gram"] if gram else m[layer])
     if not gram:
-        style_t = {k: statistics.finish_target(t, config.style_loss) for k, t in style_t.items()}
-    return {"content": content_t, "style": style_t}
+        acc = [{k: statistics.finish_target(t, config.style_loss) for k, t in a.items()} for a in acc]
+    if g is None or g["masks"] is None:
+        out["style"] = acc[0]
+    else:
+        out["style"] = jax.tree.map(lambda *r: jnp.stack(r), *acc)
+        out["masks"] = g["masks"]
+    if g is not None and g["content"] is not None:
+        out["content_mask"] = g["content"]
+    return out
 
 
 def network_inputs(
@@ -308,7 +319,9 @@ def _tiled_objective(
     f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
     weights = {"alpha": f32(config.alpha), "beta": f32(config.beta),
                "layers": tuple(f32(v) for v in config.style_weights)}
-    jnet, jc, js = tiling.tiled_terms(prob, xpad, params, targets["content"], targets["style"], weights)
+    guides = tiling.canvas_guides(prob, targets.get("masks"), targets.get("content_mask"))
+    jnet, jc, js = tiling.tiled_terms(prob, xpad, params, targets["content"], targets["style"], weights,
+                                      guides)
     tv = losses.total_variation(G)
     j = jnet + config.tv_weight * tv
     return j, {"total": j, "content": jc, "style": js, "tv": tv}

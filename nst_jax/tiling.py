@@ -51,146 +51,24 @@ cotangents, and forward mode (``jvp``) is not defined (a ``custom_vjp``).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
-import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from nst_jax import losses, vgg
+from nst_jax.tileplan import TilePlan, _axis, plan_tiles, receptive_halo  # noqa: F401 (re-exported)
 
 Array = jax.Array
-
-
-def receptive_halo(arch: str, layers: Sequence[str]) -> tuple[int, int]:
-    """``(halo, align)`` in pixels for the deepest of ``layers``: how far a window's fake
-    edge corrupts that layer, and its pooling stride ``2^P`` (the halo is a multiple)."""
-    order = vgg.layer_names(arch)
-    deepest = max(order.index(vgg.canonical_layer(x, arch)) for x in layers)
-    wrong, pools = 0, 0
-    for i, name in enumerate(order[: deepest + 1]):
-        if i > 0 and name.endswith("_1"):
-            pools += 1
-            cell = 2 ** pools
-            wrong = -(-wrong // cell) * cell
-        wrong += 2 ** pools
-    align = 2 ** pools
-    return -(-wrong // align) * align, align
-
-
-def _starts(side: int, n: int, win: int, align: int) -> tuple[int, ...]:
-    """``n`` window starts spread evenly over ``[0, side - win]``, multiples of ``align``."""
-    if n == 1:
-        return (0,)
-    last = side - win
-    return (*(k * last // (n - 1) // align * align for k in range(n - 1)), last)
-
-
-def _axis(side: int, tile: int, halo: int, align: int) -> tuple[int, tuple[int, ...]]:
-    """``(window, starts)`` along one side of ``side`` pixels, tiles of at most ``tile``.
-
-    ``n = ceil(side / tile)`` windows of one size ``win`` lie inside the image rounded
-    up to ``align`` (``side_a``); the first starts at 0, the last ends at ``side_a``.
-    Tile ``k`` owns ``[starts[k] + halo, starts[k+1] + halo)`` (the first from 0, the
-    last to ``side_a``): it is exact there when neighbouring starts are at most
-    ``win - 2 halo`` apart, so ``win`` is the smallest multiple of ``align`` with
-    ``n win - 2 (n - 1) halo >= side_a`` for which the rounded starts keep that gap.
-    A window's edge on the image border needs no halo (the image's own zero padding).
-    """
-    side_a = -(-side // align) * align
-    n = -(-side // tile)
-    if n == 1:
-        return side_a, (0,)
-    win = -(-(side_a + 2 * (n - 1) * halo) // n // align) * align
-    while win < side_a:
-        starts = _starts(side_a, n, win, align)
-        if all(b - a <= win - 2 * halo for a, b in itertools.pairwise(starts)):
-            return win, starts
-        win += align
-    return side_a, (0,)  # one window of the whole side is no larger
-
-
-@dataclasses.dataclass(frozen=True)
-class TilePlan:
-    """How an ``height x width`` image is cut: ``rows x cols`` windows of ``window``
-    pixels at ``row_starts x col_starts``, inside the image rounded up to ``align``
-    (the ``canvas``). Tiles own unequal shares (see :func:`_axis`): the first and last
-    along each side own their window less one halo, the others less two."""
-
-    height: int
-    width: int
-    halo: int
-    align: int
-    win_h: int
-    win_w: int
-    row_starts: tuple[int, ...]
-    col_starts: tuple[int, ...]
-
-    @property
-    def rows(self) -> int:
-        return len(self.row_starts)
-
-    @property
-    def cols(self) -> int:
-        return len(self.col_starts)
-
-    @property
-    def n_tiles(self) -> int:
-        return self.rows * self.cols
-
-    @property
-    def window(self) -> tuple[int, int]:
-        return self.win_h, self.win_w
-
-    @property
-    def canvas(self) -> tuple[int, int]:
-        """The padded input: the image rounded up to ``align`` (where the last windows end)."""
-        return self.row_starts[-1] + self.win_h, self.col_starts[-1] + self.win_w
-
-    def origin(self, i: Array) -> tuple[Array, Array]:
-        """Top-left pixel of tile ``i``'s window (row-major) in the image."""
-        return (jnp.asarray(self.row_starts)[i // self.cols], jnp.asarray(self.col_starts)[i % self.cols])
-
-    def owns(self, i: Array) -> tuple[Array, Array, Array, Array]:
-        """``(row0, row1, col0, col1)``: the pixels tile ``i`` owns, ``[row0, row1) x [col0, col1)``."""
-        def bounds(starts: tuple[int, ...], end: int, k: Array) -> tuple[Array, Array]:
-            lo = jnp.asarray((0, *(s + self.halo for s in starts[1:]), end))
-            return lo[k], lo[k + 1]
-
-        r0, r1 = bounds(self.row_starts, self.canvas[0], i // self.cols)
-        c0, c1 = bounds(self.col_starts, self.canvas[1], i % self.cols)
-        return r0, r1, c0, c1
-
-
-def plan_tiles(shape: Sequence[int], tile: int, arch: str, layers: Sequence[str]) -> TilePlan:
-    """The tiling of an image of ``shape (H, W, ...)`` with tiles of at most ``tile`` px.
-
-    Each side gets ``n = ceil(side / tile)`` windows of the smallest size that covers
-    it with exact tiles (:func:`_axis`), at most ``tile + 2 halo`` (a 1024 px side with
-    ``tile=512`` and VGG19's 80 px halo: two 592 px windows; with ``tile=1024``, one
-    window and no halo at all). Windows stay inside the image: no compute is spent on
-    halos past its border.
-
-    Raises:
-      ValueError: when ``tile`` is smaller than the halo (or the stride), naming both.
-    """
-    halo, align = receptive_halo(arch, layers)
-    need = max(halo, align)
-    if tile < need:
-        deepest = vgg.layer_names(arch)[max(vgg.layer_names(arch).index(vgg.canonical_layer(x, arch))
-                                            for x in layers)]
-        raise ValueError(
-            f"tile: {tile} px is smaller than the {halo} px halo that {deepest} needs "
-            f"(the reach of its receptive field); use --tile {need} or more")
-    t = tile // align * align
-    h, w = int(shape[0]), int(shape[1])
-    win_h, rs = _axis(h, t, halo, align)
-    win_w, cs = _axis(w, t, halo, align)
-    return TilePlan(h, w, halo, align, win_h, win_w, rs, cs)
 
 
 @jax.tree_util.register_static
@@ -205,6 +83,7 @@ class Problem:
     style_loss: str = "gram"
     normalization: str = "lecture"
     dtype: str = "float32"
+    mesh: Mesh | None = None  # tiles spread over these devices (axis "tiles"): _scan_tiles
 
     def level(self, layer: str) -> int:
         return int(layer[4]) - 1
@@ -262,16 +141,47 @@ def _content_window(prob: Problem, content_map: Array, i: Array) -> Array:
                                                                  content_map.shape[-1]))
 
 
+def _mask_window(prob: Problem, m: Array, i: Array, layer: str) -> Array:
+    """Tile ``i``'s window ``(..., h_l, w_l)`` of a canvas-laid mask ``m (..., Hc/f, Wc/f)``."""
+    f = 2 ** prob.level(layer)
+    r0, c0 = prob.plan.origin(i)
+    lead = m.shape[:-2]
+    return lax.dynamic_slice(m, (*(0,) * len(lead), r0 // f, c0 // f), (*lead, *prob.cells(layer)))
+
+
+def _region_sums(a: Array, own: Array, m: Array, shift: Array | None) -> dict[str, Array]:
+    """The sums of one window's cells ``a (h, w, N)`` (owned: ``own (h, w, 1)``) per region
+    of ``m (R, h, w)``: ``gram = sum_p m_p^2 F_p F_p^T`` (:func:`losses.guided_gram_matrix`'s
+    numerator), or with a ``shift (R, N)`` (``meancov``/``w2``) the weighted moments'
+    ``sum = sum_p m_p (F_p - s_r)`` and ``gram = sum_p m_p (F_p - s_r)(F_p - s_r)^T``."""
+    w = m[..., None] * own[None]                                            # (R, h, w, 1)
+    n = a.shape[-1]
+    if shift is None:
+        return {"gram": jax.vmap(losses._gram_sym)((a[None] * w).reshape(w.shape[0], -1, n))}
+    D = (a[None] - shift[:, None, None, :]).reshape(w.shape[0], -1, n)     # (R, M, N)
+    wD = D * w.reshape(w.shape[0], -1, 1)
+    return {"gram": jnp.einsum("rmi,rmj->rij", wD, D, precision=lax.Precision.HIGHEST),
+            "sum": jnp.sum(wD, axis=1)}
+
+
 def _tile_sums(prob: Problem, params: vgg.Params, xw: Array, extent: Any, i: Array,
-               content_map: Array | None, shifts: Mapping[str, Array] | None) -> dict[str, Any]:
+               content_map: Array | None, shifts: Mapping[str, Array] | None,
+               guides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The sums tile ``i`` contributes (its window ``xw``, the cells it owns): ``content``
-    (the squared difference to the content target), per style layer ``gram`` (and ``sum``)."""
+    (the squared difference to the content target, weighted by ``guides["content"]``),
+    per style layer ``gram`` (and ``sum``); per region of ``guides["masks"]`` when given
+    (:func:`_region_sums`). ``guides``: canvas-laid masks (:func:`canvas_guides`)."""
     layers = list(prob.style_layers) + ([prob.content_layer] if content_map is not None else [])
     feats = _features(prob, params, xw, extent, layers)
+    masks = None if guides is None else guides.get("masks")
     out: dict[str, Any] = {"style": {}}
     for layer in prob.style_layers:
         a, mask = feats[layer].astype(jnp.float32), prob.own_mask(i, layer)
-        if prob.style_loss == "gram":
+        if masks is not None:
+            shift = None if shifts is None else jnp.broadcast_to(
+                shifts[layer], (masks[layer].shape[0], a.shape[-1]))
+            out["style"][layer] = _region_sums(a, mask, _mask_window(prob, masks[layer], i, layer), shift)
+        elif prob.style_loss == "gram":
             F = (a * mask).reshape(-1, a.shape[-1])
             out["style"][layer] = {"gram": losses._gram_sym(F)}
         else:
@@ -281,32 +191,94 @@ def _tile_sums(prob: Problem, params: vgg.Params, xw: Array, extent: Any, i: Arr
     if content_map is not None:
         a = feats[prob.content_layer].astype(jnp.float32)
         d = _content_window(prob, content_map, i) - a
-        out["content"] = jnp.sum(prob.own_mask(i, prob.content_layer) * jnp.square(d))
+        own = prob.own_mask(i, prob.content_layer)
+        if guides is not None and guides.get("content") is not None:
+            own = own * _mask_window(prob, guides["content"], i, prob.content_layer)[..., None]
+        out["content"] = jnp.sum(own * jnp.square(d))
     return out
 
 
+def canvas_guides(prob: Problem, masks: Mapping[str, Array] | None, content: Array | None
+                  ) -> dict[str, Any] | None:
+    """Whole-image masks laid out on the canvas (zero-padded, bottom and right, to
+    ``canvas / 2^level``): region masks ``{layer: (R, h_l, w_l)}`` (:func:`guides.at_layers`)
+    and a content-strength map ``(h_c, w_c)`` at the content layer. ``None`` when neither."""
+    if masks is None and content is None:
+        return None
+    ch, cw = prob.plan.canvas
+
+    def pad(m: Array, layer: str) -> Array:
+        f = 2 ** prob.level(layer)
+        m = jnp.asarray(m, jnp.float32)
+        return jnp.pad(m, [(0, 0)] * (m.ndim - 2) + [(0, ch // f - m.shape[-2]), (0, cw // f - m.shape[-1])])
+
+    return {"masks": None if masks is None else {k: pad(masks[k], k) for k in prob.style_layers},
+            "content": None if content is None else pad(content, prob.content_layer)}
+
+
+#: The mesh axis the tiles are spread over (:func:`over_devices`).
+AXIS = "tiles"
+_DEVICES: contextvars.ContextVar[tuple[Any, ...] | None] = contextvars.ContextVar(
+    "nst_jax_tile_devices", default=None)
+
+
+@contextlib.contextmanager
+def over_devices(devices: Sequence[Any] | None) -> Iterator[None]:
+    """Problems made inside (:func:`problem_for`, at trace time) spread their tiles over
+    ``devices`` (one or none: a plain scan). Every input stays replicated; each device
+    scans every ``D``-th tile and the sums (and the gradient) are ``psum``-ed."""
+    token = _DEVICES.set(tuple(devices) if devices is not None and len(devices) > 1 else None)
+    try:
+        yield
+    finally:
+        _DEVICES.reset(token)
+
+
 def _scan_tiles(prob: Problem, body: Any, init: Any) -> Any:
-    """``lax.scan`` of ``body(carry, i)`` over the tiles."""
-    return lax.scan(lambda carry, i: (body(carry, i), None), init, jnp.arange(prob.plan.n_tiles))[0]
+    """``lax.scan`` of ``body(carry, i)`` over the tiles, from a zero ``init``.
+
+    With ``prob.mesh`` (``D`` devices): a ``shard_map`` in which device ``d`` scans tiles
+    ``d, d + D, ...`` (``ceil(n / D)`` steps; a step past the last tile recomputes it and
+    discards the result), then the partial carries are summed over the devices. The sum
+    is the same, in another order: equal to the one-device scan up to float rounding."""
+    n = prob.plan.n_tiles
+    if prob.mesh is None or n == 1:
+        return lax.scan(lambda carry, i: (body(carry, i), None), init, jnp.arange(n))[0]
+    devices = prob.mesh.size
+
+    def local(init):
+        d = lax.axis_index(AXIS)
+
+        def step(carry, j):
+            i = j * devices + d
+            new = body(carry, jnp.minimum(i, n - 1))
+            return jax.tree.map(lambda a, b: jnp.where(i < n, b, a), carry, new), None
+
+        part = lax.scan(step, init, jnp.arange(-(-n // devices)))[0]
+        return jax.tree.map(lambda v: lax.psum(v, AXIS), part)
+
+    return jax.shard_map(local, mesh=prob.mesh, in_specs=P(), out_specs=P(), check_vma=False)(init)
 
 
 def tiled_sums(prob: Problem, xpad: Array, params: vgg.Params, content_map: Array | None,
-               shifts: Mapping[str, Array] | None) -> dict[str, Any]:
+               shifts: Mapping[str, Array] | None, guides: Mapping[str, Any] | None = None
+               ) -> dict[str, Any]:
     """Pass 1: the sums over every tile, without keeping any activation."""
     xw0, ext0 = _window(prob, xpad, jnp.int32(0))
     shape = jax.eval_shape(lambda xw: _tile_sums(prob, params, xw, ext0, jnp.int32(0), content_map,
-                                                 shifts), xw0)
+                                                 shifts, guides), xw0)
     init = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shape)
 
     def body(acc, i):
         xw, ext = _window(prob, xpad, i)
-        return jax.tree.map(jnp.add, acc, _tile_sums(prob, params, xw, ext, i, content_map, shifts))
+        return jax.tree.map(jnp.add, acc, _tile_sums(prob, params, xw, ext, i, content_map, shifts, guides))
 
     return _scan_tiles(prob, body, init)
 
 
 def _tiled_gradient(prob: Problem, xpad: Array, params: vgg.Params, content_map: Array | None,
-                    shifts: Mapping[str, Array] | None, g_sums: dict[str, Any]) -> Array:
+                    shifts: Mapping[str, Array] | None, guides: Mapping[str, Any] | None,
+                    g_sums: dict[str, Any]) -> Array:
     """Pass 2: ``sum_t (ds_t/dx)^T g_sums`` over the padded canvas."""
     p = prob.plan
 
@@ -314,7 +286,7 @@ def _tiled_gradient(prob: Problem, xpad: Array, params: vgg.Params, content_map:
         xw, ext = _window(prob, xpad, i)
 
         def surrogate(xw):
-            s = _tile_sums(prob, params, xw, ext, i, content_map, shifts)
+            s = _tile_sums(prob, params, xw, ext, i, content_map, shifts, guides)
             return sum(jnp.vdot(a, b) for a, b in
                        zip(jax.tree.leaves(s), jax.tree.leaves(g_sums), strict=True))
 
@@ -326,17 +298,21 @@ def _tiled_gradient(prob: Problem, xpad: Array, params: vgg.Params, content_map:
     return _scan_tiles(prob, body, jnp.zeros_like(xpad))
 
 
-def moments_from_sums(prob: Problem, sums: Mapping[str, Any], shifts: Mapping[str, Array] | None
-                      ) -> dict[str, dict[str, Array]]:
-    """G's per-layer moments (as :func:`losses.layer_moments`) from the tile sums."""
+def moments_from_sums(prob: Problem, sums: Mapping[str, Any], shifts: Mapping[str, Array] | None,
+                      guides: Mapping[str, Any] | None = None) -> dict[str, dict[str, Array]]:
+    """G's per-layer moments (as :func:`losses.layer_moments`) from the tile sums; per
+    region (a leading axis) with ``guides["masks"]``, each over its mass ``sum_p m_p``."""
+    masks = None if guides is None else guides.get("masks")
     out = {}
     for layer in prob.style_layers:
-        s, m = sums["style"][layer], prob.count(layer)
+        s = sums["style"][layer]
+        m = prob.count(layer) if masks is None else jnp.sum(masks[layer], axis=(-2, -1))[:, None]
         if prob.style_loss == "gram":
-            out[layer] = {"gram": s["gram"] / m}
+            out[layer] = {"gram": s["gram"] / (m if masks is None else m[..., None])}
         else:
             d = s["sum"] / m
-            out[layer] = {"mu": shifts[layer] + d, "cov": s["gram"] / m - jnp.outer(d, d)}
+            cov = s["gram"] / (m if masks is None else m[..., None]) - d[..., :, None] * d[..., None, :]
+            out[layer] = {"mu": shifts[layer] + d, "cov": cov}
     return out
 
 
@@ -347,20 +323,30 @@ def _shifts(prob: Problem, style_t: Mapping[str, Any]) -> dict[str, Array] | Non
 
 
 def _from_sums(prob: Problem, sums: Mapping[str, Any], style_t: Mapping[str, Any], weights: Mapping[str, Any],
-               channels: int) -> tuple[Array, Array, Array]:
-    """``(alpha J_c + beta J_s, J_c, J_s)`` from the tile sums: the small function ``f``."""
+               channels: int, guides: Mapping[str, Any] | None = None) -> tuple[Array, Array, Array]:
+    """``(alpha J_c + beta J_s, J_c, J_s)`` from the tile sums: the small function ``f``.
+    With region masks, ``J_s = sum_r J_s(T_r, G's moments in region r)`` as
+    :func:`losses.style_cost_from_targets` sums them."""
     k = losses.content_scale(prob.shape(prob.content_layer, channels), prob.normalization)
     jc = k * sums["content"]
-    moments = moments_from_sums(prob, sums, _shifts(prob, style_t))
+    moments = moments_from_sums(prob, sums, _shifts(prob, style_t), guides)
     lw = dict(zip(prob.style_layers, weights["layers"], strict=True))
-    js = losses.style_cost_from_moments(style_t, moments, lw, normalization=prob.normalization,
-                                        style_loss=prob.style_loss)
+
+    def cost(t, m):
+        return losses.style_cost_from_moments(t, m, lw, normalization=prob.normalization,
+                                              style_loss=prob.style_loss)
+
+    if guides is None or guides.get("masks") is None:
+        js = cost(style_t, moments)
+    else:
+        js = jnp.sum(jax.vmap(cost)({k: style_t[k] for k in prob.style_layers}, moments))
     return weights["alpha"] * jc + weights["beta"] * js, jc, js
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def tiled_terms(prob: Problem, xpad: Array, params: vgg.Params, content_map: Array,
-                style_t: Mapping[str, Any], weights: Mapping[str, Any]) -> tuple[Array, Array, Array]:
+                style_t: Mapping[str, Any], weights: Mapping[str, Any],
+                guides: Mapping[str, Any] | None = None) -> tuple[Array, Array, Array]:
     """``(alpha J_content + beta J_style, J_content, J_style)`` of the padded network
     input ``xpad`` (:func:`pad_canvas`), exactly, one tile at a time.
 
@@ -369,27 +355,30 @@ def tiled_terms(prob: Problem, xpad: Array, params: vgg.Params, content_map: Arr
       xpad: ``plan.canvas + (3,)``.
       params: VGG params.
       content_map: ``(canvas_h / f, canvas_w / f, N)``: C's content layer, from :func:`layer_map`.
-      style_t: ``{layer: target}`` as :func:`nst_jax.problem.compute_targets` makes them.
+      style_t: ``{layer: target}`` as :func:`nst_jax.problem.compute_targets` makes them
+        (a leading axis of regions with ``guides["masks"]``).
       weights: ``{"alpha", "beta", "layers": (lambda_l, ...)}`` (may be traced).
+      guides: regions and a content-strength map on the canvas (:func:`canvas_guides`),
+        or ``None``. Masked sums are sums too: tiled exactly (no cotangent flows to them).
     """
-    sums = tiled_sums(prob, xpad, params, content_map, _shifts(prob, style_t))
-    return _from_sums(prob, sums, style_t, weights, content_map.shape[-1])
+    sums = tiled_sums(prob, xpad, params, content_map, _shifts(prob, style_t), guides)
+    return _from_sums(prob, sums, style_t, weights, content_map.shape[-1], guides)
 
 
-def _tiled_fwd(prob, xpad, params, content_map, style_t, weights):
-    sums = tiled_sums(prob, xpad, params, content_map, _shifts(prob, style_t))
-    out = _from_sums(prob, sums, style_t, weights, content_map.shape[-1])
-    return out, (xpad, params, content_map, style_t, weights, sums)
+def _tiled_fwd(prob, xpad, params, content_map, style_t, weights, guides=None):
+    sums = tiled_sums(prob, xpad, params, content_map, _shifts(prob, style_t), guides)
+    out = _from_sums(prob, sums, style_t, weights, content_map.shape[-1], guides)
+    return out, (xpad, params, content_map, style_t, weights, guides, sums)
 
 
 def _tiled_bwd(prob, res, g_out):
-    xpad, params, content_map, style_t, weights, sums = res
+    xpad, params, content_map, style_t, weights, guides, sums = res
     n = content_map.shape[-1]
-    _, vjp = jax.vjp(lambda s, w: _from_sums(prob, s, style_t, w, n), sums, weights)
+    _, vjp = jax.vjp(lambda s, w: _from_sums(prob, s, style_t, w, n, guides), sums, weights)
     g_sums, g_w = vjp(g_out)
-    g_x = _tiled_gradient(prob, xpad, params, content_map, _shifts(prob, style_t), g_sums)
+    g_x = _tiled_gradient(prob, xpad, params, content_map, _shifts(prob, style_t), guides, g_sums)
     zeros = functools.partial(jax.tree.map, jnp.zeros_like)
-    return g_x, zeros(params), zeros(content_map), zeros(style_t), g_w
+    return g_x, zeros(params), zeros(content_map), zeros(style_t), g_w, zeros(guides)
 
 
 tiled_terms.defvjp(_tiled_fwd, _tiled_bwd)
@@ -413,28 +402,40 @@ def layer_map(prob: Problem, xpad: Array, params: vgg.Params, layer: str) -> Arr
     return _scan_tiles(prob, body, jnp.zeros((p.canvas[0] // f, p.canvas[1] // f, n), jnp.float32))
 
 
-def style_moments(prob: Problem, xpad: Array, params: vgg.Params) -> dict[str, dict[str, Array]]:
+def style_moments(prob: Problem, xpad: Array, params: vgg.Params, mask: Mapping[str, Array] | None = None
+                  ) -> dict[str, dict[str, Array]]:
     """The style image's per-layer moments (as :func:`losses.layer_moments`), tiled:
-    for ``meancov``/``w2`` one pass for the means, a second for the covariance about them."""
+    for ``meancov``/``w2`` one pass for the means, a second for the covariance about them.
+    ``mask``: ``{layer: (h_l, w_l)}``, the part of the style image to learn from (its
+    guided Gram / weighted moments, as ``layer_moments(a, mask=)``)."""
+    one = None if mask is None else {k: mask[k][None] for k in prob.style_layers}
+    guides = canvas_guides(prob, one, None)
+    lead = () if mask is None else (1,)
+    squeeze = (lambda m: m) if mask is None else functools.partial(jax.tree.map, lambda v: v[0])
     if prob.style_loss == "gram":
-        return moments_from_sums(prob, tiled_sums(prob, xpad, params, None, None), None)
-    zero = {k: jnp.zeros((), jnp.float32) for k in prob.style_layers}
-    first = moments_from_sums(prob, tiled_sums(prob, xpad, params, None, zero), zero)
+        return squeeze(moments_from_sums(prob, tiled_sums(prob, xpad, params, None, None, guides), None,
+                                         guides))
+    zero = {k: jnp.zeros((*lead, 1), jnp.float32) for k in prob.style_layers}
+    first = moments_from_sums(prob, tiled_sums(prob, xpad, params, None, zero, guides), zero, guides)
     mu = {k: first[k]["mu"] for k in prob.style_layers}
-    return moments_from_sums(prob, tiled_sums(prob, xpad, params, None, mu), mu)
+    return squeeze(moments_from_sums(prob, tiled_sums(prob, xpad, params, None, mu, guides), mu, guides))
 
 
 def problem_for(shape: Sequence[int], config: Any, arch: str, *, dtype: str | None = None) -> Problem:
-    """The :class:`Problem` of an image of ``shape`` under ``config`` (``config.tile`` > 0).
+    """The :class:`Problem` of an image of ``shape`` under ``config`` (``config.tile`` > 0),
+    its tiles spread over the devices of an enclosing :func:`over_devices`.
 
     The halo is that of the deepest layer of the content and style layers together, so
     the content image, G and the style images are cut alike. ``dtype``: the network's
     (default: ``bfloat16`` under ``precision="bf16"``, else ``float32``)."""
     plan = plan_tiles(shape, config.tile, arch, [config.content_layer, *config.style_layers])
     dtype = dtype or ("bfloat16" if config.precision == "bf16" else "float32")
+    devices = _DEVICES.get()
+    mesh = None if devices is None else Mesh(np.asarray(devices), (AXIS,))
     return Problem(plan, config.content_layer, tuple(config.style_layers), config.pooling,
-                   config.style_loss, config.normalization, dtype)
+                   config.style_loss, config.normalization, dtype, mesh)
 
 
-__all__ = ["Problem", "TilePlan", "layer_map", "moments_from_sums", "pad_canvas", "plan_tiles",
-           "problem_for", "receptive_halo", "style_moments", "tiled_sums", "tiled_terms"]
+__all__ = ["AXIS", "Problem", "TilePlan", "canvas_guides", "layer_map", "moments_from_sums", "over_devices",
+           "pad_canvas", "plan_tiles", "problem_for", "receptive_halo", "style_moments", "tiled_sums",
+           "tiled_terms"]

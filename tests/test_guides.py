@@ -278,10 +278,6 @@ def test_refusals():
         Gu.at_layers(Gu.Guides(regions=ok), (64, 64), [(64, 64)] * 3, cfg)
     with pytest.raises(ValueError, match="style region of style 0: empty at conv1_1"):
         Gu.at_layers(Gu.Guides(style_masks=(np.zeros((8, 8)),)), (64, 64), [(64, 64)], cfg)
-    with pytest.raises(ValueError, match="tile: regions, style masks and content masks"):
-        compute_targets(vgg.synthetic_params("vgg16", (4, 8, 8, 16, 16), seed=0), vgg.CAFFE,
-                        rand_image(64, 64), [rand_image(64, 64)], cfg.replace(tile=64),
-                        guides=Gu.Guides(content=np.ones((64, 64))))
     with pytest.raises(ValueError, match=r"mask: expected shape \(5, 4\)"):
         L.guided_gram_matrix(jnp.asarray(_acts(0)), jnp.ones((4, 5)))
 

@@ -89,8 +89,6 @@ def _cli(work, *extra, n_dev=4, out="o.png", cwd=None):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--devices", "8", "--size", "96"], "--devices 8: only 4 cpu device(s) are available"),
-    (["--devices", "4", "--size", "96", "--tile", "64"],
-     "--tile 64 with --devices 4: tiling and splitting one image over devices do not compose"),
     (["--devices", "4", "--size", "48"],
      "--devices 4: the image is 48 px high, but splitting it over 4 devices by rows needs at "
      "least 64"),

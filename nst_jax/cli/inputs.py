@@ -53,7 +53,6 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
     from nst_jax import image as I
     from nst_jax import vgg
     from nst_jax.config import Config
-    from nst_jax.engine import at_scale, scale_sizes
     from nst_jax.optimize import check_sizes
 
     names, lw = parse_style_layers(args.style_layers)
@@ -94,10 +93,6 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
                         auto=args.tile == "auto" and shards == 1, quiet=args.quiet, shards=shards)
     config = config.replace(tile=tile)
     guides, where = load_guides(args, mask_paths, args.style, c_hw, s_hw, config)
-    if guides is not None and any(at_scale(config, hw).tile for hw in scale_sizes(*c_hw, config)):
-        raise CliError(f"regions and masks are not computed in tiles yet, and {c_hw[1]}x{c_hw[0]} "
-                       f"{'needs' if args.tile == 'auto' else 'was given'} --tile {config.tile}: "
-                       "lower --size, or drop the masks")
     if where and not args.quiet:
         print(where, file=sys.stderr)
     try:
@@ -122,13 +117,14 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
               f"{', '.join(W.Path(s).name for s in args.style)}: {content.shape[1]}x{content.shape[0]}, "
               f"{arch} ({meta_w.get('source')}), {config.optimizer}, {config.iterations} iterations "
               f"on {jax.devices()[0].platform}", file=sys.stderr)
-    meta["devices"] = shards
+    meta["devices"] = len(layout.devices) if layout.rows or layout.tiles else 1
     return Prepared(params, spec, arch, config, content, styles, blend, meta, layout, guides)
 
 
 def rows_layout(devices: int | str, arch: str, hw: tuple[int, int], config: Any) -> Any:
-    """The :class:`~nst_jax.layout.Layout` of ``--devices``: one device, or the image
-    split by rows over N of ``jax.devices()`` (every host's)."""
+    """The :class:`~nst_jax.layout.Layout` of ``--devices``: one device, the image split
+    by rows over N of ``jax.devices()`` (every host's), or with ``--tile`` its tiles
+    spread over them (:meth:`~nst_jax.layout.Layout.over_tiles`)."""
     import jax
 
     from nst_jax.engine import check_rows, scale_sizes
@@ -141,9 +137,7 @@ def rows_layout(devices: int | str, arch: str, hw: tuple[int, int], config: Any)
     if n == 1:
         return Layout()
     if config.tile:
-        raise CliError(f"--tile {config.tile} with --devices {n}: tiling and splitting one image "
-                       "over devices do not compose yet (tiles are a sequential scan inside one "
-                       "device's program); use one or the other")
+        return Layout.over_tiles(have[:n])
     try:
         check_rows(scale_sizes(*hw, config), n, arch, config)
     except ValueError as e:
