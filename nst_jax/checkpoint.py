@@ -4,7 +4,9 @@ A checkpoint holds X, the loop state (optimizer state: Adam moments or L-BFGS me
 the running average; the step count; the cost window), the scale index, the step,
 the cost history and the PRNG key data, serialised with ``flax.serialization``
 (msgpack), and the run's settings as JSON so a resume can check it continues the
-same run. Written atomically (temp file, then rename).
+same run. Written atomically (temp file, then rename). A grid's checkpoint
+(:func:`save_grid_checkpoint`) holds the finished chunks' results and the current
+chunk's snapshot.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from flax import serialization
 from nst_jax import files
 
 FORMAT = "nst_jax-checkpoint-1"
+GRID_FORMAT = "nst_jax-grid-checkpoint-1"
 #: What :func:`nst_jax.optimize.iterate` needs from a snapshot to resume.
 SNAPSHOT_KEYS = frozenset({"X", "loop_state", "scale", "step_in_scale", "steps", "evals",
                            "history", "key"})
@@ -55,6 +58,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
         state = serialization.msgpack_restore(p.read_bytes())
     except Exception as e:
         raise CheckpointError(f"{p}: not a readable checkpoint ({e})") from None
+    if isinstance(state, dict) and state.get("format") == GRID_FORMAT:
+        raise CheckpointError(f"{p}: a grid checkpoint (resume it with nst-jax grid --resume)")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not an nst_jax checkpoint (expected format {FORMAT})")
     snap = state.get("snapshot")
@@ -68,3 +73,53 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{p}: damaged checkpoint ({type(e).__name__}: {e})") from None
     return snap, settings
+
+
+
+def _pack_engine(snapshot: dict[str, Any] | None) -> dict[str, Any]:
+    if snapshot is None:
+        return {}
+    snap = dict(snapshot)
+    snap["loop_state"] = {str(i): np.asarray(v) for i, v in enumerate(snap.pop("loop_state"))}
+    return snap
+
+
+def save_grid_checkpoint(path: str | os.PathLike, grid: dict[str, Any], settings: dict[str, Any]) -> Path:
+    """Write a grid's state (:func:`nst_jax.grid.stylize_grid`'s ``on_snapshot``):
+    ``{"chunk", "finished": [part, ...], "engine": snapshot of the current chunk or None}``,
+    with the settings as JSON, atomically to ``path``."""
+    state = {"format": GRID_FORMAT, "settings": json.dumps(settings, sort_keys=True, default=str),
+             "chunk": int(grid["chunk"]),
+             "finished": {str(i): serialization.to_state_dict(p) for i, p in enumerate(grid["finished"])},
+             "engine": serialization.to_state_dict(_pack_engine(grid["engine"]))}
+    return files.write_bytes(path, serialization.msgpack_serialize(state), overwrite=True)
+
+
+def load_grid_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(grid state, settings)`` from a file written by :func:`save_grid_checkpoint`."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        state = serialization.msgpack_restore(p.read_bytes())
+    except Exception as e:
+        raise CheckpointError(f"{p}: not a readable checkpoint ({e})") from None
+    if not isinstance(state, dict) or state.get("format") != GRID_FORMAT:
+        what = "a single-image checkpoint (resume it with stylize)" if isinstance(state, dict) and \
+            state.get("format") == FORMAT else f"not an nst_jax grid checkpoint (expected {GRID_FORMAT})"
+        raise CheckpointError(f"{p}: {what}")
+    try:
+        eng = state["engine"] or None
+        if eng is not None:
+            missing = sorted(SNAPSHOT_KEYS - set(eng))
+            if missing:
+                raise KeyError(", ".join(missing))
+            ls = eng["loop_state"]
+            eng["loop_state"] = [np.asarray(ls[k]) for k in sorted(ls, key=int)]
+        fin = state["finished"]
+        grid = {"chunk": int(state["chunk"]), "engine": eng,
+                "finished": [fin[k] for k in sorted(fin, key=int)]}
+        settings = json.loads(state["settings"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{p}: damaged checkpoint ({type(e).__name__}: {e})") from None
+    return grid, settings

@@ -110,6 +110,8 @@ def stylize_grid(
     tx: Any = None,
     objective: Callable | None = None,
     guides: Any = None,
+    resume: dict[str, Any] | None = None,
+    on_snapshot: Callable[[dict[str, Any]], Any] | None = None,
     **other_axes: Sequence[Any],
 ) -> GridResult:
     """Optimise G for every point of the grid ``alphas x betas x other_axes``.
@@ -131,6 +133,13 @@ def stylize_grid(
       callback: called as ``callback(steps_done, total_steps)`` after each compiled call.
       tx, objective: a custom optax transformation / objective (as for ``stylize``).
       guides: regions and masks shared by every point (:class:`nst_jax.guides.Guides`).
+      on_snapshot: called after each report with the grid's state ``{"chunk", "finished",
+        "engine", "steps"}`` (host arrays: the finished chunks' results and the current
+        chunk's :attr:`Progress.snapshot <nst_jax.engine.Progress.snapshot>`); what
+        ``resume=`` takes to continue exactly there (:func:`nst_jax.checkpoint.save_grid_checkpoint`
+        writes it). Resumed, the grid's images are bitwise those of an uninterrupted run on
+        CPU (the same chunks, the same compiled programs).
+      resume: a state ``on_snapshot`` was given.
       **other_axes: ``tv_weight=[...]`` or ``style_weights=[(w1, ..., w5), ...]``.
 
     Returns:
@@ -152,29 +161,46 @@ def stylize_grid(
     layout = Layout.of(min(chunk_points or n, n), devices)
     k = layout.points
     total = config.iterations * config.scales * (-(-n // k))
-    parts: list[Any] = []
-    for first in range(0, n, k):
+    parts: list[dict[str, Any]] = [] if resume is None else list(resume["finished"])
+    sharding = None
+    for ci, first in enumerate(range(0, n, k)):
+        if ci < len(parts):  # finished before the resume
+            continue
         idx = np.arange(first, min(first + k, n))
         pad = np.concatenate([idx, np.full(k - len(idx), idx[-1])]).astype(np.int32)
-        done_before = sum(p.step for p, _ in parts)
+        done_before = sum(int(p["step"]) for p in parts)
         last = None
         for last in iterate(content_rgb, style_rgb, params, spec, config=config, key=key,
                             style_blend=style_blend, init=None if starts is None else starts[pad],
                             tx=tx, objective=objective, layout=layout, guides=guides,
-                            point_configs=jax.tree.map(lambda x, p=pad: x[p], stacked)):
+                            point_configs=jax.tree.map(lambda x, p=pad: x[p], stacked),
+                            resume=resume["engine"] if resume is not None and ci == resume["chunk"] else None,
+                            snapshots=on_snapshot is not None):
+            if on_snapshot is not None:
+                done = last.finished
+                on_snapshot({"chunk": ci + done, "steps": done_before + last.step,
+                             "finished": parts + ([_part(last, len(idx))] if done else []),
+                             "engine": None if done else last.snapshot})
             if callback is not None:
                 callback(done_before + last.step, total)
         assert last is not None
-        parts.append((last, slice(0, len(idx))))
-    first_call = parts[0][0]
+        parts.append(_part(last, len(idx)))
+        sharding = last.sharding
     return GridResult(
         points=points, shape=shape, axes=tuple(axes),
-        images=np.concatenate([p.image[keep] for p, keep in parts]),
-        history=np.concatenate([p.history[keep] for p, keep in parts]),
-        costs={name: np.concatenate([p.costs[name][keep] for p, keep in parts])
-               for name in parts[0][0].costs},
-        ok=np.concatenate([np.asarray(p.ok)[keep] for p, keep in parts]),
-        compile_s=first_call.compile_s,  # later chunks reuse the compiled programs
-        run_s=first_call.run_s + sum(p.compile_s + p.run_s for p, _ in parts[1:]),
-        sharding=parts[-1][0].sharding,
+        images=np.concatenate([p["image"] for p in parts]),
+        history=np.concatenate([p["history"] for p in parts]),
+        costs={name: np.concatenate([p["costs"][name] for p in parts]) for name in parts[0]["costs"]},
+        ok=np.concatenate([p["ok"] for p in parts]),
+        compile_s=float(parts[0]["compile_s"]),  # later chunks reuse the compiled programs
+        run_s=float(parts[0]["run_s"]) + sum(float(p["compile_s"] + p["run_s"]) for p in parts[1:]),
+        sharding=sharding,
     )
+
+
+def _part(last: Any, keep: int) -> dict[str, Any]:
+    """A finished chunk's results on the host, its first ``keep`` points (the rest pad it)."""
+    return {"image": np.asarray(last.image)[:keep], "history": np.asarray(last.history)[:keep],
+            "costs": {k: np.asarray(v)[:keep] for k, v in last.costs.items()},
+            "ok": np.asarray(last.ok)[:keep], "compile_s": float(last.compile_s),
+            "run_s": float(last.run_s), "step": int(last.step)}

@@ -65,6 +65,34 @@ def test_other_axes_and_chunking(params16, images):
     np.testing.assert_allclose(chunked.images, full.images, atol=2e-5)
 
 
+def test_grid_resumes_bitwise_mid_chunk_and_between_chunks(params16, images, tmp_path):
+    from nst_jax.checkpoint import (
+        CheckpointError,
+        load_checkpoint,
+        load_grid_checkpoint,
+        save_grid_checkpoint,
+    )
+
+    C, S = images
+    kw = {"config": CFG.replace(iterations=6, report_every=2), "alphas": [1.0, 2.0, 3.0],
+          "betas": [1e-2], "chunk_points": 2}
+    snaps: list = []
+    full = Gd.stylize_grid(C, S, params16, SPEC, on_snapshot=snaps.append, **kw)
+    assert [(s["chunk"], s["steps"], s["engine"] is None) for s in snaps] == [
+        (0, 2, False), (0, 4, False), (1, 6, True), (1, 8, False), (1, 10, False), (2, 12, True)]
+    for snap in (snaps[3], snaps[2]):  # in the second chunk, and between the chunks
+        save_grid_checkpoint(tmp_path / "g.ckpt", snap, {"beta": 1e-2})
+        state, settings = load_grid_checkpoint(tmp_path / "g.ckpt")
+        assert settings == {"beta": 1e-2}
+        res = Gd.stylize_grid(C, S, params16, SPEC, resume=state, **kw)
+        # bitwise: the finished chunk is restored, the rest is the same compiled programs
+        # on the same restored state, on the same machine
+        np.testing.assert_array_equal(res.images, full.images)
+        np.testing.assert_array_equal(res.history, full.history)
+    with pytest.raises(CheckpointError, match="a grid checkpoint"):
+        load_checkpoint(tmp_path / "g.ckpt")
+
+
 def test_per_point_seeds(params16, images):
     C, S = images
     cfg = CFG.replace(init="noise")
@@ -198,3 +226,34 @@ def test_grid_cli_on_two_hosts_equals_one_host(work, tmp_path):
     multi = json.loads((tmp_path / "multi0" / "costs.json").read_text())["points"]
     single = json.loads((tmp_path / "single" / "costs.json").read_text())["points"]
     np.testing.assert_allclose([p["total"] for p in multi], [p["total"] for p in single], rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_grid_cli_interrupted_and_resumed_equals_uninterrupted(work, tmp_path):
+    from test_cli import _interrupt
+
+    argv = [sys.executable, str(ROOT / "scripts" / "grid.py"), str(work / "c.png"), str(work / "s.png"),
+            "--weights", str(work / "tiny.h5"), "--alphas", "1,2,3", "--betas", "1e-2", "--size", "32",
+            "--iters", "200", "--report-every", "2", "--chunk", "2", "--checkpoint-every", "4",
+            "--bit-depth", "16"]
+    err = _interrupt([*argv, "-o", str(tmp_path / "g")], "checkpoint:")
+    ckpt = tmp_path / "g" / "grid.ckpt"
+    assert f"--resume {ckpt}" in err and ckpt.exists()
+    assert not list((tmp_path / "g").glob("*.png"))  # images only when the grid is complete
+    other = subprocess.run([*argv, "--beta", "0.5", "--betas", "0.5", "--resume", str(ckpt)],
+                           capture_output=True, text=True, timeout=300)
+    assert other.returncode == 2 and "differ from the checkpoint's: beta" in other.stderr, other.stderr
+    done = subprocess.run([*argv, "--resume", str(ckpt), "--overwrite"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert not ckpt.exists()  # complete: the images replace it
+    ref = subprocess.run([*argv, "-o", str(tmp_path / "ref")], capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr
+    from PIL import Image
+
+    names = sorted(p.name for p in (tmp_path / "ref").glob("a*.png"))
+    assert len(names) == 3 and names == sorted(p.name for p in (tmp_path / "g").glob("a*.png"))
+    for n in names:
+        with Image.open(tmp_path / "ref" / n) as a, Image.open(tmp_path / "g" / n) as b:
+            # bitwise: the same compiled programs on the same restored state, one machine
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -6,6 +6,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,12 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
                          "of the device count (default: all at once)")
     ap.add_argument("--per-point-seeds", action="store_true",
                     help="give each point its own initial noise (default: the same start everywhere)")
+    ap.add_argument("--checkpoint-every", type=ranged(positive_int, hi=10**8), default=None, metavar="N",
+                    help="save a resumable checkpoint OUT/grid.ckpt every N iterations and on "
+                         "Ctrl-C/SIGTERM (default: off)")
+    ap.add_argument("--resume", default=None, metavar="CKPT",
+                    help="continue the grid saved in CKPT (give the same inputs and settings; "
+                         "the output folder defaults to CKPT's)")
     add_distributed(ap)
     add_common_args(ap)
     ap.set_defaults(size=256)
@@ -66,6 +73,7 @@ def name_of(pt: dict) -> str:
 
 
 SUMMARY = ("contact_sheet.png", "costs.csv", "costs.json")
+CHECKPOINT = "grid.ckpt"
 
 
 def _claim_default_folder(args: argparse.Namespace) -> Path:
@@ -157,10 +165,15 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     start_distributed(args)
     select_device(args.device)
     is_main = jax.process_index() == 0
+    if args.resume and not args.output:
+        args.output = str(Path(args.resume).parent)
+    if args.checkpoint_every and not (args.resume and Path(args.resume).name == CHECKPOINT):
+        names.append(CHECKPOINT)
     if args.output and is_main:
         _check_folder(Path(args.output), names, args.overwrite)
     held = min(args.chunk or len(planned), len(planned))
-    pr = prepare(args, args.report_every, points=held)
+    pr = prepare(args, math.gcd(args.report_every, args.checkpoint_every or args.report_every),
+                 points=held)
     n_dev = len(jax.devices())
     rounded = -(-held // n_dev) * n_dev
     if args.chunk and rounded != args.chunk and not args.quiet and is_main:
@@ -171,6 +184,8 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     else:
         out = Path(args.output) if args.output else _claim_default_folder(args)
     last_print = [0.0]
+    settings, resume = _resume_state(args)
+    saver = _snapshots(args, out, settings, stop)  # every process: a snapshot gathers from all
 
     def progress(done: int, total: int) -> None:
         if stop.requested:
@@ -186,17 +201,25 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
         res = stylize_grid(pr.content, pr.styles, pr.params, pr.spec, config=pr.config,
                            alphas=alphas, betas=betas, key=jax.random.key(args.seed),
                            per_point_seeds=args.per_point_seeds, chunk_points=args.chunk,
-                           style_blend=pr.blend, callback=progress, guides=pr.guides, **extra)
+                           style_blend=pr.blend, callback=progress, guides=pr.guides, resume=resume,
+                           on_snapshot=saver if args.checkpoint_every else None, **extra)
     except KeyboardInterrupt:
         if out is not None and not args.output:
             _remove_if_empty(out)
-        print(f"interrupted ({stop.name}): nothing written (a grid is saved only when complete)",
-              file=sys.stderr)
+        if args.checkpoint_every and out is not None and (out / CHECKPOINT).exists():
+            print(f"interrupted ({stop.name}): the images are written when the grid is complete; "
+                  f"to continue, run the same command with --resume {out / CHECKPOINT} --overwrite",
+                  file=sys.stderr)
+        else:
+            print(f"interrupted ({stop.name}): nothing written (a grid is saved only when complete)",
+                  file=sys.stderr)
         return stop.exit_code
     if out is None:
         return EXIT_OK if res.ok.all() else EXIT_FAILED
     blobs, rows = _encode(res, pr, args)
     folder, why = write_all(out, blobs, args.overwrite)
+    if folder == out and args.checkpoint_every:  # complete: the images replace the checkpoint
+        (out / CHECKPOINT).unlink(missing_ok=True)
     if folder != out and not args.output:
         _remove_if_empty(out)
     code = EXIT_OK if res.ok.all() else EXIT_FAILED
@@ -207,6 +230,54 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
         print(f"error: {why}; the grid was written to {folder} instead", file=sys.stderr)
         code = EXIT_FAILED
     return code
+
+
+def _resume_state(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The settings a checkpoint records, and with ``--resume`` the grid state, checked
+    against them (the same inputs, by sha256, and the same result-changing settings)."""
+    from nst_jax.checkpoint import CheckpointError, load_grid_checkpoint
+    from nst_jax.cli.stylize import NOT_RESULT, _inputs_digest
+
+    settings = {k: v for k, v in vars(args).items() if k not in NOT_RESULT}
+    settings["inputs"] = _inputs_digest(args)
+    if not args.resume:
+        return settings, None
+    try:
+        grid, saved = load_grid_checkpoint(args.resume)
+    except CheckpointError as e:
+        raise CliError(str(e)) from None
+    now = json.loads(json.dumps(settings, default=str))
+    diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if diff:
+        raise CliError(f"--resume {args.resume}: inputs or settings differ from the checkpoint's: "
+                       + ", ".join(f"{k} (checkpoint {saved.get(k)!r}, now {now.get(k)!r})"
+                                   for k in diff))
+    return settings, grid
+
+
+def _snapshots(args: argparse.Namespace, out: Path | None, settings: dict[str, Any], stop: Interrupts) -> Any:
+    """``on_snapshot``: write ``out/grid.ckpt`` every ``--checkpoint-every`` steps and
+    when a stop is requested (the callback after it then raises); ``out`` None: another
+    host's process, which takes part in the snapshot's gather and writes nothing."""
+    from nst_jax.checkpoint import save_grid_checkpoint
+
+    first = [True]
+
+    def save(grid: dict[str, Any]) -> None:
+        if out is not None and (grid["steps"] % args.checkpoint_every == 0 or stop.requested):
+            out.mkdir(parents=True, exist_ok=True)
+            try:
+                save_grid_checkpoint(out / CHECKPOINT, grid, settings)
+            except OSError as e:
+                print(f"error: checkpoint {out / CHECKPOINT} not written ({e}); the run goes on",
+                      file=sys.stderr)
+                return
+            if first[0] and not args.quiet:
+                print(f"checkpoint: {out / CHECKPOINT} at iteration {grid['steps']}, then every "
+                      f"{args.checkpoint_every}", file=sys.stderr, flush=True)
+            first[0] = False
+
+    return save
 
 
 def _remove_if_empty(folder: Path) -> None:
