@@ -20,7 +20,11 @@ of the same size (the CLI's default ``--style-scale 1``), and reports:
     python benchmarks/bench_tile.py --rows vgg19:1024:0 vgg19:1024:512 --steps 3
     python benchmarks/bench_tile.py --show benchmarks/results/bench_tile-cpu.json
 
-Rows are ``arch:size:tile`` (tile 0: untiled). Writes JSON after every row (default
+Rows are ``arch:size:tile[:devices]`` (tile 0: untiled; ``devices`` > 1: the tiles
+spread over that many virtual CPU devices, ``Layout.over_tiles``, in one process, so
+the process peak holds every device's working set; ``XLA MB/device`` is then XLA's own
+figure for one device's share of a value-and-gradient: ``memory_analysis()`` of the
+compiled SPMD program, arguments + outputs + temporaries). Writes JSON after every row (default
 ``benchmarks/results/bench_tile-<platform>.json``), so a long table keeps what it has.
 """
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -45,7 +50,23 @@ DEFAULT_ROWS = [
 ]  # and, with --steps 2 (one timed step: ~8 min each on 2 cores), vgg19:4096:512
 
 
-def bench_row(arch: str, size: int, tile: int, steps: int) -> dict:
+def xla_device_bytes(params, C, S, cfg, devices) -> int:
+    """XLA's per-device bytes of the tiled value-and-gradient spread over ``devices``."""
+    import jax
+
+    from nst_jax import problem, vgg
+    from nst_jax.layout import Layout, spread_tiles
+
+    lay = Layout.over_tiles(devices)
+    t = lay.share(problem.compute_targets(params, vgg.CAFFE, C, [S], cfg))
+    obj = spread_tiles(problem.objective, lay.devices)
+    f = jax.jit(jax.value_and_grad(lambda x, p, t: obj(x, p, t, cfg, vgg.CAFFE)[0]))
+    m = f.lower(lay.share(C), lay.share(params), t).compile().memory_analysis()
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+               - m.alias_size_in_bytes)
+
+
+def bench_row(arch: str, size: int, tile: int, steps: int, devices: int = 1) -> dict:
     """One row in this process (see the module docstring)."""
     from benchmarks.common import ProcessMemory
     from nst_jax.cli import default_xla_flags
@@ -63,12 +84,15 @@ def bench_row(arch: str, size: int, tile: int, steps: int) -> dict:
     C = rng.uniform(size=(size, size, 3)).astype(np.float32)
     S = rng.uniform(size=(size, size, 3)).astype(np.float32)
     cfg = Config(iterations=steps, report_every=1, tile=tile)
+    from nst_jax.layout import Layout
+
+    layout = Layout.over_tiles(jax.devices()[:devices]) if devices > 1 else Layout()
     mem = ProcessMemory()
     before = mem.reset()
     times, t_prev = [], time.perf_counter()
     t_start = t_prev
     first_yield, peak_first, steps_peak = None, 0, 0
-    for p in iterate(C, S, params, vgg.CAFFE, config=cfg, key=jax.random.key(0)):
+    for p in iterate(C, S, params, vgg.CAFFE, config=cfg, key=jax.random.key(0), layout=layout):
         now = time.perf_counter()
         if first_yield is None:
             first_yield = now - t_start
@@ -83,7 +107,9 @@ def bench_row(arch: str, size: int, tile: int, steps: int) -> dict:
     # peak is the larger of the two phases
     peak = max(peak_first, steps_peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     pred = memory.predict_bytes(arch, size, size, tile=tile, platform=jax.devices()[0].platform)
-    return {"arch": arch, "size": size, "tile": tile, "steps": steps,
+    xla = xla_device_bytes(params, C, S, cfg.validate(arch), jax.devices()[:devices]) if tile else None
+    return {"arch": arch, "size": size, "tile": tile, "steps": steps, "devices": devices,
+            "xla_per_device_mb": None if xla is None else xla / 2**20,
             "s_per_step": statistics.median(times) if times else None, "step_times": times,
             "first_s": first_yield, "peak_rss_mb": peak / 2**20, "predicted_mb": pred / 2**20,
             "rss_before_mb": before / 2**20, "first_call_peak_mb": peak_first / 2**20,
@@ -92,11 +118,11 @@ def bench_row(arch: str, size: int, tile: int, steps: int) -> dict:
 
 
 def show(rows: list[dict]) -> None:
-    print(f"{'arch':6} {'size':>5} {'tile':>5} {'s/step':>8} {'vs whole':>8} {'first s':>8} "
+    print(f"{'arch':6} {'size':>5} {'tile':>5} {'dev':>3} {'s/step':>8} {'vs whole':>8} {'first s':>8} "
           f"{'peak RSS MB':>11} {'before MB':>9} {'first MB':>8} {'steps MB':>8} "
-          f"{'predicted MB':>12} {'pred/meas':>9}")
+          f"{'predicted MB':>12} {'pred/meas':>9} {'XLA MB/device':>13}")
     whole = {(r["arch"], r["size"]): r["s_per_step"]
-             for r in rows if r.get("tile") == 0 and r.get("s_per_step")}
+             for r in rows if r.get("tile") == 0 and r.get("s_per_step") and r.get("devices", 1) == 1}
     for r in rows:
         if "error" in r:
             print(f"{r['arch']:6} {r['size']:>5} {r['tile']:>5}  failed: {r['error']}")
@@ -104,9 +130,11 @@ def show(rows: list[dict]) -> None:
         ref = whole.get((r["arch"], r["size"]))
         ratio = f"{r['s_per_step'] / ref:.2f}x" if ref and r["s_per_step"] else "-"
         sps = f"{r['s_per_step']:.2f}" if r["s_per_step"] else "-"
-        print(f"{r['arch']:6} {r['size']:>5} {r['tile']:>5} {sps:>8} {ratio:>8} {r['first_s']:>8.1f} "
-              f"{r['peak_rss_mb']:>11.0f} {r['rss_before_mb']:>9.0f} {r['first_call_peak_mb']:>8.0f} "
-              f"{r['steps_peak_mb']:>8.0f} {r['predicted_mb']:>12.0f} {r['pred_over_meas']:>9.2f}")
+        xla = f"{r['xla_per_device_mb']:.0f}" if r.get("xla_per_device_mb") else "-"
+        print(f"{r['arch']:6} {r['size']:>5} {r['tile']:>5} {r.get('devices', 1):>3} {sps:>8} {ratio:>8} "
+              f"{r['first_s']:>8.1f} {r['peak_rss_mb']:>11.0f} {r['rss_before_mb']:>9.0f} "
+              f"{r['first_call_peak_mb']:>8.0f} {r['steps_peak_mb']:>8.0f} {r['predicted_mb']:>12.0f} "
+              f"{r['pred_over_meas']:>9.2f} {xla:>13}")
 
 
 def markdown(rows: list[dict]) -> None:
@@ -143,16 +171,20 @@ def main() -> None:
         (markdown if args.markdown else show)(rows)
         return
     if args.row:
-        arch, size, tile = args.row.split(":")
-        print(json.dumps(bench_row(arch, int(size), int(tile), args.steps)))
+        arch, size, tile, *dev = args.row.split(":")
+        print(json.dumps(bench_row(arch, int(size), int(tile), args.steps, int(dev[0]) if dev else 1)))
         return
     out = Path(args.out or Path(__file__).parent / "results" / "bench_tile-cpu.json")
     rows: list[dict] = []
     for spec in args.rows:
-        arch, size, tile = spec.split(":")
+        arch, size, tile, *dev = spec.split(":")
+        env = dict(os.environ)
+        if dev and int(dev[0]) > 1:
+            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                                f" --xla_force_host_platform_device_count={int(dev[0])}").strip()
         try:
             r = subprocess.run([sys.executable, __file__, "--row", spec, "--steps", str(args.steps)],
-                               capture_output=True, text=True, timeout=args.timeout, check=False)
+                               capture_output=True, text=True, timeout=args.timeout, check=False, env=env)
             rows.append(json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else
                         {"arch": arch, "size": int(size), "tile": int(tile),
                          "error": (r.stderr.strip().splitlines() or ["?"])[-1][:200]})

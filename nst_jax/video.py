@@ -22,6 +22,7 @@ import numpy as np
 from nst_jax import temporal, vgg
 from nst_jax.config import Config
 from nst_jax.engine import Progress, iterate
+from nst_jax.layout import Layout
 from nst_jax.problem import to_variable
 
 Array = jax.Array
@@ -85,6 +86,10 @@ def iterate_video(
     style_blend: Sequence[float] | None = None,
     earlier: Sequence[tuple[np.ndarray, np.ndarray]] = (),
     callback: Callable[[int, Progress], Any] | None = None,
+    layout: Layout = Layout(),
+    guides: Any = None,
+    resume: dict[str, Any] | None = None,
+    snapshots: bool = False,
 ) -> Iterator[tuple[np.ndarray, Progress]]:
     """Stylize a clip frame by frame; yields ``(output (H, W, 3), last Progress)`` per frame.
 
@@ -103,6 +108,17 @@ def iterate_video(
       earlier: ``[(input, output), ...]`` of the frames before the first one given,
         most recent first (to resume a clip).
       callback: ``callback(frame_index, progress)`` after each compiled call.
+      layout: the devices of each frame (:class:`~nst_jax.layout.Layout`: one device,
+        the frame split by rows, or with ``config.tile`` its tiles spread over them).
+      guides: regions, style masks and a content-strength map, the same for every frame
+        (:class:`nst_jax.guides.Guides`; masks are resized to the frames).
+      snapshots: give each progress its :attr:`~nst_jax.engine.Progress.snapshot`;
+        ``resume=`` one of them continues the first frame given exactly there (an
+        interrupted frame; pass the same ``earlier``).
+
+    Coarse-to-fine (``config.scales``) applies to the frames that start afresh with no
+    earlier frame to hold to (the first; all of them when independent); the others
+    start near their result and run at full size.
 
     With ``temporal_weight = 0`` and ``warm_start=False`` every frame is an independent
     run of ``config.iterations`` steps (the flickering baseline).
@@ -111,6 +127,7 @@ def iterate_video(
         from nst_jax.videoio import dis_flow as flow_fn
     config = config.validate(vgg.arch_of(params))
     first_cfg, later_cfg = frame_config(config, iters)
+    later_cfg = later_cfg.replace(scales=1)
     hist = list(earlier)
     for t, frame in enumerate(frames):
         frame = np.asarray(frame, np.float32)
@@ -120,16 +137,21 @@ def iterate_video(
             np.zeros((long_term, *frame.shape[:2]), np.float32), None)
         later = bool(hist) and warm_start
         cfg, n = (later_cfg, iters) if later else (first_cfg, config.iterations)
+        if use:
+            cfg = cfg.replace(scales=1)
         extra = {"temporal": {"prev": jax.vmap(lambda p, c=cfg: to_variable(p, c))(jnp.asarray(prev)),
                               "weight": jnp.asarray(weight),
                               "lambda": jnp.float32(temporal_weight if use else 0.0)}}
+        plain = cfg.scales > 1  # no temporal targets (one size each): the plain objective
         last = None
         for last in iterate(frame, style_rgb, params, spec, config=cfg, key=key,
                             style_blend=style_blend, init=prev[0] if later else None,
-                            objective=temporal.temporal_objective, extra_targets=extra):
+                            objective=None if plain else temporal.temporal_objective,
+                            extra_targets=None if plain else extra, layout=layout, guides=guides,
+                            resume=resume if t == 0 else None, snapshots=snapshots):
             if callback is not None:
                 callback(t, last)
-            if last.step >= n:
+            if last.step >= n * cfg.scales:
                 break
         assert last is not None
         if last.error is not None:

@@ -64,7 +64,8 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
                     help="continue the run saved in CKPT (give the same inputs and settings)")
     ap.add_argument("--devices", type=devices_arg, default=1, metavar="N|all",
                     help="split the image along its height over N devices, or all of them (every "
-                         "host's, with --distributed); XLA exchanges the halos (default: 1)")
+                         "host's, with --distributed); XLA exchanges the halos. With --tile: its "
+                         "tiles spread over them (default: 1)")
     add_distributed(ap)
     return ap
 

@@ -23,6 +23,7 @@ from nst_jax.cli.common import (
     MAX_WEIGHT,
     CliError,
     Interrupts,
+    devices_arg,
     fmt_time,
     integer,
     nonneg_float,
@@ -45,7 +46,9 @@ Example:
 """
 
 NOT_RESULT = ("output", "resume", "overwrite", "quiet", "report_every", "device", "weights", "func",
-              "tile", "bit_depth")
+              "tile", "bit_depth", "devices")
+PARTIAL = "partial.ckpt"  # the interrupted frame's state, in the work folder
+RECENT = "recent.npz"  # the last --long-term outputs exactly (the PNGs are rounded to 16 bits)
 
 
 class _FramesKept(CliError):
@@ -82,7 +85,11 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     v.add_argument("--fps", type=positive_float, default=None,
                    help="frame rate of the output (default: the input's; 25 for folders)")
     v.add_argument("--resume", action="store_true",
-                   help="continue after the last finished frame of an interrupted run (same settings)")
+                   help="continue an interrupted run (same settings): the frame it was in, from "
+                        "where it stopped, then the rest")
+    v.add_argument("--devices", type=devices_arg, default=1, metavar="N|all",
+                   help="each frame over N devices (or all): split by rows, or with --tile its "
+                        "tiles spread over them (default: 1)")
     add_model_flags(ap)
     add_common_args(ap)
     ap.set_defaults(size=256, iters=100)
@@ -164,14 +171,12 @@ def run(args: argparse.Namespace) -> int:
         args.content = str(Path(tmp) / f"{Path(args.input).stem or 'frames'}.png")
         I.save_image(args.content, first, sidecar=False)
         pr = prepare(args, args.report_every)
-    if pr.guides is not None or (pr.layout is not None and pr.layout.rows):
-        raise CliError("regions and --devices are for single images; not for video yet")
     pr.meta["settings"]["input"] = args.input
     made = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
     if not args.resume:
-        for f in work.glob("[0-9]*.png"):
-            f.unlink()
+        for f in [*work.glob("[0-9]*.png"), work / PARTIAL, work / RECENT]:
+            f.unlink(missing_ok=True)
         (work / "run.json").write_text(json.dumps(settings, indent=1))
     try:
         return _frames(args, pr, info, work, out, done, n_total, fps, t_start)
@@ -180,6 +185,58 @@ def run(args: argparse.Namespace) -> int:
     except Exception:
         _remove_new_frames(work, done, made, keep_state=args.resume)
         raise
+
+
+def _recent_items(recent: dict[int, Any], t: int, K: int) -> list[tuple[int, Any]]:
+    """The outputs among ``recent`` that frame ``t + 1`` and later still look back at."""
+    return [(j, o) for j, o in recent.items() if j > t - K]
+
+
+def _write_recent(work: Path, recent: dict[int, Any]) -> None:
+    """The last outputs as float32 (atomically): a resumed run holds its next frame to
+    exactly what the uninterrupted run would (not to the 16-bit PNGs)."""
+    import io
+
+    import numpy as np
+
+    from nst_jax import files
+
+    buf = io.BytesIO()
+    np.savez(buf, **{f"f{j}": np.asarray(o, np.float32) for j, o in recent.items()})
+    files.write_bytes(work / RECENT, buf.getvalue(), overwrite=True)
+
+
+def _read_recent(work: Path) -> dict[int, Any]:
+    """``{frame: output}`` from :func:`_write_recent` (empty when absent or unreadable:
+    then the PNGs are used)."""
+    import numpy as np
+
+    try:
+        with np.load(work / RECENT) as z:
+            return {int(k[1:]): z[k] for k in z.files}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_partial(work: Path, frame: int, p: Any) -> None:
+    """Keep the interrupted frame's engine snapshot (``--resume`` continues it)."""
+    from nst_jax.checkpoint import save_checkpoint
+
+    if p is not None and p.snapshot is not None and not p.finished:
+        save_checkpoint(work / PARTIAL, p.snapshot, {"frame": frame})
+
+
+def _partial_state(work: Path, done: int) -> dict[str, Any] | None:
+    """The snapshot of frame ``done`` if an interrupted run left one (else None)."""
+    from nst_jax.checkpoint import CheckpointError, load_checkpoint
+
+    if not (work / PARTIAL).exists():
+        return None
+    try:
+        snap, meta = load_checkpoint(work / PARTIAL)
+    except CheckpointError as e:
+        raise CliError(f"--resume: {e}") from None
+    return snap if meta.get("frame") == done else None
 
 
 def _sidecar(out: Path) -> Path:
@@ -199,6 +256,8 @@ def _remove_new_frames(work: Path, done: int, made: bool, *, keep_state: bool) -
         t += 1
     if not keep_state:
         (work / "run.json").unlink(missing_ok=True)
+        (work / PARTIAL).unlink(missing_ok=True)
+        (work / RECENT).unlink(missing_ok=True)
     if made and not any(work.iterdir()):
         work.rmdir()
 
@@ -209,21 +268,27 @@ def _frames(args: argparse.Namespace, pr: Any, info: dict, work: Path, out: Path
 
     from nst_jax import image as I
     from nst_jax import videoio as V
+    from nst_jax.layout import Layout
     from nst_jax.video import iterate_video
 
     K = args.long_term
     frames = V.read_frames(args.input, start=args.start + max(0, done - K),
                            max_frames=n_total - max(0, done - K), size=args.size)
     earlier = []
+    exact = _read_recent(work) if done else {}
     try:
         for j in range(max(0, done - K), done):  # the inputs and outputs a resumed run looks back at
-            earlier.insert(0, (next(frames), I.load_image(work / f"{j:06d}.png")))
+            out_j = exact[j] if j in exact else I.load_image(work / f"{j:06d}.png")
+            earlier.insert(0, (next(frames), out_j))
     except (StopIteration, I.ImageError, V.VideoError) as e:
         raise CliError(f"--resume: cannot read back frame {j}: {e}") from None
     t = done
+    recent = {j: o for j, (_, o) in zip(range(done - 1, -1, -1), earlier, strict=False)}
+    resume = _partial_state(work, done) if args.resume else None
     with Interrupts() as stop:
         def progress(i: int, p: Any) -> None:
             if stop.requested:
+                _save_partial(work, t, p)
                 raise _Stop
         try:
             for frame_out, last in iterate_video(
@@ -232,9 +297,13 @@ def _frames(args: argparse.Namespace, pr: Any, info: dict, work: Path, out: Path
                     iters=args.iters_first if args.independent else args.iters,
                     temporal_weight=0.0 if args.independent else args.temporal_weight,
                     long_term=K, warm_start=not args.independent, key=jax.random.key(args.seed),
-                    style_blend=pr.blend, earlier=earlier, callback=progress):
+                    style_blend=pr.blend, earlier=earlier, callback=progress,
+                    layout=pr.layout or Layout(), guides=pr.guides, resume=resume, snapshots=True):
                 I.save_image(work / f"{t:06d}.png", frame_out, sidecar=False, bit_depth=16,
                              overwrite=True)
+                recent = {**{j: o for j, o in _recent_items(recent, t, K)}, t: frame_out}
+                _write_recent(work, recent)
+                (work / PARTIAL).unlink(missing_ok=True)
                 t += 1
                 if not args.quiet:
                     c = last.costs
@@ -245,8 +314,9 @@ def _frames(args: argparse.Namespace, pr: Any, info: dict, work: Path, out: Path
                 if stop.requested:
                     raise _Stop
         except _Stop:
-            print(f"interrupted ({stop.name}): {t} finished frame(s) kept in {work}; run the same "
-                  "command with --resume to continue", file=sys.stderr)
+            part = f" and frame {t + 1}'s state so far" if (work / PARTIAL).exists() else ""
+            print(f"interrupted ({stop.name}): {t} finished frame(s){part} kept in {work}; run the "
+                  "same command with --resume to continue", file=sys.stderr)
             return stop.exit_code
         except V.VideoError as e:
             raise CliError(str(e)) from None
