@@ -14,17 +14,22 @@ from nst_jax.cli.common import (
     EXIT_OK,
     CliError,
     Interrupts,
+    add_distributed,
     check_outputs,
     fmt_time,
     positive_int,
     ranged,
     refuse_overlap,
+    select_device,
+    start_distributed,
 )
 from nst_jax.cli.inputs import add_common_args, prepare
 
 DESCRIPTION = """Stylize many photos in one style: the photos are resized to --size, grouped by
 shape, and every group runs as one vmapped, compiled program (sharded over all
-devices, --chunk photos at a time), with the style targets computed once.
+devices, and over all hosts with the distributed flags: every process runs the same
+command and process 0 writes), --chunk photos at a time, with the style targets
+computed once.
 
 Example:
   {prog} holiday/ 'more/*.jpg' painting.jpg -o out/holiday --size 384 --iters 300
@@ -48,6 +53,7 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--chunk", type=ranged(positive_int, hi=10**6), default=None, metavar="K",
                     help="optimise K photos at a time to bound memory, rounded up to a multiple of "
                          "the device count (default: a whole group of equal shapes)")
+    add_distributed(ap)
     add_common_args(ap)
     ap.set_defaults(size=384)
     return ap
@@ -119,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
     from nst_jax import image as I
 
     t_start = time.perf_counter()
+    start_distributed(args)  # before anything starts a backend
+    select_device(args.device)
+    import jax
+
+    is_main = jax.process_index() == 0  # on several hosts, process 0 writes the files
     inputs = list(args.inputs)
     if args.style is None:
         if len(inputs) < 2:
@@ -141,8 +152,9 @@ def run(args: argparse.Namespace) -> int:
     names = dict(zip(shapes, output_names(list(shapes), args.style[0]), strict=True))
     created = not out.exists()
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        check_outputs([out / n for n in names.values()], args.overwrite)
+        if is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            check_outputs([out / n for n in names.values()], args.overwrite)
         # The settings are checked on the photo with the largest short side (the others
         # are checked one by one below: a photo too small for the layers is skipped).
         args.content = str(max(shapes, key=lambda p: min(shapes[p])))
@@ -152,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         raise CliError(f"cannot create output folder {out}: {e.strerror or e}") from None
     except CliError:
-        if created and out.is_dir() and not any(out.iterdir()):
+        if is_main and created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
     readable = [p for p in shapes if _fits(p, shapes[p], pr, failed)]
@@ -164,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         except I.ImageError as e:
             failed.append(str(p))
             print(f"error: {e} (skipped)", file=sys.stderr)
-    return _run(args, pr, contents, kept, names, out, failed, len(photos), t_start)
+    return _run(args, pr, contents, kept, names, out if is_main else None, failed, len(photos), t_start)
 
 
 def _fits(photo: Path, hw: tuple[int, int], pr: Any, failed: list[str]) -> bool:
@@ -182,7 +194,9 @@ def _fits(photo: Path, hw: tuple[int, int], pr: Any, failed: list[str]) -> bool:
 
 
 def _run(args: argparse.Namespace, pr: Any, contents: list, kept: list[Path], names: dict,
-         out: Path, failed: list[str], n_photos: int, t_start: float) -> int:
+         out: Path | None, failed: list[str], n_photos: int, t_start: float) -> int:
+    """Stylize and write (``out`` None: another host's process, which computes its share
+    and writes nothing)."""
     import jax
 
     from nst_jax import image as I
@@ -191,7 +205,7 @@ def _run(args: argparse.Namespace, pr: Any, contents: list, kept: list[Path], na
     written = 0
     with Interrupts() as stop:
         def progress(done: int, total: int, p: Any) -> bool:
-            if not args.quiet:
+            if not args.quiet and out is not None:
                 print(f"[{'#' * int(24 * done / total):<24}] {done}/{total} iterations "
                       f"({len(contents)} photos), {fmt_time(time.perf_counter() - t_start)} elapsed",
                       file=sys.stderr, flush=True)
@@ -201,6 +215,8 @@ def _run(args: argparse.Namespace, pr: Any, contents: list, kept: list[Path], na
                                      key=jax.random.key(args.seed), style_blend=pr.blend,
                                      chunk_points=args.chunk, callback=progress):
             for i, image, info in results:
+                if out is None:
+                    continue
                 photo = kept[i]
                 meta = {**pr.meta, "content": str(photo), "status": "done" if info["ok"] else "failed",
                         "steps": info["steps"], "final_costs": info["costs"]}
@@ -217,9 +233,12 @@ def _run(args: argparse.Namespace, pr: Any, contents: list, kept: list[Path], na
                     failed.append(str(photo))
                     print(f"error: {out / names[photo]} not written ({e})", file=sys.stderr)
         if stop.requested:
-            print(f"interrupted ({stop.name}): {written} finished photo(s) written to {out}",
-                  file=sys.stderr)
+            if out is not None:
+                print(f"interrupted ({stop.name}): {written} finished photo(s) written to {out}",
+                      file=sys.stderr)
             return stop.exit_code
+    if out is None:
+        return EXIT_OK
     print(f"done: {written} of {n_photos} photo(s) written to {out} in "
           f"{fmt_time(time.perf_counter() - t_start)}", file=sys.stderr)
     if failed:
