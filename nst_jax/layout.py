@@ -10,6 +10,9 @@ says what differs:
   params and targets replicated), ``n`` a multiple of the device count. On several
   hosts (after ``jax.distributed.initialize``) the devices span all of them and host
   reads gather the pieces (:func:`to_host`).
+- ``Layout.by_rows()``: one image split along its height over the devices.
+- ``Layout.over_tiles()``: one tiled image (``Config.tile``), everything replicated,
+  its tiles spread over the devices inside the step (:func:`spread_tiles`).
 """
 
 from __future__ import annotations

@@ -2,10 +2,15 @@
 
 Geometry only (no arrays but the index lookups of :class:`TilePlan`): each side gets
 ``n = ceil(side / tile)`` windows of one size, inside the image rounded up to the
-deepest pooling stride ``2^P`` and on that stride; the ``halo`` is how far a window's
-fake edge corrupts the deepest layer used, and tile ``k`` owns the cells from one halo
-past its window's start to one halo past the next window's start. See
-:mod:`nst_jax.tiling` for why that is exact.
+deepest pooling stride ``2^P`` and on that stride (so every window sees the image's
+own pooling grid): the first starts at the image's edge, the last ends at its far
+edge, the others spread evenly between. The ``halo`` is the number of pixels by which
+a window's fake edge corrupts the deepest layer used (3x3 convolutions widen it by
+one cell, ``2^p`` pixels at level ``p``; pooling rounds it up to a whole cell). Tile
+``k`` owns the cells from one halo past its window's start to one halo past the next
+window's start (the first from the image's edge, the last to its end): unequal
+shares, each exact, and no halo spent on an image border, where the window's edge is
+the image's own. See :mod:`nst_jax.tiling` for why that is exact.
 """
 
 from __future__ import annotations

@@ -24,16 +24,10 @@ one code path for every preset and statistic, and it is exact, not an approximat
 For ``meancov``/``w2`` the sums are taken of ``F - s`` with the style mean ``s`` as a fixed
 shift (the covariance is then a difference of small numbers, as in the two-pass formula).
 
-Geometry (:class:`TilePlan`): each side gets ``n = ceil(side / tile)`` windows of one
-size, inside the image rounded up to the deepest pooling stride ``2^P`` and on that
-stride (so every window sees the image's own pooling grid): the first starts at the
-image's edge, the last ends at its far edge, the others spread evenly between. The
-``halo`` is the number of pixels by which a window's fake edge corrupts the deepest
-layer used (3x3 convolutions widen it by one cell, ``2^p`` pixels at level ``p``;
-pooling rounds it up to a whole cell). Tile ``k`` owns the cells from one halo past
-its window's start to one halo past the next window's start (the first from the
-image's edge, the last to its end): unequal shares, each exact, and no halo spent
-on an image border, where the window's edge is the image's own. Every activation
+Geometry (:class:`TilePlan`, :mod:`nst_jax.tileplan`): windows on the deepest pooling
+stride; the ``halo`` is how far a window's fake edge corrupts the deepest layer used;
+tile ``k`` owns the cells from one halo past its window's start to one halo past the
+next window's start, and no halo is spent on an image border. Every activation
 outside the image's feature map is zeroed (``vgg_features(extent=)``), exactly the
 SAME padding the whole image sees, and each tile's sums are masked to the cells it
 owns. The result equals the untiled cost and gradient up to float rounding, for any
@@ -43,6 +37,16 @@ Memory: the working set of one window's forward and backward pass, plus image-si
 arrays (the padded input, its gradient) and the content target, stored once in the
 whole image's layout (:func:`layer_map`). Both passes are ``lax.scan``s over the tiles
 inside the compiled step.
+
+Regions (:func:`canvas_guides`): a region's statistics are sums weighted by its mask
+(``sum_p m_p^2 F_p F_p^T`` for the guided Gram, ``sum_p m_p F_p`` and the weighted
+second moment for ``meancov``/``w2``), and the content-strength map weights the content
+sum: each window takes its part of the masks, laid out on the canvas like the content
+target, and the sums carry a leading axis of regions. Exact, like the rest.
+
+Devices (:func:`over_devices`): the scans become a ``shard_map`` in which each device
+scans every ``D``-th tile, every input replicated, and the sums (pass 1) and the image
+gradient (pass 2) are ``psum``-ed: two small all-reduces per step.
 
 Differentiable (reverse mode, ``jax.grad``/``value_and_grad``, under ``vmap``) with
 respect to the image and the loss weights; the targets and the params get zero
