@@ -44,6 +44,22 @@ def save_checkpoint(path: str | os.PathLike, snapshot: dict[str, Any],
     return files.write_bytes(path, data, overwrite=True)
 
 
+def _read_state(p: Path, fmt: str) -> dict[str, Any]:
+    """The msgpack state of checkpoint ``p``, which must be of format ``fmt``."""
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        state = serialization.msgpack_restore(p.read_bytes())
+    except Exception as e:
+        raise CheckpointError(f"{p}: not a readable checkpoint ({e})") from None
+    got = state.get("format") if isinstance(state, dict) else None
+    if got != fmt:
+        other = {GRID_FORMAT: "a grid checkpoint (resume it with nst-jax grid --resume)",
+                 FORMAT: "a single-image checkpoint (resume it with stylize --resume)"}
+        raise CheckpointError(f"{p}: " + other.get(got, f"not an nst_jax checkpoint (expected format {fmt})"))
+    return state
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(snapshot, settings)`` from a file written by :func:`save_checkpoint`.
 
@@ -52,16 +68,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     :class:`~nst_jax.optimize.LoopState` of the same structure.
     """
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint not found: {p}")
-    try:
-        state = serialization.msgpack_restore(p.read_bytes())
-    except Exception as e:
-        raise CheckpointError(f"{p}: not a readable checkpoint ({e})") from None
-    if isinstance(state, dict) and state.get("format") == GRID_FORMAT:
-        raise CheckpointError(f"{p}: a grid checkpoint (resume it with nst-jax grid --resume)")
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{p}: not an nst_jax checkpoint (expected format {FORMAT})")
+    state = _read_state(p, FORMAT)
     snap = state.get("snapshot")
     missing = sorted(SNAPSHOT_KEYS - set(snap)) if isinstance(snap, dict) else ["snapshot"]
     if missing:
@@ -98,16 +105,7 @@ def save_grid_checkpoint(path: str | os.PathLike, grid: dict[str, Any], settings
 def load_grid_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(grid state, settings)`` from a file written by :func:`save_grid_checkpoint`."""
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint not found: {p}")
-    try:
-        state = serialization.msgpack_restore(p.read_bytes())
-    except Exception as e:
-        raise CheckpointError(f"{p}: not a readable checkpoint ({e})") from None
-    if not isinstance(state, dict) or state.get("format") != GRID_FORMAT:
-        what = "a single-image checkpoint (resume it with stylize)" if isinstance(state, dict) and \
-            state.get("format") == FORMAT else f"not an nst_jax grid checkpoint (expected {GRID_FORMAT})"
-        raise CheckpointError(f"{p}: {what}")
+    state = _read_state(p, GRID_FORMAT)
     try:
         eng = state["engine"] or None
         if eng is not None:
