@@ -79,6 +79,26 @@ def test_cli_batch_skips_an_unreadable_photo(work, tmp_path, capsys):
     assert "p0-s.png exists; pass --overwrite" in capsys.readouterr().err
 
 
+def test_cli_batch_resume_skips_the_photos_already_written(work, tmp_path, capsys):
+    folder = _photos(tmp_path)
+    (folder / "bad.png").unlink()
+    out = tmp_path / "out"
+    argv = ["batch", str(folder), str(work / "s.png"), "--weights", str(work / "tiny.h5"), *FAST,
+            "-o", str(out)]
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in out.glob("*.png")}
+    for f in ("p1-s.png", "p1-s.png.json"):  # as if interrupted before that photo's chunk finished
+        (out / f).unlink()
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "resume: 2 photo(s) already written, 1 to go" in err and "done: 1 of 3" in err
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(before)
+    assert all((out / n).read_bytes() == b for n, b in before.items() if n != "p1-s.png")  # untouched
+    assert main([*argv, "--resume", "--beta", "0.5"]) == 2
+    assert "--resume: " in (err := capsys.readouterr().err) and "other settings: beta" in err
+
+
 @pytest.mark.parametrize(("inputs", "msg"), [
     (["EMPTY", "STYLE"], "no images in this folder"),
     (["nothing-*.png", "STYLE"], "nothing-*.png: no file matches this pattern"),

@@ -29,7 +29,8 @@ DRIVERS = ("grid", "batch", "video")
 #: drivers are separate functions and commands (a grid sweeps one image's loss weights, a
 #: batch many photos, a video sequential frames): asking for two is refused by the table's
 #: own builder; masks in a batch by the engine (and ``nst-jax batch``); a batch has no
-#: mid-chunk resume (each photo is written when its chunk finishes).
+#: mid-chunk resume (each photo is written when its chunk finishes, and ``nst-jax batch
+#: --resume`` skips the photos written).
 REFUSED: dict[frozenset[str], str] = {
     frozenset({"grid", "batch"}): "grid and batch",
     frozenset({"grid", "video"}): "grid and video",
@@ -187,8 +188,8 @@ def _video(C, styles, params, cfg, c, devices, guides) -> np.ndarray:
 
 
 def _batch_resumed(C, styles, params, cfg, c, devices) -> np.ndarray:
-    raise ValueError("batch with resume: a batch writes each photo when its chunk finishes; "
-                     "rerun the photos not written (no mid-chunk resume)")
+    raise ValueError("batch with resume: a batch writes each photo when its chunk finishes and "
+                     "nst-jax batch --resume skips those; a chunk in progress restarts (no mid-chunk resume)")
 
 
 def pairs() -> list[tuple[str, str]]:

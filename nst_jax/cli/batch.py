@@ -53,6 +53,9 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--chunk", type=ranged(positive_int, hi=10**6), default=None, metavar="K",
                     help="optimise K photos at a time to bound memory, rounded up to a multiple of "
                          "the device count (default: a whole group of equal shapes)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue an interrupted batch: photos already written to the output "
+                         "folder by a run with the same settings are kept and skipped")
     add_distributed(ap)
     add_common_args(ap)
     ap.set_defaults(size=384)
@@ -151,23 +154,28 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"none of the {len(photos)} photo(s) can be read")
     names = dict(zip(shapes, output_names(list(shapes), args.style[0]), strict=True))
     created = not out.exists()
+    written = [p for p, n in names.items() if (out / n).exists()] if args.resume else []
     try:
         if is_main:
             out.mkdir(parents=True, exist_ok=True)
-            check_outputs([out / n for n in names.values()], args.overwrite)
+            check_outputs([out / n for p, n in names.items() if p not in written], args.overwrite)
         # The settings are checked on the photo with the largest short side (the others
         # are checked one by one below: a photo too small for the layers is skipped).
         args.content = str(max(shapes, key=lambda p: min(shapes[p])))
         pr = prepare(args, args.report_every, points=args.chunk or len(shapes))
         if pr.guides is not None:
             raise CliError("regions and masks belong to one photo: use nst-jax stylize for them")
+        _check_written(written, names, out, pr.meta["settings"])
     except OSError as e:
         raise CliError(f"cannot create output folder {out}: {e.strerror or e}") from None
     except CliError:
         if is_main and created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
-    readable = [p for p in shapes if _fits(p, shapes[p], pr, failed)]
+    if written and not args.quiet and is_main:
+        print(f"resume: {len(written)} photo(s) already written, {len(shapes) - len(written)} to go",
+              file=sys.stderr)
+    readable = [p for p in shapes if p not in written and _fits(p, shapes[p], pr, failed)]
     contents, kept = [], []
     for p in readable:
         try:
@@ -177,6 +185,35 @@ def run(args: argparse.Namespace) -> int:
             failed.append(str(p))
             print(f"error: {e} (skipped)", file=sys.stderr)
     return _run(args, pr, contents, kept, names, out if is_main else None, failed, len(photos), t_start)
+
+
+#: Settings that do not change a photo's result (left out of --resume's comparison).
+_NOT_RESULT = ("content", "inputs", "output", "resume", "overwrite", "quiet", "report_every", "device",
+               "chunk", "devices", "distributed", "coordinator", "num_processes", "process_id", "tile",
+               "bit_depth")
+
+
+def _check_written(written: list[Path], names: dict, out: Path, settings: dict[str, Any]) -> None:
+    """``--resume``: every output already there must be a finished photo of a run with
+    these settings (read from its metadata), else the batch is refused, naming it."""
+    import json
+
+    from nst_jax import image as I
+
+    now = json.loads(json.dumps({k: v for k, v in settings.items() if k not in _NOT_RESULT}, default=str))
+    for p in written:
+        f = out / names[p]
+        try:
+            meta = I.read_metadata(f)
+        except (OSError, ValueError) as e:
+            raise CliError(f"--resume: {f}: cannot read its metadata ({e}); remove it or pass --overwrite "
+                           "without --resume") from None
+        then = {k: v for k, v in meta.get("settings", {}).items() if k not in _NOT_RESULT}
+        diff = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
+        if meta.get("status") != "done" or diff:
+            why = "not a finished photo" if meta.get("status") != "done" else \
+                "other settings: " + ", ".join(f"{k} ({then.get(k)!r}, now {now.get(k)!r})" for k in diff[:3])
+            raise CliError(f"--resume: {f}: {why}")
 
 
 def _fits(photo: Path, hw: tuple[int, int], pr: Any, failed: list[str]) -> bool:
