@@ -1,7 +1,8 @@
 """The studio in a real browser: headless Chromium (Debian's ``chromium`` and
 ``chromium-driver``) driven by Selenium. It opens the page, picks the bundled
 examples, starts a tiny job, sees the preview change and the plot gain points, stops
-the job and finds it in the gallery; then a sweep fills its table. Skipped, with the
+the job and finds it in the gallery; then a sweep fills its table. A second test paints
+a region with the mouse and runs a two-region job. Skipped, with the
 reason, where no browser is installed (``.ci/run`` installs one).
 
 ``NST_STUDIO_SCREENSHOTS=DIR`` saves screenshots of both views there (with
@@ -137,3 +138,52 @@ def test_studio_in_a_real_browser(server, browser):
     if shots and real:
         d.save_screenshot(str(Path(shots) / "studio_sweep.png"))
     _until(lambda: len(d.find_elements("css selector", "#gallery .card")) >= 5, 30, "sweep in the gallery")
+
+
+def test_paint_a_mask_and_run_a_two_region_job(server, browser):
+    """Paint style 1's region over the top of the content, run with two styles: the job
+    carries the painted mask, previews arrive; the time from Start to the first preview
+    is read from the job (printed: the studio's measurement)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import Select
+
+    url, real = server
+    d = browser
+    d.get(url)
+    _until(lambda: d.execute_script("return document.querySelectorAll('#content option').length"),
+           30, "the examples")
+    Select(d.find_element("id", "content")).select_by_value("example:content_chelsea.png")
+    styles = Select(d.find_element("id", "styles"))
+    styles.deselect_all()
+    styles.select_by_value("example:style_swirls.png")
+    styles.select_by_value("example:style_mosaic.png")
+    d.find_element("css selector", "#regions-box summary").click()
+    canvas = d.find_element("id", "paint")
+    _until(lambda: int(d.execute_script("return document.getElementById('paint').width")) > 0, 30,
+           "the canvas")
+    assert len(d.find_elements("css selector", "#brushes .brush")) == 2
+    w, h = canvas.size["width"], canvas.size["height"]
+    chain = ActionChains(d).move_to_element_with_offset(canvas, -w // 2 + 5, -h // 2 + 10).click_and_hold()
+    for row in range(10, h // 2, 12):  # brush strokes over the top half
+        chain.move_to_element_with_offset(canvas, w // 2 - 5, -h // 2 + row)
+        chain.move_to_element_with_offset(canvas, -w // 2 + 5, -h // 2 + row + 6)
+    chain.release().perform()
+    assert canvas.get_attribute("data-painted") == "1"
+    _set(d, "size", "128" if real else "32")
+    _set(d, "iters", "200" if real else "4000")
+    _set(d, "report_every", "10" if real else "2")
+    _until(lambda: "memory: about" in d.find_element("id", "memory").text, 30, "the memory estimate")
+    d.find_element("id", "start").click()
+    preview = d.find_element("id", "preview")
+    _until(lambda: int(preview.get_attribute("data-version") or 0) >= 2, 300, "previews")
+    job = d.execute_script(
+        "const id = document.getElementById('stop').dataset.job;"
+        "return fetch('/api/jobs/' + id).then((r) => r.json());")
+    assert job["settings"]["regions"].startswith("upload:") and len(job["styles"]) == 2
+    print(f"studio: Start to first preview of a two-region job: {job['first_preview_s']:.2f} s "
+          f"({'real VGG16, 128 px' if real else 'synthetic weights, 32 px'})")
+    shots = os.environ.get("NST_STUDIO_SCREENSHOTS")
+    if shots and real:
+        d.save_screenshot(str(Path(shots) / "studio_regions.png"))
+    d.find_element("id", "stop").click()
+    _until(lambda: d.find_element("id", "status").get_attribute("data-state") == "stopped", 60, "stopped")

@@ -23,7 +23,6 @@ import hmac
 import io
 import json
 import logging
-import math
 import re
 import threading
 from pathlib import Path
@@ -37,66 +36,19 @@ from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
     HTMLResponse,
-    JSONResponse,
     Response,
     StreamingResponse,
 )
 from starlette.routing import Route
 
 from nst_jax.studio.forms import check_job, parse_settings
+from nst_jax.studio.http import NAME, ApiError, Json, dumps, finite, inside, safe_name  # noqa: F401
 from nst_jax.studio.jobs import Studio
 
 log = logging.getLogger("nst_jax.studio")
 STATIC = Path(__file__).resolve().parent / "static"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-
-
-def finite(obj: Any) -> Any:
-    """``obj`` with every non-finite float (a cost that overflowed) as ``None``, so that
-    no ``Infinity``/``NaN`` (which JSON has not, and the page's ``JSON.parse`` rejects)
-    ever reaches a client."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [finite(v) for v in obj]
-    return obj
-
-
-def dumps(obj: Any) -> str:
-    """Strict JSON (``allow_nan=False``) of :func:`finite` ``(obj)``."""
-    return json.dumps(finite(obj), allow_nan=False, default=str)
-
-
-class Json(JSONResponse):
-    """Starlette's JSONResponse through :func:`finite`."""
-
-    def render(self, content: Any) -> bytes:
-        return super().render(finite(content))
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, fields: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.fields = status, message, fields or {}
-
-
-def safe_name(name: str) -> str:
-    """A bare file name of letters, digits, ``.``, ``_``, ``-`` (no folders, no ``..``)."""
-    if not NAME.match(name or "") or ".." in name:
-        raise ApiError(404, f"no such file: {name!r}")
-    return name
-
-
-def inside(folder: Path, name: str) -> Path:
-    """``folder / name`` for a :func:`safe_name`, checked to resolve inside ``folder``."""
-    p = (folder / safe_name(name)).resolve()
-    if p.parent != folder.resolve() or not p.is_file():
-        raise ApiError(404, f"no such file: {name!r}")
-    return p
 
 
 def _examples() -> dict[str, Path]:
@@ -110,7 +62,8 @@ class _Routes:
     """The studio's state (folders, examples, the job queue) and one method per route."""
 
     def __init__(self, out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, *,
-                 max_upload_bytes: int, max_pixels: int, runner: Any) -> None:
+                 max_upload_bytes: int, max_pixels: int, runner: Any, max_store_bytes: int = 1 << 30
+                 ) -> None:
         from nst_jax import vgg
 
         self.out = Path(out_dir)
@@ -119,6 +72,7 @@ class _Routes:
         self.examples = _examples()
         self.arch = vgg.arch_of(params)
         self.max_upload_bytes, self.max_pixels = max_upload_bytes, max_pixels
+        self.max_store_bytes = max_store_bytes
         self.studio = Studio(self.out, self.resolve, (params, spec, weights_meta), runner=runner)
         self.thumbs: dict[tuple[str, float], bytes] = {}
         self.lock = threading.Lock()
@@ -158,9 +112,15 @@ class _Routes:
                 choices = _choices(f.choices) if isinstance(f.choices, str) else f.choices
                 fields.append({"name": f.dest, "group": title.split(" (")[0], "help": f.help,
                                "default": default, "choices": list(choices) if choices else None})
+        import jax
+
+        from nst_jax.studio.masks import PALETTE
+
         return Json({"fields": fields, "examples": list(self.examples), "arch": self.arch,
                              "uploads": sorted(p.name for p in self.uploads.iterdir() if NAME.match(p.name)),
-                             "max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels})
+                             "max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels,
+                             "max_store_bytes": self.max_store_bytes, "palette": PALETTE,
+                             "devices": len(jax.devices())})
 
     async def upload(self, request: Request) -> Response:
         from PIL import Image
@@ -192,6 +152,16 @@ class _Routes:
             raise ApiError(415, f"unsupported image format {fmt or '?'} (PNG, JPEG or WebP expected)")
         name = hashlib.sha256(bytes(body)).hexdigest()[:20] + ext
         (self.uploads / name).write_bytes(bytes(body))
+        from nst_jax.studio.masks import prune_uploads
+
+        busy = {name} | {r.partition(":")[2] for j in self.studio.jobs.values()
+                         if j.state in ("queued", "compiling", "running")
+                         for r in (j.content, *j.styles, j.settings.get("regions") or "",
+                                   j.settings.get("content_mask") or "", *j.settings.get("contents", []))}
+        removed = prune_uploads(self.uploads, self.max_store_bytes, busy)
+        if removed:
+            log.info("upload store over %d bytes: removed %d oldest upload(s)", self.max_store_bytes,
+                     len(removed))
         return Json({"ref": f"upload:{name}", "name": name, "size": [w, h]})
 
     async def submit(self, request: Request) -> Response:
@@ -238,12 +208,48 @@ class _Routes:
                 points = [{"alpha": a, "beta": b} for a in axes["alphas"] for b in axes["betas"]]
                 if len(points) > 64:
                     errors["betas"] = f"{len(points)} points: at most 64 per sweep"
+        elif kind == "batch":
+            contents = form.get("contents")
+            if not (isinstance(contents, list) and contents and all(isinstance(c, str) for c in contents)):
+                errors["contents"] = "choose the photos of the batch"
+            elif len(contents) > 64:
+                errors["contents"] = f"{len(contents)} photos: at most 64 per batch"
+            elif settings.get("regions") or settings.get("content_mask"):
+                errors["regions"] = "regions and masks belong to one photo, not to a batch"
+            else:
+                for c in contents:
+                    try:
+                        self.resolve(c)
+                    except ApiError as e:
+                        errors["contents"] = e.message
+                settings["contents"] = list(contents)
         elif kind != "single":
-            errors["mode"] = "expected single or sweep"
+            errors["mode"] = "expected single, sweep or batch"
         if errors:
             raise ApiError(400, "please fix the highlighted fields", errors)
         job = self.studio.submit(kind, content, list(styles), settings, points)
         return Json({"job": job.id, "position": self.studio.position(job)})
+
+    async def estimate(self, request: Request) -> Response:
+        """The predicted memory per device of the form's job, before it starts."""
+        from nst_jax import image as I
+        from nst_jax.studio.jobs import _config
+        from nst_jax.studio.masks import memory_estimate
+
+        try:
+            form = await request.json()
+        except Exception:
+            raise ApiError(400, "expected a JSON body") from None
+        settings, errors = parse_settings(form if isinstance(form, dict) else {}, self.arch)
+        if errors:
+            raise ApiError(400, "please fix the highlighted fields", errors)
+        try:
+            hw = I.image_shape(self.resolve(str(form.get("content"))), settings["size"])
+        except I.ImageError as e:
+            raise ApiError(400, str(e), {"content": str(e)}) from None
+        n = len(form.get("contents") or []) if form.get("mode") == "batch" else 1
+        return Json(memory_estimate(self.arch, hw, _config(settings, self.arch), settings["devices"],
+                                    points=max(n, 1)))
 
     def job_of(self, request: Request) -> Any:
         job = self.studio.jobs.get(request.path_params["job"])
@@ -269,7 +275,7 @@ class _Routes:
     async def cell(self, request: Request) -> Response:
         job = self.job_of(request)
         i = request.path_params["i"]
-        if not 0 <= i < len(job.cell_png):
+        if not 0 <= i < len(job.cell_png) or not job.cell_png[i]:
             raise ApiError(404, "no such cell")
         return Response(job.cell_png[i], media_type="image/png", headers={"Cache-Control": "no-store"})
 
@@ -361,8 +367,11 @@ class _Routes:
 
 def create_app(out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, *,
                auth_token: str | None = None, max_upload_bytes: int = 20 << 20,
-               max_pixels: int = 40_000_000, runner: Any = None) -> Starlette:
-    """The studio's ASGI app: results and uploads under ``out_dir``.
+               max_pixels: int = 40_000_000, runner: Any = None,
+               max_store_bytes: int = 1 << 30) -> Starlette:
+    """The studio's ASGI app: results and uploads under ``out_dir``; the uploads folder is
+    kept under ``max_store_bytes``, the oldest uploads removed first (never an input of
+    a queued or running job).
 
     Raises:
       ValueError: an ``auth_token`` of anything but ASCII letters, digits and ``. _ ~ -``
@@ -372,10 +381,12 @@ def create_app(out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, 
         raise ValueError("auth_token: expected printable ASCII letters, digits and . _ ~ - (at most "
                          "256; e.g. --auth-token auto)")
     r = _Routes(out_dir, params, spec, weights_meta, max_upload_bytes=max_upload_bytes,
+                max_store_bytes=max_store_bytes,
                 max_pixels=max_pixels, runner=runner)
     routes = [
         Route("/", r.index), Route("/static/{name}", r.static), Route("/api/meta", r.meta),
         Route("/api/upload", r.upload, methods=["POST"]), Route("/api/jobs", r.submit, methods=["POST"]),
+        Route("/api/estimate", r.estimate, methods=["POST"]),
         Route("/api/jobs/{job}", r.get_job), Route("/api/jobs/{job}/stop", r.stop, methods=["POST"]),
         Route("/api/jobs/{job}/preview.png", r.preview), Route("/api/jobs/{job}/cells/{i:int}.png", r.cell),
         Route("/api/events", r.events), Route("/api/gallery", r.gallery), Route("/files/{name}", r.file),

@@ -41,6 +41,7 @@ def parse_settings(form: dict[str, Any], arch: str) -> tuple[dict[str, Any], dic
         out.setdefault(f.dest, getattr(d, f.field))
     if out["size"] > 2048:
         errors["size"] = "at most 2048 px in the studio"
+    _devices_and_tiles(form, out, errors)
     try:
         names, weights = parse_style_layers(str(form.get("style_layers") or ",".join(d.style_layers)))
         out["style_layer_names"], out["style_layer_weights"] = names, weights
@@ -66,6 +67,28 @@ def parse_settings(form: dict[str, Any], arch: str) -> tuple[dict[str, Any], dic
         except CliError as e:
             errors["style_weights"] = str(e)
     return out, errors
+
+
+def _devices_and_tiles(form: dict[str, Any], out: dict[str, Any], errors: dict[str, str]) -> None:
+    """``tile`` (0: whole), ``devices`` (1 to the count there is) and the mask references."""
+    import jax
+
+    for name, lo, hi in (("tile", 0, 8192), ("devices", 1, len(jax.devices()))):
+        raw = form.get(name)
+        try:
+            v = int(raw) if raw not in (None, "") else (0 if name == "tile" else 1)
+            if not lo <= v <= hi:
+                raise ValueError
+            out[name] = v
+        except (TypeError, ValueError):
+            errors[name] = f"expected a whole number from {lo} to {hi}, got {raw!r}"
+    for name in ("regions", "content_mask"):
+        ref = form.get(name)
+        if ref not in (None, ""):
+            if not isinstance(ref, str):
+                errors[name] = "expected an uploaded image"
+            else:
+                out[name] = ref
 
 
 def check_job(resolve: Callable[[str], Path], arch: str, content: str, styles: list[str],
@@ -97,6 +120,28 @@ def check_job(resolve: Callable[[str], Path], arch: str, content: str, styles: l
         field = "scales" if "first scale" in str(e) else ("style_scale" if "style" in str(e)
                                                          else "size")
         return {field: str(e)}
+    return _check_masks_and_memory(resolve, arch, c_hw, s_hw, settings)
+
+
+def _check_masks_and_memory(resolve: Callable[[str], Path], arch: str, c_hw: tuple[int, int],
+                            s_hw: list[tuple[int, int]], settings: dict[str, Any]) -> dict[str, str]:
+    """The masks as the engine will see them (empty regions named), and the predicted
+    memory per device against what is free."""
+    from nst_jax import guides as G
+    from nst_jax.studio.jobs import _config
+    from nst_jax.studio.masks import load_guides, memory_estimate
+
+    config = _config(settings, arch)
+    try:
+        guides = load_guides(resolve, settings.get("regions"), settings.get("content_mask"), len(s_hw))
+        if guides is not None:
+            G.at_layers(guides, c_hw, s_hw, config)
+    except (OSError, ValueError) as e:
+        return {"content_mask" if "content mask" in str(e) else "regions": str(e)}
+    est = memory_estimate(arch, c_hw, config, int(settings.get("devices") or 1))
+    if not est["fits"]:
+        return {"tile": f"about {est['predicted'] / 2**30:.1f} GiB per device predicted but "
+                        f"{est['available'] / 2**30:.1f} GiB free: set a tile (e.g. 512) or lower the size"}
     return {}
 
 

@@ -170,7 +170,18 @@ def _config(settings: dict[str, Any], arch: str) -> Any:
               if f.field and f.dest in settings}
     fields["style_layers"], fields["style_weights"] = settings["style_layer_names"], settings[
         "style_layer_weights"]
+    fields["tile"] = int(settings.get("tile") or 0)
     return Config(**fields).validate(arch)
+
+
+def _layout(config: Any, settings: dict[str, Any]) -> Any:
+    """One device, or ``settings["devices"]``: by tiles with a tile, else by rows."""
+    import jax
+
+    from nst_jax.engine import _devices_layout
+
+    n = int(settings.get("devices") or 1)
+    return _devices_layout(jax.devices()[:n] if n > 1 else None, config)
 
 
 def _meta(job: Job, studio: Studio, costs: dict[str, float], status: str, extra: dict) -> dict:
@@ -214,6 +225,8 @@ def run_job(job: Job, studio: Studio) -> None:
     from nst_jax.image import load_image
     from nst_jax.layout import Layout
 
+    if job.kind == "batch":
+        return run_batch_job(job, studio)
     t0 = time.perf_counter()  # "Start" to the first preview: loading, targets, compilation, a chunk
     s = job.settings
     config = _config(s, vgg.arch_of(studio.params))
@@ -221,11 +234,14 @@ def run_job(job: Job, studio: Studio) -> None:
     styles = [load_image(studio.resolve(r), max(1, round(s["size"] * s["style_scale"])))
               for r in job.styles]
     sweep = job.kind == "sweep"
-    kw: dict[str, Any] = {}
+    from nst_jax.studio.masks import load_guides
+
+    guides = load_guides(studio.resolve, s.get("regions"), s.get("content_mask"), len(styles))
+    kw: dict[str, Any] = {"guides": guides, "layout": _layout(config, s)}
     if sweep:
         layout = Layout.of(len(job.points))
         pts = [*job.points, *[job.points[-1]] * (layout.points - len(job.points))]
-        kw = {"layout": layout, "point_configs": stack_configs(config, pts)}
+        kw = {"layout": layout, "point_configs": stack_configs(config, pts), "guides": guides}
     job.total = config.iterations * config.scales
     last = None
     for p in iterate(content, styles, studio.params, studio.spec, config=config,
@@ -276,4 +292,54 @@ def run_job(job: Job, studio: Studio) -> None:
     studio.changed()
 
 
-__all__ = ["STATES", "Job", "Studio", "png_bytes", "run_job"]
+def run_batch_job(job: Job, studio: Studio) -> None:
+    """A batch (several photos, one style): :func:`nst_jax.batch.iterate_batch`, each
+    photo a cell of the page's table, saved as its chunk finishes."""
+    import jax
+
+    from nst_jax import vgg
+    from nst_jax.batch import iterate_batch
+    from nst_jax.image import load_image
+
+    t0 = time.perf_counter()
+    s = job.settings
+    config = _config(s, vgg.arch_of(studio.params))
+    photos = [load_image(studio.resolve(r), s["size"]) for r in s["contents"]]
+    styles = [load_image(studio.resolve(r), max(1, round(s["size"] * s["style_scale"]))) for r in job.styles]
+    n = len(photos)
+    job.points = [{"photo": Path(studio.resolve(r)).name} for r in s["contents"]]
+    job.cells = [{"point": pt, "costs": {}} for pt in job.points]
+    job.cell_png = [b""] * n
+    job.total = config.iterations * config.scales
+    style_stem = Path(studio.resolve(job.styles[0])).stem
+
+    def progress(done: int, total: int, p: Any) -> bool:
+        job.state, job.step, job.total, job.compile_s = "running", done, total, p.compile_s
+        job.curve.append({"step": done, **{k: float(np.mean(np.asarray(v))) for k, v in p.costs.items()}})
+        if job.first_preview_s is None:
+            job.first_preview_s = time.perf_counter() - t0
+        job.version += 1
+        studio.changed()
+        return job.stop.is_set()
+
+    devices = jax.devices()[: int(s.get("devices") or 1)]
+    for results in iterate_batch(photos, styles, studio.params, studio.spec, config=config,
+                                 key=jax.random.key(s.get("seed", 0)),
+                                 style_blend=s.get("style_weights_list"), devices=devices, callback=progress):
+        for i, image, info in results:
+            costs = {k: float(v) for k, v in info["costs"].items()}
+            job.cell_png[i] = png_bytes(image, 256)
+            meta = _meta(job, studio, costs, "done" if info["ok"] else "failed", {"batch": job.id})
+            meta["settings"]["content"] = s["contents"][i]
+            stem = f"studio-{Path(studio.resolve(s['contents'][i])).stem}-{style_stem}"
+            name = _save(studio, stem, image, meta)
+            job.cells[i] = {"point": job.points[i], "costs": costs, "file": name}
+            job.outputs.append(name)
+        job.version += 1
+        studio.changed()
+    job.finished_s = time.perf_counter() - t0
+    job.state = "stopped" if job.stop.is_set() else "done"
+    studio.changed()
+
+
+__all__ = ["STATES", "Job", "Studio", "png_bytes", "run_batch_job", "run_job"]

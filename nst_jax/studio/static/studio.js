@@ -75,7 +75,7 @@ async function upload(files) {
 
 function formValues() {
   const v = {};
-  for (const e of document.querySelectorAll("#form [name], #advanced-fields [name]")) v[e.name] = e.value;
+  for (const e of document.querySelectorAll("#form [name], #advanced-fields [name], #scale-fields [name]")) v[e.name] = e.value;
   return v;
 }
 
@@ -91,6 +91,7 @@ async function start() {
   const body = {mode, content: $("content").value, styles: [...$("styles").selectedOptions].map((o) => o.value),
                 alphas: $("alphas").value, betas: $("betas").value, ...formValues()};
   try {
+    if (window.nstExtras) Object.assign(body, await window.nstExtras(mode));  // masks, batch photos
     const r = await api("/api/jobs", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
     myJob = r.job; shownVersion = -1;
     $("plot").dataset.points = "0";
@@ -132,6 +133,7 @@ function drawPlot(curve) {
 function showSweep(job) {
   const t = $("sweep");
   t.hidden = job.kind !== "sweep";
+  if (job.kind === "batch") return showBatch(job, t);
   if (t.hidden) return;
   const alphas = [...new Set(job.points.map((p) => p.alpha))], betas = [...new Set(job.points.map((p) => p.beta))];
   const head = el("tr", {}, el("th", {text: "alpha \\ beta"}), ...betas.map((b) => el("th", {text: String(b)})));
@@ -143,6 +145,18 @@ function showSweep(job) {
     return el("td", {}, img, el("span", {text: `J ${c.costs.total.toExponential(2)}`}));
   })));
   t.replaceChildren(head, ...rows);
+}
+
+function showBatch(job, t) {
+  t.hidden = false;
+  const cells = job.points.map((pt, i) => {
+    const c = job.cells[i];
+    if (!c || !c.file) return el("td", {text: `${pt.photo} …`});
+    const img = el("img", {src: `/api/jobs/${job.id}/cells/${i}.png?v=${job.version}`, alt: pt.photo, class: "cell"});
+    img.addEventListener("click", () => openViewer("/files/" + encodeURIComponent(c.file)));
+    return el("td", {}, img, el("span", {text: pt.photo}));
+  });
+  t.replaceChildren(el("tr", {}, ...cells));
 }
 
 function openViewer(src) { $("viewer-img").src = src; $("viewer").hidden = false; }
@@ -223,7 +237,10 @@ async function init() {
   $("refresh").addEventListener("click", loadGallery);
   $("viewer-close").addEventListener("click", () => { $("viewer").hidden = true; });
   for (const r of document.querySelectorAll("input[name=mode]"))
-    r.addEventListener("change", () => { $("sweep-fields").hidden = r.value !== "sweep" || !r.checked; });
+    r.addEventListener("change", () => {
+      const m = document.querySelector("input[name=mode]:checked").value;
+      $("sweep-fields").hidden = m !== "sweep"; $("batch-fields").hidden = m !== "batch";
+    });
   const drop = $("drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -231,6 +248,7 @@ async function init() {
   $("file").addEventListener("change", (e) => upload(e.target.files));
   connect();
   loadGallery();
+  document.dispatchEvent(new Event("nst-ready"));
 }
 
 init().catch((e) => { $("form-msg").textContent = "cannot load the studio: " + e.message; });
