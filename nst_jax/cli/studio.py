@@ -36,6 +36,9 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
                     help="largest upload in MiB (default: 20)")
     ap.add_argument("--max-pixels", type=ranged(positive_int, hi=10**10), default=40_000_000,
                     help="largest uploaded image in pixels (default: 40000000)")
+    ap.add_argument("--max-store-mb", type=ranged(positive_int, hi=10**7), default=1024,
+                    help="the uploads folder is kept under this many MiB, the oldest uploads "
+                         "removed first (default: 1024)")
     return ap
 
 
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         app = create_app(args.out, params, spec, {"path": str(wpath), "source": meta.get("source")},
                          auth_token=token, max_upload_bytes=args.max_upload_mb << 20,
-                         max_pixels=args.max_pixels)
+                         max_pixels=args.max_pixels, max_store_bytes=args.max_store_mb << 20)
     except OSError as e:
         raise CliError(f"--out {args.out}: {e.strerror or e}") from None
     except ValueError as e:
