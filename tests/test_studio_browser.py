@@ -169,6 +169,13 @@ def test_paint_a_mask_and_run_a_two_region_job(server, browser):
         chain.move_to_element_with_offset(canvas, -w // 2 + 5, -h // 2 + row + 6)
     chain.release().perform()
     assert canvas.get_attribute("data-painted") == "1"
+    # what the strokes covered: most of the top half, none of the bottom third
+    top, bottom = d.execute_script(
+        "const c = document.getElementById('paint'), g = c.getContext('2d'), h = c.height, w = c.width;"
+        "const share = (y0, y1) => { const a = g.getImageData(0, y0, w, y1 - y0).data; let n = 0;"
+        "  for (let i = 3; i < a.length; i += 4) n += a[i] > 127; return n / (a.length / 4); };"
+        "return [share(Math.floor(h * 0.1), Math.floor(h * 0.4)), share(Math.floor(h * 0.67), h)];")
+    assert top > 0.8 and bottom == 0.0, (top, bottom)
     _set(d, "size", "128" if real else "32")
     _set(d, "iters", "200" if real else "4000")
     _set(d, "report_every", "10" if real else "2")

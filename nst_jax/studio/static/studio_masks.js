@@ -28,13 +28,18 @@
     painted = false; cv.dataset.painted = "0";
   }
 
+  let last = null;  // the previous point of a stroke: segments join them (pointer events are sparse)
   function paintAt(e) {
     const cv = $("paint"), r = cv.getBoundingClientRect(), g = cv.getContext("2d");
     const x = (e.clientX - r.left) * cv.width / r.width, y = (e.clientY - r.top) * cv.height / r.height;
     const rad = Number($("brush-size").value) * cv.width / Math.max(r.width, 1) / 2;
     g.globalCompositeOperation = erasing ? "destination-out" : "source-over";
-    g.fillStyle = `rgb(${(palette()[brush] || [0, 0, 0]).join(",")})`;
-    g.beginPath(); g.arc(x, y, rad, 0, 2 * Math.PI); g.fill();
+    g.fillStyle = g.strokeStyle = `rgb(${(palette()[brush] || [0, 0, 0]).join(",")})`;
+    g.lineWidth = 2 * rad; g.lineCap = "round";
+    g.beginPath();
+    if (last) { g.moveTo(last[0], last[1]); g.lineTo(x, y); g.stroke(); }
+    else { g.arc(x, y, rad, 0, 2 * Math.PI); g.fill(); }
+    last = [x, y];
     if (!erasing) { painted = true; cv.dataset.painted = "1"; }
   }
 
@@ -94,9 +99,9 @@
     $("content").addEventListener("change", () => { follow(); estimateSoon(); });
     $("styles").addEventListener("change", brushes);
     brushes();
-    cv.addEventListener("pointerdown", (e) => { drawing = true; cv.setPointerCapture(e.pointerId); paintAt(e); });
+    cv.addEventListener("pointerdown", (e) => { drawing = true; last = null; cv.setPointerCapture(e.pointerId); paintAt(e); });
     cv.addEventListener("pointermove", (e) => { if (drawing) paintAt(e); });
-    cv.addEventListener("pointerup", () => { drawing = false; });
+    cv.addEventListener("pointerup", () => { drawing = false; last = null; });
     $("eraser").addEventListener("click", () => { erasing = true; brushes(); });
     $("clear-mask").addEventListener("click", fitCanvas);
     $("mask-file").addEventListener("change", async (e) => {
