@@ -110,8 +110,10 @@ def iterate_video(
       callback: ``callback(frame_index, progress)`` after each compiled call.
       layout: the devices of each frame (:class:`~nst_jax.layout.Layout`: one device,
         the frame split by rows, or with ``config.tile`` its tiles spread over them).
-      guides: regions, style masks and a content-strength map, the same for every frame
-        (:class:`nst_jax.guides.Guides`; masks are resized to the frames).
+      guides: regions, style masks and a content-strength map
+        (:class:`nst_jax.guides.Guides`; masks are resized to the frames): the same for
+        every frame, or ``guides(t)`` for the ``t``-th frame of ``frames`` (masks that
+        move with the clip).
       snapshots: give each progress its :attr:`~nst_jax.engine.Progress.snapshot`;
         ``resume=`` one of them continues the first frame given exactly there (an
         interrupted frame; pass the same ``earlier``).
@@ -147,7 +149,8 @@ def iterate_video(
         for last in iterate(frame, style_rgb, params, spec, config=cfg, key=key,
                             style_blend=style_blend, init=prev[0] if later else None,
                             objective=None if plain else temporal.temporal_objective,
-                            extra_targets=None if plain else extra, layout=layout, guides=guides,
+                            extra_targets=None if plain else extra, layout=layout,
+                            guides=guides(t) if callable(guides) else guides,
                             resume=resume if t == 0 else None, snapshots=snapshots):
             if callback is not None:
                 callback(t, last)

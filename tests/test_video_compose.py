@@ -151,3 +151,41 @@ def test_cli_video_interrupted_mid_frame_resumes_it(work, tmp_path):
         # bitwise: the resumed frame continues the same program from the saved state, held
         # to the exact earlier output (recent.npz; rounded PNGs would let 3000 steps drift)
         np.testing.assert_array_equal(a, b)
+
+
+def test_masks_that_move_with_the_clip(params16, tmp_path, work, capsys):
+    """``guides(t)`` per frame in the library (the same masks each frame: bitwise the fixed
+    ones; other masks: another image), and ``STYLE:MASKDIR`` on the command line."""
+    from PIL import Image
+
+    frames, S1, S2 = _pan(2), rand_image(32, 32, 2), rand_image(32, 32, 5)
+    m = np.zeros((2, 48, 48), np.float32)
+    m[0, :24], m[1, 24:] = 1.0, 1.0
+    g = Guides(regions=m)
+    kw = {"config": CFG, "iters": 4, "flow_fn": _shift_flow}
+    fixed = [o for o, _ in iterate_video(frames, [S1, S2], params16, vgg.CAFFE, guides=g, **kw)]
+    same = [o for o, _ in iterate_video(frames, [S1, S2], params16, vgg.CAFFE, guides=lambda t: g, **kw)]
+    for a, b in zip(fixed, same, strict=True):
+        np.testing.assert_array_equal(a, b)  # the same program on the same inputs
+    moved = Guides(regions=m[:, ::-1].copy())
+    other = [o for o, _ in iterate_video(frames, [S1, S2], params16, vgg.CAFFE,
+                                         guides=lambda t: g if t == 0 else moved, **kw)]
+    np.testing.assert_array_equal(other[0], fixed[0])
+    assert float(np.mean(np.abs(other[1] - fixed[1]))) > 1e-3
+    # the command line: a folder of masks, one per frame; too few is refused up front
+    clip = _clip(tmp_path / "clip", 2)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for t in range(2):
+        a = np.zeros((48, 48), np.uint8)
+        a[: 20 + 8 * t] = 255
+        Image.fromarray(a).save(masks / f"{t:03d}.png")
+    base = ["video", str(clip), f"{work / 's.png'}:{masks}", str(work / "s.png"), "--weights",
+            str(work / "tiny.h5"), "--size", "48", "--iters-first", "4", "--iters", "2",
+            "--report-every", "2", "--beta", "1e-2"]
+    assert main([*base, "-o", str(tmp_path / "f")]) == 0
+    assert sorted(p.name for p in (tmp_path / "f").glob("0*.png")) == ["000000.png", "000001.png"]
+    (masks / "001.png").unlink()
+    capsys.readouterr()
+    assert main([*base, "-o", str(tmp_path / "g")]) == 2
+    assert "holds 1 mask image(s), but frames 0 to 1 need one each" in capsys.readouterr().err

@@ -165,12 +165,27 @@ def run(args: argparse.Namespace) -> int:
         first = next(iter(V.read_frames(args.input, start=args.start, max_frames=1, size=args.size)))
     except V.VideoError as e:
         raise CliError(str(e)) from None
-    with tempfile.TemporaryDirectory(prefix="nst_jax-video-") as tmp:
-        from nst_jax import image as I
+    from nst_jax.cli.video_masks import mask_sequences
 
-        args.content = str(Path(tmp) / f"{Path(args.input).stem or 'frames'}.png")
-        I.save_image(args.content, first, sidecar=False)
-        pr = prepare(args, args.report_every)
+    seqs = mask_sequences(args, n_total)
+    tmp = tempfile.TemporaryDirectory(prefix="nst_jax-video-")  # the first frame, for the checks
+    try:
+        return _prepared(args, info, work, out, done, n_total, fps, t_start, first, settings, seqs, tmp.name)
+    finally:
+        tmp.cleanup()
+
+
+def _prepared(args: argparse.Namespace, info: dict, work: Path, out: Path, done: int, n_total: int,
+              fps: float, t_start: float, first: Any, settings: dict, seqs: Any, tmp: str) -> int:
+    """Settings checked against the first frame (and its masks), then the frames."""
+    from nst_jax import image as I
+    from nst_jax.cli.video_masks import guides_for
+
+    args.content = str(Path(tmp) / f"{Path(args.input).stem or 'frames'}.png")
+    I.save_image(args.content, first, sidecar=False)
+    pr = prepare(args, args.report_every)
+    if seqs is not None:  # masks per frame (read as each frame starts)
+        pr.guides = guides_for(args, seqs, pr)
     pr.meta["settings"]["input"] = args.input
     made = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
@@ -298,7 +313,9 @@ def _frames(args: argparse.Namespace, pr: Any, info: dict, work: Path, out: Path
                     temporal_weight=0.0 if args.independent else args.temporal_weight,
                     long_term=K, warm_start=not args.independent, key=jax.random.key(args.seed),
                     style_blend=pr.blend, earlier=earlier, callback=progress,
-                    layout=pr.layout or Layout(), guides=pr.guides, resume=resume, snapshots=True):
+                    layout=pr.layout or Layout(),
+                    guides=(lambda i: pr.guides(done + i)) if callable(pr.guides) else pr.guides,
+                    resume=resume, snapshots=True):
                 I.save_image(work / f"{t:06d}.png", frame_out, sidecar=False, bit_depth=16,
                              overwrite=True)
                 recent = {**{j: o for j, o in _recent_items(recent, t, K)}, t: frame_out}
