@@ -94,18 +94,24 @@ def _set(d, name: str, value: str) -> None:
     e.send_keys(value)
 
 
-def test_studio_in_a_real_browser(server, browser):
+def _open_with(d, url: str, styles: list[str]) -> None:
+    """Open the page, the cat as content and ``styles`` selected."""
     from selenium.webdriver.support.ui import Select
 
-    url, real = server
-    d = browser
     d.get(url)
     _until(lambda: d.execute_script("return document.querySelectorAll('#content option').length"),
            30, "the examples")
     Select(d.find_element("id", "content")).select_by_value("example:content_chelsea.png")
-    styles = Select(d.find_element("id", "styles"))
-    styles.deselect_all()
-    styles.select_by_value("example:style_swirls.png")
+    sel = Select(d.find_element("id", "styles"))
+    sel.deselect_all()
+    for s in styles:
+        sel.select_by_value(s)
+
+
+def test_studio_in_a_real_browser(server, browser):
+    url, real = server
+    d = browser
+    _open_with(d, url, ["example:style_swirls.png"])
     _set(d, "size", "128" if real else "32")
     _set(d, "iters", "300" if real else "4000")
     _set(d, "report_every", "10" if real else "2")
@@ -145,18 +151,10 @@ def test_paint_a_mask_and_run_a_two_region_job(server, browser):
     carries the painted mask, previews arrive; the time from Start to the first preview
     is read from the job (printed: the studio's measurement)."""
     from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.support.ui import Select
 
     url, real = server
     d = browser
-    d.get(url)
-    _until(lambda: d.execute_script("return document.querySelectorAll('#content option').length"),
-           30, "the examples")
-    Select(d.find_element("id", "content")).select_by_value("example:content_chelsea.png")
-    styles = Select(d.find_element("id", "styles"))
-    styles.deselect_all()
-    styles.select_by_value("example:style_swirls.png")
-    styles.select_by_value("example:style_mosaic.png")
+    _open_with(d, url, ["example:style_swirls.png", "example:style_mosaic.png"])
     d.find_element("css selector", "#regions-box summary").click()
     canvas = d.find_element("id", "paint")
     _until(lambda: int(d.execute_script("return document.getElementById('paint').width")) > 0, 30,
