@@ -146,11 +146,9 @@ def stylize_grid(
       A :class:`GridResult`.
     """
     config = config.validate(vgg.arch_of(params))
-    axes: dict[str, Sequence[Any]] = {
-        "alpha": list(alphas) if alphas is not None else [config.alpha],
-        "beta": list(betas) if betas is not None else [config.beta],
-        **{k: list(v) for k, v in other_axes.items()},
-    }
+    axes: dict[str, Sequence[Any]] = {"alpha": list(alphas) if alphas is not None else [config.alpha],
+                                      "beta": list(betas) if betas is not None else [config.beta],
+                                      **{k: list(v) for k, v in other_axes.items()}}
     points, shape = grid_points(axes)
     stacked = stack_configs(config, points)
     n = len(points)
@@ -177,17 +175,20 @@ def stylize_grid(
                             resume=resume["engine"] if resume is not None and ci == resume["chunk"] else None,
                             snapshots=on_snapshot is not None):
             if on_snapshot is not None:
-                done = last.finished
-                on_snapshot({"chunk": ci + done, "steps": done_before + last.step,
-                             "finished": parts + ([_part(last, len(idx))] if done else []),
-                             "engine": None if done else last.snapshot})
+                on_snapshot(_state(ci, done_before, last, parts, len(idx)))
             if callback is not None:
                 callback(done_before + last.step, total)
         assert last is not None
         parts.append(_part(last, len(idx)))
         sharding = last.sharding
+    return _result(points, shape, tuple(axes), parts, sharding)
+
+
+def _result(points: list[dict[str, Any]], shape: tuple[int, ...], axes: tuple[str, ...],
+            parts: list[dict[str, Any]], sharding: Any) -> GridResult:
+    """The :class:`GridResult` of the chunks' results (:func:`_part`), in order."""
     return GridResult(
-        points=points, shape=shape, axes=tuple(axes),
+        points=points, shape=shape, axes=axes,
         images=np.concatenate([p["image"] for p in parts]),
         history=np.concatenate([p["history"] for p in parts]),
         costs={name: np.concatenate([p["costs"][name] for p in parts]) for name in parts[0]["costs"]},
@@ -196,6 +197,15 @@ def stylize_grid(
         run_s=float(parts[0]["run_s"]) + sum(float(p["compile_s"] + p["run_s"]) for p in parts[1:]),
         sharding=sharding,
     )
+
+
+def _state(ci: int, done_before: int, last: Any, parts: list[dict[str, Any]], keep: int) -> dict[str, Any]:
+    """What ``on_snapshot`` gets after a report of chunk ``ci`` (see :func:`stylize_grid`);
+    a finished chunk is stored as a result, so a resume starts at the next one."""
+    done = bool(last.finished)
+    return {"chunk": ci + done, "steps": done_before + last.step,
+            "finished": parts + ([_part(last, keep)] if done else []),
+            "engine": None if done else last.snapshot}
 
 
 def _part(last: Any, keep: int) -> dict[str, Any]:

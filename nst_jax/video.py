@@ -70,6 +70,19 @@ def temporal_inputs(
     return prev, weight, cons
 
 
+def _temporal_targets(frame: np.ndarray, use: Sequence[tuple[np.ndarray, np.ndarray]], long_term: int,
+                      flow_fn: Callable, cfg: Config, temporal_weight: float) -> tuple[np.ndarray, dict]:
+    """``(prev (K, H, W, 3), extra targets)`` of one frame: the earlier outputs warped to it
+    and their weights (zeros, and ``lambda`` 0, when there is nothing to hold it to)."""
+    prev, weight, _ = temporal_inputs(frame, use, long_term, flow_fn) if use else (
+        np.zeros((long_term, *frame.shape), np.float32),
+        np.zeros((long_term, *frame.shape[:2]), np.float32), None)
+    extra = {"temporal": {"prev": jax.vmap(lambda p: to_variable(p, cfg))(jnp.asarray(prev)),
+                          "weight": jnp.asarray(weight),
+                          "lambda": jnp.float32(temporal_weight if use else 0.0)}}
+    return prev, extra
+
+
 def iterate_video(
     frames: Iterable[np.ndarray],
     style_rgb: Array | Sequence[Array],
@@ -134,16 +147,11 @@ def iterate_video(
     for t, frame in enumerate(frames):
         frame = np.asarray(frame, np.float32)
         use = hist if (warm_start or temporal_weight) else []
-        prev, weight, _ = temporal_inputs(frame, use, long_term, flow_fn) if use else (
-            np.zeros((long_term, *frame.shape), np.float32),
-            np.zeros((long_term, *frame.shape[:2]), np.float32), None)
         later = bool(hist) and warm_start
         cfg, n = (later_cfg, iters) if later else (first_cfg, config.iterations)
         if use:
             cfg = cfg.replace(scales=1)
-        extra = {"temporal": {"prev": jax.vmap(lambda p, c=cfg: to_variable(p, c))(jnp.asarray(prev)),
-                              "weight": jnp.asarray(weight),
-                              "lambda": jnp.float32(temporal_weight if use else 0.0)}}
+        prev, extra = _temporal_targets(frame, use, long_term, flow_fn, cfg, temporal_weight)
         plain = cfg.scales > 1  # no temporal targets (one size each): the plain objective
         last = None
         for last in iterate(frame, style_rgb, params, spec, config=cfg, key=key,
