@@ -1,8 +1,15 @@
 #!/usr/bin/env python3
 """The matrix-free matting Laplacian (nst_jax.photo): time of the energy and its gradient,
-the memory of its content statistics, against what a sparse ``M_I`` would take.
+the memory of its content statistics, against what a sparse ``M_I`` would take; with
+``--steps``, what the photorealism term adds to an Adam step of the real VGG16 objective
+(the same step with ``photo_weight`` 0 and 1e4, interleaved), and with ``--runs``, the
+peak memory of whole ``nst-jax stylize --photo`` processes.
 
     python benchmarks/bench_photo.py [--sizes 512 1024 2048] [--out FILE]
+    python benchmarks/bench_photo.py --steps 512 1024 2048:512 [--out FILE]
+    python benchmarks/bench_photo.py --runs 1024 1024:512 4096:512 [--out FILE]
+
+``SIZE:TILE`` runs tiled (``--tile TILE``).
 
 A sparse ``M_I`` has a nonzero for every pair of pixels that share a 3x3 window: up to
 25 per pixel (a 5x5 neighbourhood); in CSR with float64 values and int32 column indices
@@ -23,12 +30,96 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+ROOT = Path(__file__).resolve().parents[1]
+CONTENT, STYLE = ROOT / "data/photos/heldout/china.jpg", ROOT / "data/photos/train/rocket.jpg"
+
+
+def _size_tile(spec: str) -> tuple[int, int]:
+    n, _, t = spec.partition(":")
+    return int(n), int(t or 0)
+
+
+def step_rows(specs: list[str], repeats: int) -> list[dict]:
+    """Seconds per Adam step with and without the term (each jitted once, interleaved)."""
+    import jax
+    import jax.numpy as jnp
+
+    from nst_jax import image as I
+    from nst_jax import problem, step, weights
+    from nst_jax.config import PHOTO_WEIGHT, Config
+
+    params, spec = weights.load_weights(ROOT / "weights/vgg16.h5")
+    rows = []
+    for s in specs:
+        n, tile = _size_tile(s)
+        C, S = I.load_image(CONTENT, n), I.load_image(STYLE, n)
+        fns = {}
+        for w in (0.0, PHOTO_WEIGHT):
+            cfg = Config(photo_weight=w, tile=tile).validate("vgg16")
+            t = problem.photo_targets(problem.compute_targets(params, spec, C, [S], cfg), C, cfg)
+            tx = step.make_optimizer(cfg)
+            f = jax.jit(step.make_step(tx, spec))
+            X = jnp.asarray(C)
+            st = tx.init(X)
+            jax.block_until_ready(f(X, st, params, t, cfg))  # compile
+            fns[w] = (f, X, st, t, cfg)
+        times: dict[float, list[float]] = {w: [] for w in fns}
+        for _ in range(repeats):
+            for w, (f, X, st, t, cfg) in fns.items():
+                t0 = time.perf_counter()
+                jax.block_until_ready(f(X, st, params, t, cfg))
+                times[w].append(time.perf_counter() - t0)
+        off, on = (statistics.median(times[w]) for w in (0.0, PHOTO_WEIGHT))
+        rows.append({"size": f"{C.shape[1]}x{C.shape[0]}", "tile": tile, "step_s": off,
+                     "photo_step_s": on, "added": on / off - 1})
+        print(f"{s:>10}: {off:.3f} s/step without, {on:.3f} s with the photo term "
+              f"(+{100 * (on / off - 1):.1f}%)", flush=True)
+        del fns
+    return rows
+
+
+def run_rows(specs: list[str]) -> list[dict]:
+    """Peak resident memory of ``nst-jax stylize --photo --smooth`` (2 iterations), a process each."""
+    import resource
+    import subprocess
+    import tempfile
+
+    rows = []
+    for s in specs:
+        n, tile = _size_tile(s)
+        with tempfile.TemporaryDirectory() as d:
+            cmd = [sys.executable, "-m", "nst_jax", "stylize", str(CONTENT), str(STYLE), "--photo",
+                   "--smooth",
+                   "--size", str(n), "--iters", "2", "--report-every", "1", "--tile", str(tile),
+                   "-o", f"{d}/o.png", "--quiet"]
+            t0 = time.perf_counter()
+            r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            wall = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child so far
+        rows.append({"size": n, "tile": tile, "rc": r.returncode, "wall_s": wall, "peak_bytes": peak,
+                     "stderr_tail": r.stderr[-300:]})
+        print(f"{s:>10}: rc {r.returncode}, {wall:.0f} s, peak {peak / 2**30:.2f} GiB (max over the "
+              f"processes so far: run them smallest first)", flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
+    ap.add_argument("--steps", nargs="+", default=None, metavar="SIZE[:TILE]")
+    ap.add_argument("--runs", nargs="+", default=None, metavar="SIZE[:TILE]")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_photo-cpu.json"))
     a = ap.parse_args()
+    if a.steps or a.runs:
+        from benchmarks.common import cpu_info
+
+        out = {"cpu": cpu_info(), "steps": step_rows(a.steps, a.repeats) if a.steps else [],
+               "runs": run_rows(a.runs) if a.runs else []}
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(out, indent=1))
+        print(f"wrote {a.out}")
+        return
     import jax
     import numpy as np
 

@@ -1,7 +1,7 @@
 """Every knob of a style-transfer run, with its documented default.
 
 :class:`Config` is a ``flax.struct`` dataclass: the loss weights (``alpha``, ``beta``,
-``tv_weight``, ``style_weights``) are pytree leaves, so they may be traced (one
+``tv_weight``, ``photo_weight``, ``style_weights``) are pytree leaves, so they may be traced (one
 compiled program serves a whole ``vmap``-ed grid of them); everything that changes
 the program's structure (layer names, optimizer, iteration count...) is a static
 field. The CLI reads its defaults from here.
@@ -23,6 +23,8 @@ OPTIMIZERS = ("adam", "lbfgs", "sgd")
 PRECISIONS = ("f32", "highest", "bf16")
 INITS = ("noise", "content", "content+noise")
 DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+#: The photo mode's default ``photo_weight`` (README "Photo mode": chosen by a sweep).
+PHOTO_WEIGHT = 1e8
 
 
 def _static(default: Any) -> Any:
@@ -41,6 +43,9 @@ class Config:
         beta/alpha = 1e-4 balances them; 1e-5 keeps more content, 1e-3 more style
         (chosen by a sweep on the bundled examples, see README).
       tv_weight: total-variation weight (default 0: Gatys et al. use none).
+      photo_weight: weight of the photorealism term (default 0: off), the matting Laplacian
+        energy of G per pixel and channel (:func:`nst_jax.photo.photo_cost`, Luan et al.
+        2017); ``--photo`` sets :data:`PHOTO_WEIGHT`.
       style_weights: lambda_l per style layer (default 0.2 each).
 
     Structure (static):
@@ -91,6 +96,7 @@ class Config:
     alpha: float = 1.0
     beta: float = 1e-4
     tv_weight: float = 0.0
+    photo_weight: float = 0.0
     style_weights: tuple[float, ...] = (0.2, 0.2, 0.2, 0.2, 0.2)
     content_layer: str = _static("conv4_2")
     style_layers: tuple[str, ...] = _static(DEFAULT_STYLE_LAYERS)
@@ -164,7 +170,7 @@ class Config:
         need(len(self.style_weights) == len(self.style_layers),
              f"style_weights: expected {len(self.style_layers)} values (one per style layer), "
              f"got {len(self.style_weights)}")
-        for name in ("alpha", "beta", "tv_weight"):
+        for name in ("alpha", "beta", "tv_weight", "photo_weight"):
             v = getattr(self, name)
             if isinstance(v, int | float):
                 need(v >= 0, f"{name}: expected >= 0, got {v}")

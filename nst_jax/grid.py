@@ -42,7 +42,7 @@ from nst_jax.problem import init_image
 Array = jax.Array
 
 #: Config fields that may be swept (pytree leaves of Config).
-AXES = ("alpha", "beta", "tv_weight", "style_weights")
+AXES = ("alpha", "beta", "tv_weight", "photo_weight", "style_weights")
 
 
 @dataclasses.dataclass

@@ -32,11 +32,13 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 Array = jax.Array
 
@@ -50,45 +52,92 @@ def _slices(x: Any, h: int, w: int) -> list[Any]:
     return [x[a: a + h - 2, b: b + w - 2] for a, b in _OFFSETS]
 
 
-def matting_stats(content: np.ndarray, eps: float = EPS) -> dict[str, Array]:
+def matting_stats(content: np.ndarray, eps: float = EPS, *, band: int = 256) -> dict[str, Array]:
     """What the energy needs of the content ``(H, W, 3)`` in [0, 1] (``H, W >= 3``):
     ``{"dev": (9, H-2, W-2, 3) I_i - mu_k, "A": (H-2, W-2, 3, 3)}``, float32 arrays
-    computed in float64 (two-pass window moments)."""
+    computed in float64 (two-pass window moments), ``band`` window rows at a time so the
+    float64 temporaries stay small at print sizes."""
     img = np.asarray(content, np.float64)
     if img.ndim != 3 or img.shape[-1] != 3 or min(img.shape[:2]) < 3:
         raise ValueError(f"content: expected an (H, W, 3) image of at least 3x3, got {img.shape}")
     h, w = img.shape[:2]
-    sl = _slices(img, h, w)
-    mu = sum(sl) / 9.0
-    dev = np.stack([s - mu for s in sl])                                     # (9, h-2, w-2, 3)
-    cov = np.einsum("khwi,khwj->hwij", dev, dev) / 9.0
-    A = np.linalg.inv(cov + (eps / 9.0) * np.eye(3))
-    return {"dev": jnp.asarray(dev, jnp.float32), "A": jnp.asarray(A, jnp.float32)}
+    dev = np.empty((9, h - 2, w - 2, 3), np.float32)
+    A = np.empty((h - 2, w - 2, 3, 3), np.float32)
+    for r in range(0, h - 2, band):
+        rows = min(band, h - 2 - r)
+        sl = _slices(img[r: r + rows + 2], rows + 2, w)
+        mu = sum(sl) / 9.0
+        d = np.stack([s - mu for s in sl])                                   # (9, rows, w-2, 3)
+        cov = np.einsum("khwi,khwj->hwij", d, d) / 9.0
+        dev[:, r: r + rows] = d
+        A[r: r + rows] = np.linalg.inv(cov + (eps / 9.0) * np.eye(3))
+    return {"dev": jnp.asarray(dev), "A": jnp.asarray(A)}
 
 
-def matting_energy(V: Array, stats: dict[str, Array]) -> Array:
-    """``sum_c V_c^T L V_c`` for an image ``V (H, W, C)`` (any channels; Luan et al.'s
-    ``L_m`` with ``C = 3``) against the content's :func:`matting_stats`. Scalar float32;
-    pure, jit/vmap/grad-able, ``>= 0`` up to rounding (``L`` is positive semi-definite)."""
+def _check_size(V: Array, stats: dict[str, Array]) -> None:
     h, w = V.shape[:2]
-    if stats["A"].shape[:2] != (h - 2, w - 2):
-        raise ValueError(f"V: expected {stats['A'].shape[0] + 2}x{stats['A'].shape[1] + 2} (the "
-                         f"content's size), got {h}x{w}")
+    if V.ndim != 3 or stats["A"].shape[:2] != (h - 2, w - 2):
+        raise ValueError(f"V: expected ({stats['A'].shape[0] + 2}, {stats['A'].shape[1] + 2}, C) "
+                         f"(the content's size), got {V.shape}")
+
+
+def window_energies(V: Array, stats: dict[str, Array]) -> Array:
+    """``E_k`` per window and channel, ``(H-2, W-2, C)``, of ``V (H, W, C)``; ``stats``
+    holds the same windows' :func:`matting_stats` (any band of them)."""
+    h, w = V.shape[:2]
     sl = jnp.stack(_slices(V.astype(jnp.float32), h, w))                     # (9, h-2, w-2, C)
     s0 = jnp.sum(sl, axis=0)
     spread = jnp.sum(jnp.square(sl - s0[None] / 9.0), axis=0)                # (h-2, w-2, C)
     d = jnp.einsum("khwc,khwi->hwci", sl, stats["dev"])                      # (h-2, w-2, C, 3)
     q = jnp.einsum("hwci,hwij,hwcj->hwc", d, stats["A"], d)
-    return jnp.sum(spread - q / 9.0)
+    return spread - q / 9.0
 
 
-def laplacian_apply(V: Array, stats: dict[str, Array]) -> Array:
-    """``L V`` per channel (``(H, W, C)``): half the gradient of the quadratic energy."""
-    return 0.5 * jax.grad(matting_energy)(V, stats)
+def matting_energy(V: Array, stats: dict[str, Array], *, band: int = 0) -> Array:
+    """``sum_c V_c^T L V_c`` for an image ``V (H, W, C)`` (any channels; Luan et al.'s
+    ``L_m`` with ``C = 3``) against the content's :func:`matting_stats`. Scalar float32;
+    pure, jit/vmap/grad-able, ``>= 0`` up to rounding (``L`` is positive semi-definite).
+
+    ``band > 0`` sums ``band`` window rows at a time (a ``lax.scan`` over row bands, each
+    reading ``band + 2`` image rows: the 1 px halo on each side), so the ``(9, H, W, C)``
+    temporaries of the whole image are never held: the same sum, for tiled runs."""
+    _check_size(V, stats)
+    if not band or band >= V.shape[0] - 2:
+        return jnp.sum(window_energies(V, stats))
+    h = V.shape[0]
+    nb = -(-(h - 2) // band)
+    pad = nb * band - (h - 2)
+    Vp = jnp.pad(V.astype(jnp.float32), ((0, pad), (0, 0), (0, 0)))
+    dev = jnp.pad(stats["dev"], ((0, 0), (0, pad), (0, 0), (0, 0)))
+    A = jnp.pad(stats["A"], ((0, pad), (0, 0), (0, 0), (0, 0)))
+    valid = (jnp.arange(nb * band) < h - 2).astype(jnp.float32)
+
+    def one(total: Array, r0: Array) -> tuple[Array, None]:
+        e = window_energies(lax.dynamic_slice_in_dim(Vp, r0, band + 2, 0),
+                            {"dev": lax.dynamic_slice_in_dim(dev, r0, band, 1),
+                             "A": lax.dynamic_slice_in_dim(A, r0, band, 0)})
+        return total + jnp.sum(e * lax.dynamic_slice_in_dim(valid, r0, band)[:, None, None]), None
+
+    total, _ = lax.scan(one, jnp.zeros((), jnp.float32), jnp.arange(nb) * band)
+    return total
+
+
+def photo_cost(V: Array, stats: dict[str, Array], *, band: int = 0) -> Array:
+    """The photorealism cost of this package: ``J_photo = (1 / (H W C)) sum_c V_c^T L V_c``,
+    the matting energy per pixel and channel (as :func:`nst_jax.losses.total_variation` is
+    per pixel), so one weight serves every image size; see README "Photo mode" for how it
+    relates to Luan et al.'s ``lambda``."""
+    return matting_energy(V, stats, band=band) / float(V.size)
+
+
+def laplacian_apply(V: Array, stats: dict[str, Array], *, band: int = 0) -> Array:
+    """``L V`` per channel (``(H, W, C)``): half the gradient of the quadratic energy
+    (``band``: as :func:`matting_energy`, the same product)."""
+    return 0.5 * jax.grad(lambda v: matting_energy(v, stats, band=band))(V)
 
 
 def smooth(Y: Array, stats: dict[str, Array], lam: float, *, tol: float = 1e-5,
-           maxiter: int = 500) -> Array:
+           maxiter: int = 500, band: int = 0) -> Array:
     """``argmin_R ||R - Y||^2 + lam sum_c R_c^T L R_c`` (Li et al. 2018's smoothing):
     ``(Id + lam L) R = Y`` by conjugate gradients (``jax.scipy.sparse.linalg.cg``; the
     operator is symmetric positive definite), started from ``Y``.
@@ -97,13 +146,21 @@ def smooth(Y: Array, stats: dict[str, Array], lam: float, *, tol: float = 1e-5,
       Y: ``(H, W, C)`` the stylized image.
       stats: the content's :func:`matting_stats`.
       lam: ``> 0``; larger keeps more of the content's local colour structure.
+      band: window rows per slice of :func:`laplacian_apply` (0: all): the same operator,
+        so tiled smoothing is exact; memory of one band's temporaries.
     """
     if not lam > 0:
         raise ValueError(f"lam: expected a weight > 0, got {lam}")
     Y = jnp.asarray(Y, jnp.float32)
-    R, _ = jax.scipy.sparse.linalg.cg(lambda r: r + lam * laplacian_apply(r, stats), Y, x0=Y,
+    return _cg(Y, stats, jnp.float32(lam), tol, maxiter, band)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4, 5))
+def _cg(Y: Array, stats: dict[str, Array], lam: Array, tol: float, maxiter: int, band: int) -> Array:
+    R, _ = jax.scipy.sparse.linalg.cg(lambda r: r + lam * laplacian_apply(r, stats, band=band), Y, x0=Y,
                                       tol=tol, maxiter=maxiter)
     return R
 
 
-__all__ = ["EPS", "laplacian_apply", "matting_energy", "matting_stats", "smooth"]
+__all__ = ["EPS", "laplacian_apply", "matting_energy", "matting_stats", "photo_cost", "smooth",
+           "window_energies"]

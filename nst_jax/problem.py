@@ -294,11 +294,11 @@ def _objective(
 ) -> tuple[Array, dict[str, Array]]:
     G = network_image(X, config)
     if config.tile:
-        return _tiled_objective(G, params, targets, config, spec)
+        return _tiled_objective(X, G, params, targets, config, spec)
     layers = [config.content_layer, *config.style_layers]
     dtype = jnp.bfloat16 if config.precision == "bf16" else jnp.float32
     feats = vgg_features_rgb(params, spec, G, layers, config.pooling, dtype)
-    return losses.total_cost(
+    j, terms = losses.total_cost(
         targets["content"], targets["style"], feats[config.content_layer],
         {k: feats[k] for k in config.style_layers}, G,
         alpha=config.alpha, beta=config.beta, tv_weight=config.tv_weight,
@@ -306,10 +306,49 @@ def _objective(
         style_loss=config.style_loss, masks=targets.get("masks"),
         content_mask=targets.get("content_mask"),
     )
+    return _with_photo(j, terms, X, targets, config)
+
+
+def _with_photo(j: Array, terms: dict[str, Array], X: Array, targets: Targets, config: Config,
+                band: int = 0) -> tuple[Array, dict[str, Array]]:
+    """``J + photo_weight * J_photo(X)`` when the targets hold the content's matting
+    statistics (:func:`photo_targets`), with ``"photo"`` (unweighted) among the terms.
+    The term is on the variable X: RGB, or in luminance mode the luminance channel
+    (the chroma is the content's, already a photo)."""
+    if "matting" not in targets:
+        return j, terms
+    from nst_jax import photo
+
+    jp = photo.photo_cost(X, targets["matting"], band=band)
+    j = j + config.photo_weight * jp
+    return j, {**terms, "total": j, "photo": jp}
+
+
+def uses_photo(config: Config) -> bool:
+    """Whether ``config.photo_weight`` may be non-zero (traced or an array of grid
+    points counts as yes): the targets then carry the matting statistics."""
+    w = config.photo_weight
+    if isinstance(w, int | float):
+        return w != 0
+    try:
+        return bool(np.any(np.asarray(w) != 0))
+    except (TypeError, jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return True
+
+
+def photo_targets(targets: Targets, content_rgb: Any, config: Config) -> Targets:
+    """``targets`` with ``"matting"``: the :func:`nst_jax.photo.matting_stats` of the
+    content ``(H, W, 3)`` in RGB (the photo itself, whatever the network sees), when
+    :func:`uses_photo`; else ``targets`` unchanged."""
+    if not uses_photo(config):
+        return targets
+    from nst_jax import photo
+
+    return {**targets, "matting": photo.matting_stats(np.asarray(content_rgb))}
 
 
 def _tiled_objective(
-    G: Array, params: vgg.Params, targets: Targets, config: Config, spec: vgg.Preprocessing
+    X: Array, G: Array, params: vgg.Params, targets: Targets, config: Config, spec: vgg.Preprocessing
 ) -> tuple[Array, dict[str, Array]]:
     """:func:`_objective` computed exactly, one tile at a time (:mod:`nst_jax.tiling`)."""
     from nst_jax import tiling
@@ -324,7 +363,8 @@ def _tiled_objective(
                                       guides)
     tv = losses.total_variation(G)
     j = jnet + config.tv_weight * tv
-    return j, {"total": j, "content": jc, "style": js, "tv": tv}
+    return _with_photo(j, {"total": j, "content": jc, "style": js, "tv": tv}, X, targets, config,
+                       band=config.tile)
 
 
 def box_penalty(X: Array) -> Array:
@@ -339,7 +379,7 @@ def evaluate(
     """The cost components of an RGB ``image`` for a content/style pair (for reports)."""
     config = config.validate(vgg.arch_of(params))
     c_net, s_net = network_inputs(content_rgb, [style_rgb], config)
-    targets = compute_targets(params, spec, c_net, s_net, config)
+    targets = photo_targets(compute_targets(params, spec, c_net, s_net, config), content_rgb, config)
     X = to_variable(jnp.asarray(image, jnp.float32), config)
     _, c = objective(X, params, targets, config, spec)
     return {k: float(v) for k, v in c.items()}
@@ -347,6 +387,6 @@ def evaluate(
 
 __all__ = [
     "Targets", "box_penalty", "compute_targets", "content_target", "evaluate", "init_image", "network_image",
-    "network_inputs", "objective", "output_image", "precision_scope", "to_variable",
-    "vgg_features_rgb",
+    "network_inputs", "objective", "output_image", "photo_targets", "precision_scope", "to_variable",
+    "uses_photo", "vgg_features_rgb",
 ]

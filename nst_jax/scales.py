@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from nst_jax import vgg
 from nst_jax.config import Config
 from nst_jax.guides import Guides
-from nst_jax.problem import compute_targets, content_target, network_inputs
+from nst_jax.problem import compute_targets, content_target, network_inputs, photo_targets
 
 Array = jax.Array
 
@@ -133,8 +133,8 @@ def batch_inputs(contents: Array, styles: list[Array], hw: tuple[int, int], conf
             c_s, t = scale_inputs(contents[i], styles, hw, config, params, spec, style_blend)
         else:
             c_s = resize(contents[i], hw)
-            t = {**parts[0], "content": content_target(params, spec, network_inputs(c_s, [], config)[0],
-                                                       config)}
+            t = photo_targets({**parts[0], "content": content_target(
+                params, spec, network_inputs(c_s, [], config)[0], config)}, c_s, config)
         parts.append(t)
         c_all.append(c_s)
     return jnp.stack(c_all), jax.tree.map(lambda *a: jnp.stack(a), *parts)
@@ -148,7 +148,8 @@ def scale_inputs(content_rgb: Array, styles: list[Array], hw: tuple[int, int], c
     s_s = [resize(s, shw) for s, shw in
            zip(styles, style_sizes(content_rgb.shape[:2], [s.shape[:2] for s in styles], hw), strict=True)]
     c_net, s_net = network_inputs(c_s, s_s, config)
-    return c_s, compute_targets(params, spec, c_net, s_net, config, style_blend, guides)
+    return c_s, photo_targets(compute_targets(params, spec, c_net, s_net, config, style_blend, guides),
+                              c_s, config)
 
 
 __all__ = ["at_scale", "batch_inputs", "check_rows", "check_sizes", "resize", "scale_inputs",

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nst_jax.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -23,6 +25,8 @@ from nst_jax.cli.common import (
     select_device,
     sha256_of,
 )
+from nst_jax.cli.flags import SMOOTH_WEIGHT, positive_weight
+from nst_jax.cli.photo import smooth_result
 
 DESCRIPTION = """Apply a trained style network (nst-jax train) to photos: one forward pass each,
 photos of one shape batched into one call. Any size: beyond --tile pixels a side the
@@ -53,6 +57,9 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--tile", type=ranged(positive_int, lo=16, hi=MAX_SIDE), default=2048,
                     help="photos with a side above TILE pixels run layer by layer in TILE tiles "
                          "(default: 2048)")
+    ap.add_argument("--smooth", type=positive_weight, nargs="?", const=SMOOTH_WEIGHT, default=None,
+                    metavar="LAMBDA", help="post-pass: photo smoothing of each output against its photo "
+                    f"(Li et al. 2018) with this weight (alone: {SMOOTH_WEIGHT:g}; default: off)")
     ap.add_argument("--device", choices=("cpu", "gpu", "tpu"), default=None, help="JAX platform")
     ap.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bits per channel")
     ap.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -154,11 +161,15 @@ def run(args: argparse.Namespace) -> int:
             "style_weights": [float(v) for v in w], "styles": meta.get("style_names")}
     written = 0
     for hw, items in groups.items():
-        for (p, _), y in zip(items, _run_group(params, arch, [x for _, x in items], w, strength,
+        for (p, x), y in zip(items, _run_group(params, arch, [x for _, x in items], w, strength,
                                                 args.tile), strict=True):
             dest = targets[p]
+            extra = {}
+            if args.smooth:  # Li et al. 2018's post-pass, in bands of --tile rows
+                y = smooth_result(np.asarray(y), x, args.smooth, band=args.tile)
+                extra = {"smooth": args.smooth}
             try:
-                I.save_image(dest, y, {**info, "content": str(p)}, overwrite=args.overwrite,
+                I.save_image(dest, y, {**info, "content": str(p), **extra}, overwrite=args.overwrite,
                              bit_depth=args.bit_depth)
                 written += 1
                 if not args.quiet:

@@ -24,6 +24,7 @@ from nst_jax.cli.common import (
     start_distributed,
 )
 from nst_jax.cli.inputs import add_common_args, prepare
+from nst_jax.cli.photo import check_colour, smooth_result
 
 DESCRIPTION = """Stylize many photos in one style: the photos are resized to --size, grouped by
 shape, and every group runs as one vmapped, compiled program (sharded over all
@@ -138,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         if len(inputs) < 2:
             raise CliError("expected photos and then a style image (or --style STYLE)")
         args.style = [inputs.pop()]
+    if args.auto_regions:
+        raise CliError(f"--auto-regions {args.auto_regions} finds one photo's regions: use nst-jax stylize")
     photos = expand(inputs)
     out = _folder(args, args.style[0])
     refuse_overlap([("output folder", out)], [*(("photo", p) for p in photos),
@@ -179,9 +182,11 @@ def run(args: argparse.Namespace) -> int:
     contents, kept = [], []
     for p in readable:
         try:
-            contents.append(I.load_image(p, args.size))
+            img = I.load_image(p, args.size)
+            check_colour(args, img, str(p))
+            contents.append(img)
             kept.append(p)
-        except I.ImageError as e:
+        except (I.ImageError, CliError) as e:
             failed.append(str(p))
             print(f"error: {e} (skipped)", file=sys.stderr)
     return _run(args, pr, contents, kept, names, out if is_main else None, failed, len(photos), t_start)
@@ -262,6 +267,9 @@ def _run(args: argparse.Namespace, pr: Any, contents: list, kept: list[Path], na
                     failed.append(str(photo))
                     print(f"error: {photo}: {info['error']}", file=sys.stderr)
                     continue
+                if args.smooth:
+                    image = smooth_result(image, contents[i], args.smooth)
+                    meta["smooth"] = args.smooth
                 try:
                     I.save_image(out / names[photo], image, meta, overwrite=args.overwrite,
                                  bit_depth=args.bit_depth)

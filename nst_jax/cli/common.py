@@ -343,6 +343,7 @@ class Prepared:
     meta: dict
     layout: Any = None  # nst_jax.layout.Layout of --devices (None: one device)
     guides: Any = None  # nst_jax.guides.Guides of the region and mask flags (None: none)
+    regions: Any = None  # nst_jax.autoregions.Pairing of --auto-regions (None: not asked)
 
 
 def add_distributed(ap: argparse.ArgumentParser) -> None:

@@ -25,6 +25,22 @@ SIDE = ranged(positive_int, hi=MAX_SIDE)
 STEPS = ranged(positive_int, hi=10**8)
 WEIGHT = ranged(nonneg_float, hi=MAX_WEIGHT)
 FRACTION = ranged(nonneg_float, hi=1.0)
+#: ``--auto-regions`` at most (k-means on a few thousand feature vectors; more regions
+#: than this leave each one too few positions at conv5_1 for its statistics).
+AUTO_REGIONS_MAX = 16
+#: ``--smooth`` given without a value.
+SMOOTH_WEIGHT = 1e-2
+
+
+def positive_weight(s: str) -> float:
+    """``--smooth LAMBDA``: a number > 0 (and at most :data:`MAX_WEIGHT`)."""
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a weight > 0, got {s!r}") from None
+    if not 0 < v <= MAX_WEIGHT:
+        raise argparse.ArgumentTypeError(f"expected a weight > 0 and at most {MAX_WEIGHT:g}, got {s!r}")
+    return v
 
 
 def init_arg(s: str) -> str:
@@ -50,6 +66,7 @@ class Flag:
     action: str | None = None
     metavar: str | None = None
     nargs: str | None = None
+    const: Any = None
 
     @property
     def dest(self) -> str:
@@ -101,6 +118,20 @@ GROUPS: dict[str, tuple[Flag, ...]] = {
         Flag("--mask-resize", "masks are resized to their image; 'fit' refuses a mask whose "
              "aspect ratio differs by more than 1%%, 'stretch' stretches it",
              choices=("fit", "stretch"), default="fit"),
+    ),
+    "photo mode (Luan et al. 2017; smoothing: Li et al. 2018)": (
+        Flag("--photo", "photorealistic transfer: adds the matting Laplacian term of the content "
+             "(--photo-weight), starts from the content (unless --init says otherwise) and keeps "
+             "the output a photo; pair it with --auto-regions K or masks", action="store_true"),
+        Flag("--photo-weight", "weight of the photorealism term, the matting Laplacian energy per "
+             "pixel (default: 0, off; with --photo: 1e8)", type=WEIGHT, metavar="W"),
+        Flag("--auto-regions", "find K matching regions of the content and the style by k-means "
+             "on VGG features and colour, write their masks next to the output and give each "
+             "region its own style statistics (one style image)",
+             type=ranged(integer, lo=1, hi=AUTO_REGIONS_MAX), metavar="K"),
+        Flag("--smooth", "post-pass: photo smoothing of the result (Li et al. 2018) with this "
+             "weight (default when given alone: 1e-2)", type=positive_weight, nargs="?",
+             const=SMOOTH_WEIGHT, metavar="LAMBDA"),
     ),
     "colour, scales, averaging, stopping": (
         Flag("--preserve-color", "keep the content's colours: 'luminance' optimises the luminance "
@@ -186,6 +217,8 @@ def add_flags(ap: argparse.ArgumentParser, groups: tuple[str, ...] | None = None
                 kw.update(type=f.type, choices=choices, default=default, metavar=f.metavar)
                 if f.nargs:
                     kw["nargs"] = f.nargs
+                if f.const is not None:
+                    kw["const"] = f.const
                 if default is not None and "(default" not in f.help:
                     kw["help"] += f" (default: {default:g})" if isinstance(default, float) else (
                         f" (default: {default})")

@@ -29,6 +29,7 @@ from nst_jax.cli.common import (
     start_distributed,
 )
 from nst_jax.cli.inputs import add_common_args, add_inputs, prepare
+from nst_jax.cli.photo import region_paths, write_auto_regions
 
 DESCRIPTION = """Optimise one image per point of a grid of loss weights, in one compiled program
 (jax.vmap over the weights, sharded over all devices, and over all hosts after
@@ -44,6 +45,8 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--alphas", default=None, help="content weights, e.g. 1,10,100 (default: --alpha)")
     ap.add_argument("--betas", default=None, help="style weights, e.g. 1e-5,1e-4,1e-3 (default: --beta)")
     ap.add_argument("--tv-weights", default=None, help="TV weights to sweep too (default: --tv-weight)")
+    ap.add_argument("--photo-weights", default=None,
+                    help="photorealism weights to sweep too (default: --photo-weight)")
     ap.add_argument("--chunk", type=ranged(positive_int, hi=10**6), default=None, metavar="K",
                     help="optimise K points at a time to bound memory, rounded up to a multiple "
                          "of the device count (default: all at once)")
@@ -69,11 +72,15 @@ def name_of(pt: dict) -> str:
     parts = [f"a{_fmt(pt['alpha'])}", f"b{_fmt(pt['beta'])}"]
     if "tv_weight" in pt:
         parts.append(f"tv{_fmt(pt['tv_weight'])}")
+    if "photo_weight" in pt:
+        parts.append(f"ph{_fmt(pt['photo_weight'])}")
     return "_".join(parts) + ".png"
 
 
 SUMMARY = ("contact_sheet.png", "costs.csv", "costs.json")
 CHECKPOINT = "grid.ckpt"
+#: The stem of the --auto-regions masks in the grid folder (auto.regions.png, ...).
+REGIONS_STEM = "auto.png"
 
 
 def _claim_default_folder(args: argparse.Namespace) -> Path:
@@ -160,6 +167,8 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     betas = parse_numbers("--betas", args.betas)
     tvs = parse_numbers("--tv-weights", args.tv_weights)
     extra = {"tv_weight": tvs} if tvs else {}
+    if phs := parse_numbers("--photo-weights", args.photo_weights):
+        extra["photo_weight"] = phs
     planned, _ = grid_points({"alpha": alphas or [args.alpha], "beta": betas or [args.beta], **extra})
     names = [name_of(pt) for pt in planned] + list(SUMMARY)
     start_distributed(args)
@@ -169,6 +178,8 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
         args.output = str(Path(args.resume).parent)
     if args.checkpoint_every and not (args.resume and Path(args.resume).name == CHECKPOINT):
         names.append(CHECKPOINT)
+    if args.auto_regions:
+        names += [p.name for p in region_paths(Path(REGIONS_STEM), args.auto_regions)]
     if args.output and is_main:
         _check_folder(Path(args.output), names, args.overwrite)
     held = min(args.chunk or len(planned), len(planned))
@@ -183,6 +194,9 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
         out = None
     else:
         out = Path(args.output) if args.output else _claim_default_folder(args)
+    if out is not None and pr.regions is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    write_auto_regions(pr, args, None if out is None else out / REGIONS_STEM)
     last_print = [0.0]
     settings, resume = _resume_state(args)
     saver = _snapshots(args, out, settings, stop)  # every process: a snapshot gathers from all
@@ -305,10 +319,12 @@ def _encode(res: Any, pr: Any, args: argparse.Namespace) -> tuple[dict[str, byte
         lab = f"a={_fmt(r['alpha'])} b={_fmt(r['beta'])}"
         if "tv_weight" in r:
             lab += f" tv={_fmt(r['tv_weight'])}"
+        if "photo_weight" in r:
+            lab += f" photo={_fmt(r['photo_weight'])}"
         labels.append(lab + f"\nJc={r['content']:.3g} Js={r['style']:.3g}")
     sheet = I.contact_sheet(res.images, labels, n_a, len(res.points) // n_a,
                             title=f"{pr.config.optimizer}, {pr.config.iterations} iterations, "
-                                  f"rows: alpha, columns: beta")
+                                  f"rows: alpha, columns: {' x '.join(res.axes[1:]) or 'beta'}")
     blobs["contact_sheet.png"] = I.encode_image(sheet, "PNG", {**pr.meta, "points": rows})
     buf = io.StringIO()
     wr = csv.DictWriter(buf, fieldnames=list(rows[0]))

@@ -22,6 +22,7 @@ from nst_jax.cli.common import (
     select_device,
 )
 from nst_jax.cli.flags import add_flags, config_fields
+from nst_jax.cli.photo import check_colour, check_photo_inputs, find_regions, photo_fields
 from nst_jax.cli.regions import load_guides, split_styles
 
 
@@ -58,6 +59,7 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
     names, lw = parse_style_layers(args.style_layers)
     args.style, mask_paths = split_styles(args.style)
     args.style_masks = mask_paths if any(mask_paths) else None
+    check_photo_inputs(args, len(args.style))
     blend = parse_numbers("--style-weights", args.style_weights, count=len(args.style),
                           what="weights (one per style image)")
     if blend is not None and sum(blend) <= 0:
@@ -67,7 +69,7 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
     try:
         config = Config(**{
             **config_fields(args), "style_layers": names, "style_weights": lw,
-            "min_size": args.min_size or 0, "report_every": report_every,
+            "min_size": args.min_size or 0, "report_every": report_every, **photo_fields(args),
         }).validate(arch)
     except ValueError as e:
         raise CliError(str(e).replace("content_layer: ", "--content-layer: ")) from None
@@ -100,6 +102,13 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
         styles = [I.load_image(s, style_size) for s in args.style]
     except I.ImageError as e:
         raise CliError(str(e)) from None
+    if not hasattr(args, "inputs"):  # a batch checks each of its photos (a grey one is skipped)
+        check_colour(args, content)
+    pairing = None
+    if getattr(args, "auto_regions", None):
+        pairing, guides = find_regions(args, params, spec, config, content, styles[0],
+                                       getattr(guides, "content", None))
+        styles, blend = [styles[0]] * len(pairing.content), None
     settings = dict(vars(args))
     settings.pop("func", None)
     settings["style_layers"] = dict(zip(config.style_layers, config.style_weights, strict=True))
@@ -118,7 +127,7 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
               f"{arch} ({meta_w.get('source')}), {config.optimizer}, {config.iterations} iterations "
               f"on {jax.devices()[0].platform}", file=sys.stderr)
     meta["devices"] = len(layout.devices) if layout.rows or layout.tiles else 1
-    return Prepared(params, spec, arch, config, content, styles, blend, meta, layout, guides)
+    return Prepared(params, spec, arch, config, content, styles, blend, meta, layout, guides, pairing)
 
 
 def rows_layout(devices: int | str, arch: str, hw: tuple[int, int], config: Any) -> Any:

@@ -30,6 +30,7 @@ from nst_jax.cli.common import (
     start_distributed,
 )
 from nst_jax.cli.inputs import add_common_args, add_inputs, prepare
+from nst_jax.cli.photo import region_paths, smooth_result, write_auto_regions
 
 DESCRIPTION = """Paint CONTENT in the style of STYLE (Gatys, Ecker & Bethge).
 
@@ -84,6 +85,8 @@ def planned_outputs(args: argparse.Namespace, out: Path) -> list[Path]:
     from nst_jax.image import sidecar_of
 
     paths = [out, sidecar_of(out)]
+    if getattr(args, "auto_regions", None):
+        paths += region_paths(out, args.auto_regions)
     if args.save_every:
         last = frame_path(out, max(args.iters * args.scales, 999999))
         paths += [last, sidecar_of(last)]
@@ -193,6 +196,7 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
                                                   args.checkpoint_every or args.report_every))
     init_model = _model_init_path(args)
     pr = prepare(args, every)
+    write_auto_regions(pr, args, out if is_main else None)
     init, base_meta = _model_start(init_model, pr)
     config = pr.config
     ckpt_path = checkpoint_path(out)
@@ -254,11 +258,7 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
         return _nothing_saved(stop, "the first iterate was computed")
     if not is_main:
         return stop.exit_code if status == "interrupted" else EXIT_OK
-    meta = meta_for(last, status)
-    written, why = save_with_fallback(
-        out, lambda path, ow: I.save_image(path, last.image, meta, overwrite=ow,
-                                           bit_depth=args.bit_depth),
-        overwrite=args.overwrite)
+    written, why = _save_result(args, out, last.image, meta_for(last, status), pr)
     code = _report(args, last, status, out, written, why, write_failed, t_start)
     if status == "interrupted":
         if args.checkpoint_every:
@@ -266,6 +266,19 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
                   file=sys.stderr)
         return stop.exit_code
     return code
+
+
+def _save_result(args: argparse.Namespace, out: Path, image: Any, meta: dict,
+                 pr: Any) -> tuple[Path, str | None]:
+    """Write the result (after ``--smooth``'s post-pass) with the no-overwrite fallback."""
+    from nst_jax import image as I
+
+    if args.smooth:
+        image = smooth_result(image, pr.content, args.smooth, band=pr.config.tile)
+        meta = {**meta, "smooth": args.smooth}
+    return save_with_fallback(
+        out, lambda path, ow: I.save_image(path, image, meta, overwrite=ow, bit_depth=args.bit_depth),
+        overwrite=args.overwrite)
 
 
 def _nothing_saved(stop: Interrupts, before: str) -> int:

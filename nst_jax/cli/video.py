@@ -181,6 +181,10 @@ def _prepared(args: argparse.Namespace, info: dict, work: Path, out: Path, done:
     from nst_jax import image as I
     from nst_jax.cli.video_masks import guides_for
 
+    for flag, v in (("--auto-regions", args.auto_regions), ("--smooth", args.smooth)):
+        if v:  # per-frame clusters (and per-frame smoothing) would flicker: not offered for video
+            raise CliError(f"{flag} is for still images (nst-jax stylize, batch); a video takes "
+                           "--photo, with STYLE:MASK regions (a mask or a folder of per-frame masks)")
     args.content = str(Path(tmp) / f"{Path(args.input).stem or 'frames'}.png")
     I.save_image(args.content, first, sidecar=False)
     pr = prepare(args, args.report_every)
