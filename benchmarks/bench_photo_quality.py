@@ -118,7 +118,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=320)
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--regions", type=int, default=3)
-    ap.add_argument("--smooth", type=float, default=1e-2)
+    ap.add_argument("--smooth", type=float, default=None, help="default: --smooth's own default")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/bench_photo_quality-cpu.json"))
     ap.add_argument("--row", default=str(ROOT / "docs/gallery/photo_row.jpg"))
     a = ap.parse_args()
@@ -127,9 +127,11 @@ def main() -> None:
     from benchmarks.common import cpu_info
     from nst_jax import image as I
     from nst_jax import photo, weights
+    from nst_jax.cli.flags import SMOOTH_WEIGHT
     from nst_jax.cli.photo import find_regions, smooth_result
     from nst_jax.config import Config
 
+    a.smooth = a.smooth or SMOOTH_WEIGHT
     params, spec = weights.load_weights(ROOT / "weights/vgg16.h5")
     C, S = I.load_image(CONTENT, a.size), I.load_image(STYLE, a.size)
     pairing, _ = find_regions(_ap.Namespace(auto_regions=a.regions, seed=0), params, spec,

@@ -58,6 +58,9 @@ class Config:
       init: ``content+noise`` (default), ``content`` or ``noise`` (white noise U(0, 1)).
       noise_ratio: r in ``(1 - r) * C + r * U(0, 1)`` for ``content+noise`` (default 0.2).
       pooling: ``max`` (default) or ``avg``.
+      padding: what VGG's convolutions (and the TV term) see beyond the border: ``zero``
+        (default, VGG's own), ``reflect`` or ``circular`` (the image wraps around; a
+        texture made with it tiles seamlessly). Tiled runs need ``zero``.
       normalization: ``lecture`` (default), ``gatys``, ``jcjohnson`` or ``tf-tutorial``.
       lbfgs_history: L-BFGS memory size (default 10).
       report_every: steps fused into one compiled call between progress reports.
@@ -106,6 +109,7 @@ class Config:
     init: str = _static("content+noise")
     noise_ratio: float = _static(0.2)
     pooling: str = _static("max")
+    padding: str = _static("zero")
     normalization: str = _static("lecture")
     lbfgs_history: int = _static(10)
     report_every: int = _static(25)
@@ -165,6 +169,11 @@ class Config:
              f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
         need(isinstance(self.tile, int) and self.tile >= 0,
              f"tile: expected an integer >= 0 (0: no tiling), got {self.tile!r}")
+        need(self.padding in vgg.PADDINGS,
+             f"padding: expected one of {vgg.PADDINGS}, got {self.padding!r}")
+        need(self.padding == "zero" or not self.tile,
+             f"padding {self.padding!r}: tiled runs need zero padding (the windows are exact "
+             "only for it); use --tile 0 or --padding zero")
         need(self.box_weight >= 0, f"box_weight: expected >= 0, got {self.box_weight}")
         need(len(self.style_layers) > 0, "style_layers: expected at least one layer")
         need(len(self.style_weights) == len(self.style_layers),

@@ -369,16 +369,22 @@ def style_cost_from_moments(
     return total
 
 
-def total_variation(image: Array) -> Array:
+def total_variation(image: Array, padding: str = "zero") -> Array:
     """Squared total variation, per pixel: ``1/(H W C) * (sum dy^2 + sum dx^2)``.
 
     ``dy = x[i+1, j] - x[i, j]`` and ``dx = x[i, j+1] - x[i, j]`` on an ``(H, W, C)``
     image (RGB in [0, 1] in this package). Zero on a constant image; a smoothness
-    regulariser that is not in Gatys et al. (weight 0 by default).
+    regulariser that is not in Gatys et al. (weight 0 by default). With ``padding``
+    ``"circular"`` the differences wrap around (``x[0] - x[H-1]`` too), as the network
+    sees a circularly padded image; ``zero`` and ``reflect`` add no border differences.
     """
     if image.ndim != 3:
         raise ValueError(f"image: expected shape (H, W, C), got {image.shape}")
     x = image.astype(jnp.float32)
+    if padding == "circular":
+        dy = jnp.sum(jnp.square(jnp.roll(x, -1, axis=0) - x))
+        dx = jnp.sum(jnp.square(jnp.roll(x, -1, axis=1) - x))
+        return (dy + dx) / float(image.size)
     dy = jnp.sum(jnp.square(x[1:] - x[:-1]))
     dx = jnp.sum(jnp.square(x[:, 1:] - x[:, :-1]))
     return (dy + dx) / float(image.size)
@@ -399,6 +405,7 @@ def total_cost(
     style_loss: str = "gram",
     masks: Mapping[str, Array] | None = None,
     content_mask: Array | None = None,
+    padding: str = "zero",
 ) -> tuple[Array, dict[str, Array]]:
     """``J(G) = alpha * J_content(C, G) + beta * J_style(S, G) + tv_weight * TV(G)``.
 
@@ -413,6 +420,7 @@ def total_cost(
         targets then have a leading axis of regions).
       content_mask: a content-strength map ``(nH, nW)`` at the content layer
         (:func:`content_cost`).
+      padding: the network's padding, for the TV term (:func:`total_variation`).
 
     Returns:
       ``(J, {"total", "content", "style", "tv"})`` where ``content``/``style``/``tv`` are
@@ -421,6 +429,6 @@ def total_cost(
     jc = content_cost(content_target, gen_content, normalization=normalization, mask=content_mask)
     js = style_cost_from_targets(style_targets, gen_style, layer_weights,
                                  normalization=normalization, style_loss=style_loss, masks=masks)
-    tv = total_variation(image)
+    tv = total_variation(image, padding)
     j = alpha * jc + beta * js + tv_weight * tv
     return j, {"total": j, "content": jc, "style": js, "tv": tv}

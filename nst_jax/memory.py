@@ -60,6 +60,12 @@ K_TARGETS = 1.2
 #: What a tiled run holds beyond the model's arrays, fitted (0.30-0.41 GiB) to the six
 #: tiled rows of benchmarks/bench_tile.py at 512-2048 px; the 4096 px row is held out.
 TILE_OVERHEAD = int(0.37 * 2**30)
+#: Photo mode (:mod:`nst_jax.photo`), bytes per pixel: the content's matting statistics
+#: (27 + 9 float32), the temporaries of the term's value and gradient (XLA's
+#: ``memory_analysis`` of ``value_and_grad(photo_cost)`` at 1024 px: 466 B/px whole), and
+#: in tiled runs, bands of ``photo.BAND`` rows: the gradient's carry plus one band's
+#: temporaries (38 B/px measured at 1024 px, 19 at 2048).
+PHOTO_STATS, PHOTO_WHOLE, PHOTO_CARRY = 144, 466, 12
 
 
 def _layers_used(arch: str, deepest: str) -> list[str]:
@@ -81,6 +87,7 @@ def predict_bytes(
     runtime: bool = True,
     tile: int = 0,
     shards: int = 1,
+    photo: bool = False,
 ) -> int:
     """Predicted peak bytes of optimising ``points`` images of ``height x width``.
 
@@ -90,6 +97,8 @@ def predict_bytes(
     halo, :mod:`nst_jax.tiling`) and ``TILE_IMAGES`` canvas-sized copies are added.
     ``shards``: the image split by rows over that many devices (per device: the
     weights and targets whole, the rest divided).
+    ``photo``: the photorealism term is on (:data:`PHOTO_STATS` per pixel with the
+    targets, the term's temporaries per point).
     """
     shapes = vgg.conv_shapes(arch)
     used = _layers_used(arch, deepest)
@@ -116,6 +125,11 @@ def predict_bytes(
     extra = 2 * kernels + acts if bf16_cpu and optimizer != "lbfgs" else 0
     images = 2 + (2 if optimizer == "adam" else 2 * lbfgs_history + 6 if optimizer == "lbfgs" else 0)
     per_point = K_ACTIVATIONS * acts * act_bytes + extra + wt + images * height * width * 3 * 4 + canvas
+    if photo:
+        targets += PHOTO_STATS * height * width
+        from nst_jax.photo import BAND
+
+        per_point += (PHOTO_CARRY * height + PHOTO_WHOLE * BAND if canvas else PHOTO_WHOLE * height) * width
     step = weights + targets + points * per_point / shards
     # The targets are computed first, in one program: the forward passes of C and of S
     # (the CLI's default style size is G's), measured at K_TARGETS x their activations.

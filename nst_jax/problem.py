@@ -109,12 +109,13 @@ def _targets_body(params, content, styles, w, config, spec) -> Targets:
     ``w2``'s square root is taken of the blended covariance."""
     if config.tile:
         return _tiled_targets(params, content, styles, w, config, spec)
-    feats = vgg_features_rgb(params, spec, content, [config.content_layer], config.pooling)
+    feats = vgg_features_rgb(params, spec, content, [config.content_layer], config.pooling,
+                             padding=config.padding)
     gram = config.style_loss == "gram"
     style_t: dict[str, Any] = {layer: 0.0 if gram else {"mu": 0.0, "cov": 0.0}
                                for layer in config.style_layers}
     for k, s in enumerate(styles):
-        sf = vgg_features_rgb(params, spec, s, config.style_layers, config.pooling)
+        sf = vgg_features_rgb(params, spec, s, config.style_layers, config.pooling, padding=config.padding)
         for layer in config.style_layers:
             if gram:
                 style_t[layer] = style_t[layer] + w[k] * losses.style_target(sf[layer])
@@ -138,14 +139,15 @@ def _guided_targets_body(params, content, styles, g, of, config, spec) -> Target
     style's statistics of its own region, blended per region ``of[k]`` of G."""
     if config.tile:
         return _tiled_targets(params, content, styles, g["w"], config, spec, g, of)
-    feats = vgg_features_rgb(params, spec, content, [config.content_layer], config.pooling)
+    feats = vgg_features_rgb(params, spec, content, [config.content_layer], config.pooling,
+                             padding=config.padding)
     gram = config.style_loss == "gram"
     n_regions = max(of) + 1
     acc: list[dict[str, Any]] = [
         {layer: 0.0 if gram else {"mu": 0.0, "cov": 0.0} for layer in config.style_layers}
         for _ in range(n_regions)]
     for k, s in enumerate(styles):
-        sf = vgg_features_rgb(params, spec, s, config.style_layers, config.pooling)
+        sf = vgg_features_rgb(params, spec, s, config.style_layers, config.pooling, padding=config.padding)
         sm = g["style_masks"][k]
         for layer in config.style_layers:
             m = losses.layer_moments(sf[layer], config.style_loss, None if sm is None else sm[layer])
@@ -171,7 +173,8 @@ def content_target(params: vgg.Params, spec: vgg.Preprocessing, content_rgb: Arr
     """The content target alone: C's activations at ``config.content_layer`` (give the
     network's view of C, :func:`network_inputs`); what a batch of photos needs per photo."""
     with precision_scope(config):
-        feats = vgg_features_rgb(params, spec, content_rgb, [config.content_layer], config.pooling)
+        feats = vgg_features_rgb(params, spec, content_rgb, [config.content_layer], config.pooling,
+                             padding=config.padding)
     return feats[config.content_layer]
 
 
@@ -273,11 +276,11 @@ def precision_scope(config: Config) -> contextlib.AbstractContextManager:
 
 def vgg_features_rgb(
     params: vgg.Params, spec: vgg.Preprocessing, rgb: Array, layers: Sequence[str], pooling: str,
-    dtype: Any = jnp.float32,
+    dtype: Any = jnp.float32, padding: str = "zero",
 ) -> dict[str, Array]:
     """:func:`vgg.vgg_features` of an RGB image in [0, 1], computed in ``dtype``."""
     x = vgg.preprocess(jnp.asarray(rgb, jnp.float32), spec).astype(dtype)
-    return vgg.vgg_features(params, x, layers, pooling=pooling)
+    return vgg.vgg_features(params, x, layers, pooling=pooling, padding=padding)
 
 
 def objective(
@@ -297,14 +300,14 @@ def _objective(
         return _tiled_objective(X, G, params, targets, config, spec)
     layers = [config.content_layer, *config.style_layers]
     dtype = jnp.bfloat16 if config.precision == "bf16" else jnp.float32
-    feats = vgg_features_rgb(params, spec, G, layers, config.pooling, dtype)
+    feats = vgg_features_rgb(params, spec, G, layers, config.pooling, dtype, config.padding)
     j, terms = losses.total_cost(
         targets["content"], targets["style"], feats[config.content_layer],
         {k: feats[k] for k in config.style_layers}, G,
         alpha=config.alpha, beta=config.beta, tv_weight=config.tv_weight,
         layer_weights=config.layer_weights, normalization=config.normalization,
         style_loss=config.style_loss, masks=targets.get("masks"),
-        content_mask=targets.get("content_mask"),
+        content_mask=targets.get("content_mask"), padding=config.padding,
     )
     return _with_photo(j, terms, X, targets, config)
 
@@ -363,8 +366,10 @@ def _tiled_objective(
                                       guides)
     tv = losses.total_variation(G)
     j = jnet + config.tv_weight * tv
+    from nst_jax.photo import BAND
+
     return _with_photo(j, {"total": j, "content": jc, "style": js, "tv": tv}, X, targets, config,
-                       band=config.tile)
+                       band=BAND)
 
 
 def box_penalty(X: Array) -> Array:

@@ -32,6 +32,8 @@ BLOCKS: dict[str, tuple[int, ...]] = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 
 #: Output channels of the convs of each block in the ImageNet networks.
 CHANNELS: tuple[int, ...] = (64, 128, 256, 512, 512)
 POOLINGS = ("max", "avg")
+#: What the convolutions see beyond the image's border (:func:`vgg_features`).
+PADDINGS = ("zero", "reflect", "circular")
 
 
 def layer_names(arch: str) -> tuple[str, ...]:
@@ -164,6 +166,16 @@ def _conv(x: Array, kernel: Array) -> Array:
     )[0]
 
 
+def _conv_padded(x: Array, kernel: Array, padding: str) -> Array:
+    """3x3 stride-1 convolution of ``x (H, W, Cin)`` with a 1 px border of ``padding``
+    (``reflect``: mirrored without repeating the edge; ``circular``: the opposite edge,
+    so the image is treated as a torus): the same ``(H, W, Cout)`` as SAME."""
+    mode = {"reflect": "reflect", "circular": "wrap"}[padding]
+    xp = jnp.pad(x, ((1, 1), (1, 1), (0, 0)), mode=mode)
+    return lax.conv_general_dilated(xp[None], kernel, (1, 1), "VALID",
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))[0]
+
+
 def backward_kernel(kernel: Array) -> Array:
     """``kernel[::-1, ::-1]`` with in/out channels swapped: ``(3, 3, Cout, Cin)``.
 
@@ -254,6 +266,7 @@ def vgg_features(
     *,
     pooling: str = "max",
     extent: tuple[Array, Array, int, int] | None = None,
+    padding: str = "zero",
 ) -> dict[str, Array]:
     """Post-ReLU activations of the requested layers for one preprocessed image.
 
@@ -274,6 +287,10 @@ def vgg_features(
         set to zero, which is exactly the zero padding the whole image's SAME
         convolutions see at its border: the window's features then equal the whole
         image's wherever the window's own edges are far enough (the halo).
+      padding: what every convolution sees beyond the border: ``"zero"`` (VGG's own SAME
+        padding, default), ``"reflect"`` or ``"circular"`` (the image wraps around: a
+        texture made with it tiles seamlessly when its sides are multiples of the
+        deepest pooling stride, 16 at ``conv5_1``). Not with ``extent``.
 
     Returns:
       ``{name: (H_l, W_l, C_l)}`` keyed by the names as given.
@@ -285,6 +302,10 @@ def vgg_features(
         raise ValueError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"image: expected shape (H, W, 3), got {tuple(image.shape)}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding: expected one of {PADDINGS}, got {padding!r}")
+    if padding != "zero" and extent is not None:
+        raise ValueError(f"padding {padding!r}: windows of a tiled image need zero padding")
     arch = arch_of(params)
     wanted = {name: canonical_layer(name, arch) for name in layers}
     if not wanted:
@@ -303,7 +324,9 @@ def vgg_features(
         # The driver's fast path (params with "kernel_t", see with_backward_kernels) uses
         # the custom VJP; plain params use lax's convolution, so forward mode (jvp,
         # jacfwd, Hessian-vector products) works through the public function.
-        if "kernel_w" in p and x.dtype == jnp.float32 and wino.winograd_wins(*x.shape, k.shape[-1]):
+        if padding != "zero":  # plain lax convolutions of the padded map
+            y = _conv_padded(x, k, padding)
+        elif "kernel_w" in p and x.dtype == jnp.float32 and wino.winograd_wins(*x.shape, k.shape[-1]):
             y = wino.conv3x3_winograd(x, p["kernel_w"])
         elif "kernel_t" in p:
             y = conv3x3_pre(x, k, p["kernel_t"].astype(x.dtype))

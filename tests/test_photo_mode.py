@@ -186,7 +186,7 @@ def test_photo_auto_regions_and_smooth_write_result_and_masks(work, capsys):
     err = capsys.readouterr().err
     assert "--auto-regions 2:" in err and "rerun with:" in err
     meta = json.loads((work / "p.png.json").read_text())
-    assert meta["smooth"] == 1e-2 and meta["settings"]["photo"] is True
+    assert meta["smooth"] == 1.0 and meta["settings"]["photo"] is True
     labels = np.asarray(Image.open(work / "p.regions.png").convert("RGB"))
     assert labels.shape[:2] == (32, 27) and len(np.unique(labels.reshape(-1, 3), axis=0)) >= 1
     assert (work / "p.pairs.png").exists()
@@ -240,3 +240,48 @@ def test_refuses_a_grey_content_and_two_styles(work, tmp_path, capsys):
     argv.insert(2, str(work / "s.png"))
     assert stylize_main(argv) == 2
     assert "--auto-regions 2: expected one style image, got 2" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- devices
+
+DEVICES_SCRIPT = r"""
+import json, sys
+sys.path.insert(0, "tests")
+import jax, numpy as np
+from conftest import rand_image, tiny_params
+from test_photo_mode import _photo_image
+from nst_jax import vgg
+from nst_jax.config import Config
+from nst_jax.engine import stylize
+
+params = tiny_params()
+C, S = _photo_image(130, 90), rand_image(64, 64, 2)
+out = {"n_devices": len(jax.devices())}
+# rows over 4 devices (the image split by height; XLA exchanges the 1 px halo of the
+# matting windows), and 12 tiles spread over 4 devices, each against one device whole
+for name, kw in {"rows": {}, "tiles": {"tile": 64}}.items():
+    c = Config(iterations=8, report_every=4, photo_weight=50.0, init="content")
+    a, ha = stylize(C, S, params, vgg.CAFFE, config=c)
+    b, hb = stylize(C, S, params, vgg.CAFFE, config=c.replace(**kw), devices=jax.devices())
+    rel = np.abs(ha["total"] - hb["total"]) / ha["total"]
+    out[name] = [float(np.mean(np.abs(a - b))), float(np.max(rel)), float(hb["costs"]["photo"])]
+print(json.dumps(out))
+"""
+
+
+def test_photo_term_over_devices_equals_one_device():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from test_sharding import _env
+
+    r = subprocess.run([sys.executable, "-c", DEVICES_SCRIPT], capture_output=True, text=True,
+                       env=_env(4), timeout=900, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["n_devices"] == 4
+    for name in ("rows", "tiles"):
+        # other programs summing in other orders: equal to float rounding, 8 Adam steps
+        assert out[name][0] < 1e-4 and out[name][1] < 1e-5, (name, out[name])
+        assert out[name][2] > 0  # the term was there

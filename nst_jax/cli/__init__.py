@@ -1,5 +1,5 @@
 """[I/O] The command line, the only place that prints and exits:
-``nst-jax {stylize,grid,batch,video,train,apply,export,studio,fetch-weights}``.
+``nst-jax {stylize,texture,grid,batch,video,train,apply,export,studio,fetch-weights}``.
 
 Exit codes: 0 done; 1 a run-time failure (a non-finite cost, a write that had to go to
 a fallback name); 2 bad input (one line starting ``error:``); 130 interrupted by
@@ -34,6 +34,8 @@ from nst_jax.cli.common import (
 #: extension module's import.
 COMMANDS: dict[str, tuple[str, str]] = {
     "stylize": ("paint a content image in the style of one or more style images", "stylize"),
+    "texture": ("synthesise a texture from style images (seamless with --padding circular)",
+                "texture"),
     "grid": ("optimise one image per point of a grid of loss weights, in one program", "grid"),
     "batch": ("stylize many photos in one style, one compiled program per image shape", "batch"),
     "video": ("stylize a video without flicker (warm starts and a temporal cost, Ruder et al.)",

@@ -29,7 +29,7 @@ FRACTION = ranged(nonneg_float, hi=1.0)
 #: than this leave each one too few positions at conv5_1 for its statistics).
 AUTO_REGIONS_MAX = 16
 #: ``--smooth`` given without a value.
-SMOOTH_WEIGHT = 1e-2
+SMOOTH_WEIGHT = 1.0
 
 
 def positive_weight(s: str) -> float:
@@ -78,7 +78,7 @@ def _choices(name: str) -> tuple[str, ...]:
 
     return {"style_loss": statistics.STYLE_LOSSES, "optimizer": config.OPTIMIZERS,
             "init": config.INITS, "precision": config.PRECISIONS,
-            "normalization": losses.NORMALIZATIONS, "pooling": vgg.POOLINGS,
+            "normalization": losses.NORMALIZATIONS, "pooling": vgg.POOLINGS, "padding": vgg.PADDINGS,
             "preserve_color": ("none", "luminance", "histogram")}[name]
 
 
@@ -105,6 +105,9 @@ GROUPS: dict[str, tuple[Flag, ...]] = {
         Flag("--normalization", "cost normalisation convention (of the Gram cost)", "normalization",
              choices="normalization"),
         Flag("--pooling", "VGG pooling (Gatys et al. suggest avg)", "pooling", choices="pooling"),
+        Flag("--padding", "what VGG's convolutions and the TV term see beyond the border: zero "
+             "(VGG's own), reflect, or circular (the image wraps around: seamless textures)",
+             "padding", choices="padding"),
     ),
     "regions and masks (Gatys et al. 2017; a STYLE argument may be STYLE:MASK: that style "
     "goes where MASK is white, styles without a mask take the rest)": (
@@ -130,7 +133,7 @@ GROUPS: dict[str, tuple[Flag, ...]] = {
              "region its own style statistics (one style image)",
              type=ranged(integer, lo=1, hi=AUTO_REGIONS_MAX), metavar="K"),
         Flag("--smooth", "post-pass: photo smoothing of the result (Li et al. 2018) with this "
-             "weight (default when given alone: 1e-2)", type=positive_weight, nargs="?",
+             "weight (default when given alone: 1)", type=positive_weight, nargs="?",
              const=SMOOTH_WEIGHT, metavar="LAMBDA"),
     ),
     "colour, scales, averaging, stopping": (

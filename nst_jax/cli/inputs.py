@@ -26,20 +26,24 @@ from nst_jax.cli.photo import check_colour, check_photo_inputs, find_regions, ph
 from nst_jax.cli.regions import load_guides, split_styles
 
 
-def add_inputs(ap: argparse.ArgumentParser, description: str, output_help: str) -> None:
-    """What ``stylize`` and ``grid`` take first: CONTENT, STYLE..., ``-o``."""
+def add_inputs(ap: argparse.ArgumentParser, description: str, output_help: str, *,
+               content: bool = True) -> None:
+    """What ``stylize`` and ``grid`` take first: CONTENT (unless ``content`` is False: a
+    texture), STYLE..., ``-o``."""
     ap.description = description.format(prog=ap.prog)
     ap.formatter_class = argparse.RawDescriptionHelpFormatter
-    ap.add_argument("content", help="content photo (any format Pillow reads)")
+    if content:
+        ap.add_argument("content", help="content photo (any format Pillow reads)")
     ap.add_argument("style", nargs="+", metavar="STYLE[:MASK]",
                     help="style image(s); several are blended (--style-weights); STYLE:MASK puts "
                          "a style only where MASK (grayscale, any size) is white")
     ap.add_argument("-o", "--output", default=None, help=output_help)
 
 
-def add_common_args(ap: argparse.ArgumentParser) -> None:
-    """Flags shared by ``stylize`` and ``grid``: the table of :mod:`nst_jax.cli.flags`."""
-    add_flags(ap)
+def add_common_args(ap: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """Flags shared by ``stylize`` and ``grid``: the table of :mod:`nst_jax.cli.flags`
+    (less those in ``skip``)."""
+    add_flags(ap, skip=skip)
 
 
 def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> Prepared:
@@ -80,6 +84,9 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
     except I.ImageError as e:
         raise CliError(str(e)) from None
     if isinstance(args.tile, int) and args.tile:
+        if config.padding != "zero":
+            raise CliError(f"--padding {config.padding}: tiled runs need zero padding (the windows are "
+                           f"exact only for it); drop --tile {args.tile} or use --padding zero")
         config = config.replace(tile=args.tile)
     layout = rows_layout(getattr(args, "devices", 1), arch, c_hw, config)
     try:
@@ -93,6 +100,9 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
     shards = len(layout.devices) if layout.rows else 1
     tile = check_memory(arch, c_hw, config, points=points, devices=len(jax.devices()),
                         auto=args.tile == "auto" and shards == 1, quiet=args.quiet, shards=shards)
+    if tile and config.padding != "zero":
+        raise CliError(f"--padding {config.padding}: {c_hw[1]}x{c_hw[0]} needs tiles to fit in memory, "
+                       "and tiled runs need --padding zero; lower --size")
     config = config.replace(tile=tile)
     guides, where = load_guides(args, mask_paths, args.style, c_hw, s_hw, config)
     if where and not args.quiet:
@@ -168,13 +178,14 @@ def check_memory(arch: str, hw: tuple[int, int], config: Any, *, points: int = 1
     import jax
 
     from nst_jax import memory, tiling, vgg
+    from nst_jax.problem import uses_photo
 
     per_device = -(-points // devices)
     deepest = max((config.content_layer, *config.style_layers), key=vgg.layer_names(arch).index)
     device = jax.devices()[0]
     kw = {"optimizer": config.optimizer, "precision": config.precision, "points": per_device,
           "deepest": deepest, "lbfgs_history": config.lbfgs_history, "platform": device.platform,
-          "shards": shards}
+          "shards": shards, "photo": uses_photo(config)}
     avail = memory.available_bytes(device)
     if avail is None:
         return config.tile

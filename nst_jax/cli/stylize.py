@@ -52,10 +52,13 @@ NOT_RESULT = ("output", "resume", "checkpoint_every", "save_every", "overwrite",
               "process_id")
 
 
-def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def fill_parser(ap: argparse.ArgumentParser, *, texture: bool = False) -> argparse.ArgumentParser:
+    """The flags of ``stylize``; with ``texture``, of ``nst-jax texture`` (no CONTENT; its
+    own ``--size``, :mod:`nst_jax.cli.texture`)."""
     add_inputs(ap, DESCRIPTION,
-               "output .png or .jpg (default: out/CONTENT-STYLE.png, numbered if taken)")
-    add_common_args(ap)
+               "output .png or .jpg (default: out/CONTENT-STYLE.png, numbered if taken)",
+               content=not texture)
+    add_common_args(ap, skip=("--size",) if texture else ())
     ap.add_argument("--save-every", type=ranged(positive_int, hi=10**8), default=None, metavar="N",
                     help="also write every N-th iterate as OUT.NNNNNN.png (default: off)")
     ap.add_argument("--checkpoint-every", type=ranged(positive_int, hi=10**8), default=None, metavar="N",
@@ -67,6 +70,12 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
                     help="split the image along its height over N devices, or all of them (every "
                          "host's, with --distributed); XLA exchanges the halos. With --tile: its "
                          "tiles spread over them (default: 1)")
+    ap.add_argument("--animate", default=None, metavar="OUT.gif|OUT.mp4",
+                    help="also write an animation of the run: the iterate every --animate-every "
+                         "steps, ending on the result (.gif, or .mp4/.webm/.mov/.mkv with the video "
+                         "extra) (default: off)")
+    ap.add_argument("--animate-every", type=ranged(positive_int, hi=10**8), default=None, metavar="N",
+                    help="steps between the animation's frames (default: --report-every)")
     add_distributed(ap)
     return ap
 
@@ -90,6 +99,8 @@ def planned_outputs(args: argparse.Namespace, out: Path) -> list[Path]:
     if args.save_every:
         last = frame_path(out, max(args.iters * args.scales, 999999))
         paths += [last, sidecar_of(last)]
+    if args.animate:
+        paths.append(Path(args.animate))
     ckpt = checkpoint_path(out)
     resuming_it = args.resume and Path(args.resume).resolve() == ckpt.resolve()
     if args.checkpoint_every and not resuming_it:
@@ -183,7 +194,6 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     import jax
 
-    from nst_jax import image as I
     from nst_jax.layout import Layout
     from nst_jax.optimize import iterate
 
@@ -192,8 +202,8 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     select_device(args.device)  # before anything starts a backend
     is_main = jax.process_index() == 0  # on several hosts, process 0 writes the files
     out = _choose_output(args) if is_main else Path(args.output or "unused.png")
-    every = math.gcd(args.report_every, math.gcd(args.save_every or args.report_every,
-                                                  args.checkpoint_every or args.report_every))
+    every = math.gcd(args.report_every, args.save_every or args.report_every,
+                     args.checkpoint_every or args.report_every, args.animate_every or args.report_every)
     init_model = _model_init_path(args)
     pr = prepare(args, every)
     write_auto_regions(pr, args, out if is_main else None)
@@ -206,23 +216,7 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     if stop.requested:
         return _nothing_saved(stop, "the run started")
     bar = ProgressBar(config.iterations * config.scales, args.quiet or not is_main)
-    write_failed: list[str] = []
-
-    def meta_for(p: Any, status: str) -> dict:
-        return {**base_meta, "status": status, "steps": p.step, "evals": p.evals,
-                "scale": p.scale, "converged": p.converged,
-                "final_costs": p.costs, "compile_s": round(p.compile_s, 3),
-                "iterate_s": round(p.run_s, 3)}
-
-    def side_write(what: str, fn: Any) -> None:  # frames and checkpoints: report, go on
-        if not is_main:
-            return
-        try:
-            fn()
-        except (OSError, I.ImageError) as e:
-            write_failed.append(what)
-            bar.line(f"error: {what} not written ({e}); the run goes on")
-
+    side = _SideWrites(args, out, bar, base_meta, run_settings, is_main)
     last = None
     status = "done"
     try:
@@ -232,17 +226,7 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
                          guides=pr.guides):
             last = p
             bar.update(p)
-            if args.save_every and p.step % args.save_every == 0 and not p.finished:
-                frame = frame_path(out, p.step)
-                side_write(f"frame {frame}", lambda f=frame, q=p: I.save_image(
-                    f, q.image, meta_for(q, "frame"), overwrite=args.overwrite,
-                    bit_depth=args.bit_depth))
-            if args.checkpoint_every and (p.step % args.checkpoint_every == 0 or
-                                          stop.requested) and not p.finished:
-                from nst_jax.checkpoint import save_checkpoint
-
-                side_write(f"checkpoint {ckpt_path}",
-                           lambda q=p: save_checkpoint(ckpt_path, q.snapshot, run_settings))
+            side.progress(p, stop.requested)
             if p.error:
                 status = "stopped: " + p.error
             if stop.requested:
@@ -258,8 +242,9 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
         return _nothing_saved(stop, "the first iterate was computed")
     if not is_main:
         return stop.exit_code if status == "interrupted" else EXIT_OK
-    written, why = _save_result(args, out, last.image, meta_for(last, status), pr)
-    code = _report(args, last, status, out, written, why, write_failed, t_start)
+    written, why, image = _save_result(args, out, last.image, side.meta_for(last, status), pr)
+    side.finish(image)
+    code = _report(args, last, status, out, written, why, side.failed, t_start)
     if status == "interrupted":
         if args.checkpoint_every:
             print(f"to continue, run the same command with --resume {ckpt_path} --overwrite",
@@ -268,17 +253,72 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     return code
 
 
+class _SideWrites:
+    """What a run writes besides its result: frames (``--save-every``), checkpoints
+    (``--checkpoint-every``) and the animation (``--animate``). A failed write is
+    reported and the run goes on (the exit code says so at the end); only process 0 writes."""
+
+    def __init__(self, args: argparse.Namespace, out: Path, bar: Any, base_meta: dict,
+                 run_settings: dict, is_main: bool) -> None:
+        from nst_jax.cli.animate import Recorder
+
+        self.args, self.out, self.bar, self.base_meta = args, out, bar, base_meta
+        self.run_settings, self.is_main = run_settings, is_main
+        self.failed: list[str] = []
+        self.anim = (Recorder(Path(args.animate), args.animate_every or args.report_every)
+                     if args.animate and is_main else None)
+
+    def meta_for(self, p: Any, status: str) -> dict:
+        return {**self.base_meta, "status": status, "steps": p.step, "evals": p.evals,
+                "scale": p.scale, "converged": p.converged, "final_costs": p.costs,
+                "compile_s": round(p.compile_s, 3), "iterate_s": round(p.run_s, 3)}
+
+    def _write(self, what: str, fn: Any) -> None:
+        from nst_jax import image as I
+
+        if not self.is_main:
+            return
+        try:
+            fn()
+        except (OSError, I.ImageError, ValueError) as e:
+            self.failed.append(what)
+            self.bar.line(f"error: {what} not written ({e}); the run goes on")
+
+    def progress(self, p: Any, stopping: bool) -> None:
+        from nst_jax import image as I
+
+        a = self.args
+        if self.anim is not None and not p.finished:
+            self.anim.add(p.step, p.image)
+        if a.save_every and p.step % a.save_every == 0 and not p.finished:
+            frame = frame_path(self.out, p.step)
+            self._write(f"frame {frame}", lambda: I.save_image(
+                frame, p.image, self.meta_for(p, "frame"), overwrite=a.overwrite, bit_depth=a.bit_depth))
+        if a.checkpoint_every and (p.step % a.checkpoint_every == 0 or stopping) and not p.finished:
+            from nst_jax.checkpoint import save_checkpoint
+
+            ckpt = checkpoint_path(self.out)
+            self._write(f"checkpoint {ckpt}", lambda: save_checkpoint(ckpt, p.snapshot, self.run_settings))
+
+    def finish(self, image: Any) -> None:
+        """The animation, ending on the saved result ``image``."""
+        if self.anim is not None:
+            self._write(f"animation {self.anim.path}", lambda: self.anim.write(image, self.args.overwrite))
+
+
 def _save_result(args: argparse.Namespace, out: Path, image: Any, meta: dict,
-                 pr: Any) -> tuple[Path, str | None]:
-    """Write the result (after ``--smooth``'s post-pass) with the no-overwrite fallback."""
+                 pr: Any) -> tuple[Path, str | None, Any]:
+    """Write the result (after ``--smooth``'s post-pass) with the no-overwrite fallback;
+    returns ``(path written, why not ``out``, the image written)``."""
     from nst_jax import image as I
 
     if args.smooth:
         image = smooth_result(image, pr.content, args.smooth, band=pr.config.tile)
         meta = {**meta, "smooth": args.smooth}
-    return save_with_fallback(
+    written, why = save_with_fallback(
         out, lambda path, ow: I.save_image(path, image, meta, overwrite=ow, bit_depth=args.bit_depth),
         overwrite=args.overwrite)
+    return written, why, image
 
 
 def _nothing_saved(stop: Interrupts, before: str) -> int:
@@ -302,6 +342,10 @@ def run_inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
 def _choose_output(args: argparse.Namespace) -> Path:
     """``--output`` or a free default name, with every file the run will write checked."""
     from nst_jax import image as I
+    from nst_jax.cli.animate import check_animation
+
+    if args.animate:
+        check_animation(args.animate)
 
     if not args.output:
         out = _free_default(args)

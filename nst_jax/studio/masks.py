@@ -88,6 +88,7 @@ def memory_estimate(arch: str, hw: tuple[int, int], config: Any, devices: int, p
     import jax
 
     from nst_jax import memory, vgg
+    from nst_jax.problem import uses_photo
 
     deepest = max((config.content_layer, *config.style_layers), key=vgg.layer_names(arch).index)
     dev = jax.devices()[0]
@@ -95,7 +96,7 @@ def memory_estimate(arch: str, hw: tuple[int, int], config: Any, devices: int, p
     need = memory.predict_bytes(arch, *hw, tile=config.tile, optimizer=config.optimizer,
                                 precision=config.precision, points=-(-points // max(devices, 1)),
                                 deepest=deepest, lbfgs_history=config.lbfgs_history,
-                                platform=dev.platform, shards=shards)
+                                platform=dev.platform, shards=shards, photo=uses_photo(config))
     avail = memory.available_bytes(dev)
     return {"predicted": int(need), "available": None if avail is None else int(avail),
             "fits": avail is None or need <= 0.9 * avail, "tile": config.tile, "devices": devices}
