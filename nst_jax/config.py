@@ -169,6 +169,9 @@ class Config:
              f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
         need(isinstance(self.tile, int) and self.tile >= 0,
              f"tile: expected an integer >= 0 (0: no tiling), got {self.tile!r}")
+        need(self.style_loss != "hist" or not self.tile,
+             "style_loss 'hist': tiled runs need quantiles of the whole image, which the tiles "
+             "do not have; use --tile 0, or gram, meancov or w2")
         need(self.padding in vgg.PADDINGS,
              f"padding: expected one of {vgg.PADDINGS}, got {self.padding!r}")
         need(self.padding == "zero" or not self.tile,

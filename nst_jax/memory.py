@@ -61,11 +61,11 @@ K_TARGETS = 1.2
 #: tiled rows of benchmarks/bench_tile.py at 512-2048 px; the 4096 px row is held out.
 TILE_OVERHEAD = int(0.37 * 2**30)
 #: Photo mode (:mod:`nst_jax.photo`), bytes per pixel: the content's matting statistics
-#: (27 + 9 float32), the temporaries of the term's value and gradient (XLA's
-#: ``memory_analysis`` of ``value_and_grad(photo_cost)`` at 1024 px: 466 B/px whole), and
-#: in tiled runs, bands of ``photo.BAND`` rows: the gradient's carry plus one band's
-#: temporaries (38 B/px measured at 1024 px, 19 at 2048).
-PHOTO_STATS, PHOTO_WHOLE, PHOTO_CARRY = 144, 466, 12
+#: (27 + 9 float32); the term is summed in bands of ``photo.BAND`` rows, rematerialised:
+#: the gradient's carry per pixel plus one band's temporaries, 466 B per pixel of the band
+#: (XLA's ``memory_analysis`` of ``value_and_grad(photo_cost)``: 466 B/px whole, 38 B/px
+#: in 64-row bands at 1024 px, 19 at 2048).
+PHOTO_STATS, PHOTO_BAND_PX, PHOTO_CARRY = 144, 466, 12
 
 
 def _layers_used(arch: str, deepest: str) -> list[str]:
@@ -129,7 +129,7 @@ def predict_bytes(
         targets += PHOTO_STATS * height * width
         from nst_jax.photo import BAND
 
-        per_point += (PHOTO_CARRY * height + PHOTO_WHOLE * BAND if canvas else PHOTO_WHOLE * height) * width
+        per_point += (PHOTO_CARRY * height + PHOTO_BAND_PX * min(BAND, height)) * width
     step = weights + targets + points * per_point / shards
     # The targets are computed first, in one program: the forward passes of C and of S
     # (the CLI's default style size is G's), measured at K_TARGETS x their activations.

@@ -44,7 +44,7 @@ Array = jax.Array
 
 #: Levin et al.'s regulariser for images in [0, 1] (Luan et al. use the same).
 EPS = 1e-7
-#: Window rows per band in tiled runs (:func:`matting_energy`'s ``band``): the band's
+#: Window rows per band in the objective (:func:`matting_energy`'s ``band``): the band's
 #: temporaries are ~466 B per pixel of it, so 64 rows of a 4096 px wide image hold 0.12 GB.
 BAND = 64
 _OFFSETS = tuple((a, b) for a in range(3) for b in range(3))

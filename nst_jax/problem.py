@@ -82,6 +82,9 @@ def compute_targets(
             f"got {list(np.atleast_1d(w))}"
         )
     if guides is not None:
+        if config.style_loss == "hist":
+            raise ValueError("style_loss 'hist': regions and masks are not offered (its ranks are "
+                             "the whole image's); use gram, meancov or w2 with them")
         g = guide_masks.at_layers(guides, tuple(content_rgb.shape[:2]),
                                   [tuple(s.shape[:2]) for s in styles], config)
         of = np.asarray(g["region_of"])
@@ -112,13 +115,16 @@ def _targets_body(params, content, styles, w, config, spec) -> Targets:
     feats = vgg_features_rgb(params, spec, content, [config.content_layer], config.pooling,
                              padding=config.padding)
     gram = config.style_loss == "gram"
-    style_t: dict[str, Any] = {layer: 0.0 if gram else {"mu": 0.0, "cov": 0.0}
-                               for layer in config.style_layers}
+    style_t: dict[str, Any] = {layer: 0.0 if gram else {"q": 0.0} if config.style_loss == "hist"
+                               else {"mu": 0.0, "cov": 0.0} for layer in config.style_layers}
     for k, s in enumerate(styles):
         sf = vgg_features_rgb(params, spec, s, config.style_layers, config.pooling, padding=config.padding)
         for layer in config.style_layers:
             if gram:
                 style_t[layer] = style_t[layer] + w[k] * losses.style_target(sf[layer])
+            elif config.style_loss == "hist":  # blended quantile functions: the 1D W2 barycentre
+                q = statistics.stats_target(sf[layer], "hist")["q"]
+                style_t[layer] = {"q": style_t[layer]["q"] + w[k] * q}
             else:
                 mu, cov = statistics.feature_stats(sf[layer])
                 t = style_t[layer]
@@ -309,13 +315,18 @@ def _objective(
         style_loss=config.style_loss, masks=targets.get("masks"),
         content_mask=targets.get("content_mask"), padding=config.padding,
     )
-    return _with_photo(j, terms, X, targets, config)
+    from nst_jax.photo import BAND
+
+    return _with_photo(j, terms, X, targets, config, band=BAND)
 
 
 def _with_photo(j: Array, terms: dict[str, Array], X: Array, targets: Targets, config: Config,
                 band: int = 0) -> tuple[Array, dict[str, Array]]:
     """``J + photo_weight * J_photo(X)`` when the targets hold the content's matting
-    statistics (:func:`photo_targets`), with ``"photo"`` (unweighted) among the terms.
+    statistics (:func:`photo_targets`), with ``"photo"`` (unweighted) among the terms;
+    summed in bands of ``band`` window rows (:data:`nst_jax.photo.BAND`: the same sum, a
+    fraction of the memory, and faster on CPU: 1.10 s against 1.36 s for value and
+    gradient at 1024 px).
     The term is on the variable X: RGB, or in luminance mode the luminance channel
     (the chroma is the content's, already a photo)."""
     if "matting" not in targets:

@@ -31,7 +31,7 @@ from jax import lax
 
 Array = jax.Array
 
-STYLE_LOSSES = ("gram", "meancov", "w2")
+STYLE_LOSSES = ("gram", "meancov", "w2", "hist")
 #: Eigenvalues below ``EIG_FLOOR * max(eigenvalue)`` are clamped (PSD rounding noise).
 EIG_FLOOR = 1e-6
 _HI = lax.Precision.HIGHEST
@@ -104,7 +104,12 @@ def _trace_sqrtm_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Arr
 
 def stats_target(a_S: Array, style_loss: str) -> dict[str, Array]:
     """The style side of ``meancov``/``w2``, computed once: ``mu``, ``cov`` and, for
-    ``w2``, ``cov_sqrt = C_S^1/2`` and ``tr_cov = tr(C_S)``."""
+    ``w2``, ``cov_sqrt = C_S^1/2`` and ``tr_cov = tr(C_S)``; for ``hist`` the quantiles
+    of :func:`nst_jax.histogram.hist_target`."""
+    if style_loss == "hist":
+        from nst_jax import histogram
+
+        return histogram.hist_target(a_S)
     mu, cov = feature_stats(a_S)
     return finish_target({"mu": mu, "cov": cov}, style_loss)
 

@@ -49,6 +49,7 @@ import nst_jax.models.johnson, nst_jax.models.train, nst_jax.models.tiled, nst_j
 import nst_jax.models.data, nst_jax.models.export, nst_jax.models.video, nst_jax.cli.train
 import nst_jax.photo, nst_jax.tiling, nst_jax.tileplan, nst_jax.cli.video_masks
 import nst_jax.autoregions, nst_jax.cli.photo, nst_jax.texture, nst_jax.cli.texture, nst_jax.cli.animate
+import nst_jax.histogram
 from jax._src import xla_bridge
 assert not xla_bridge.backends_are_initialized(), "a backend started at import"
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=3"

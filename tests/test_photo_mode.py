@@ -285,3 +285,25 @@ def test_photo_term_over_devices_equals_one_device():
         # other programs summing in other orders: equal to float rounding, 8 Adam steps
         assert out[name][0] < 1e-4 and out[name][1] < 1e-5, (name, out[name])
         assert out[name][2] > 0  # the term was there
+
+
+def test_batch_photo_mode_smooths_each_photo_and_skips_a_grey_one(work, tmp_path, capsys):
+    from nst_jax.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray((_photo_image(40, 48, i) * 255).astype(np.uint8)).save(folder / f"p{i}.png")
+    Image.fromarray(rng.integers(0, 255, (40, 48), np.uint8)).convert("RGB").save(folder / "grey.png")
+    out = tmp_path / "out"
+    code = main(["batch", str(folder), str(work / "s.png"), "--weights", str(work / "tiny.h5"), *FAST,
+                 "--photo", "--smooth", "0.5", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "grey.png is grayscale" in err and "(skipped)" in err  # counted as failed
+    metas = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    assert len(metas) == 2 and all(m["smooth"] == 0.5 and m["settings"]["photo"] for m in metas)
+    assert all("photo" in m["final_costs"] for m in metas)
+    assert main(["batch", str(folder), str(work / "s.png"), "--weights", str(work / "tiny.h5"), *FAST,
+                 "--auto-regions", "2", "-o", str(tmp_path / "o2")]) == 2
+    assert "--auto-regions 2 finds one photo's regions" in capsys.readouterr().err

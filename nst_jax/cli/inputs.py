@@ -58,7 +58,6 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
     from nst_jax import image as I
     from nst_jax import vgg
     from nst_jax.config import Config
-    from nst_jax.optimize import check_sizes
 
     names, lw = parse_style_layers(args.style_layers)
     args.style, mask_paths = split_styles(args.style)
@@ -83,28 +82,11 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
         s_hw = [I.image_shape(s, style_size) for s in args.style]
     except I.ImageError as e:
         raise CliError(str(e)) from None
-    if isinstance(args.tile, int) and args.tile:
-        if config.padding != "zero":
-            raise CliError(f"--padding {config.padding}: tiled runs need zero padding (the windows are "
-                           f"exact only for it); drop --tile {args.tile} or use --padding zero")
-        config = config.replace(tile=args.tile)
-    layout = rows_layout(getattr(args, "devices", 1), arch, c_hw, config)
-    try:
-        check_sizes((*c_hw, 3), [(*hw, 3) for hw in s_hw], arch, config,
-                    names=[args.content, *args.style])
-    except ValueError as e:
-        if str(e).startswith("tile:"):
-            raise CliError(str(e)) from None
-        raise CliError(f"{e} (raise --size / --min-size / --style-scale or use shallower "
-                       "layers)") from None
-    shards = len(layout.devices) if layout.rows else 1
-    tile = check_memory(arch, c_hw, config, points=points, devices=len(jax.devices()),
-                        auto=args.tile == "auto" and shards == 1, quiet=args.quiet, shards=shards)
-    if tile and config.padding != "zero":
-        raise CliError(f"--padding {config.padding}: {c_hw[1]}x{c_hw[0]} needs tiles to fit in memory, "
-                       "and tiled runs need --padding zero; lower --size")
-    config = config.replace(tile=tile)
+    config, layout = _fit(args, arch, c_hw, s_hw, config, points)
     guides, where = load_guides(args, mask_paths, args.style, c_hw, s_hw, config)
+    if (guides is not None or getattr(args, "auto_regions", None)) and config.style_loss == "hist":
+        raise CliError("style_loss 'hist': regions and masks are not offered (its ranks are the whole "
+                       "image's); use gram, meancov or w2 with them")
     if where and not args.quiet:
         print(where, file=sys.stderr)
     try:
@@ -138,6 +120,44 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
               f"on {jax.devices()[0].platform}", file=sys.stderr)
     meta["devices"] = len(layout.devices) if layout.rows or layout.tiles else 1
     return Prepared(params, spec, arch, config, content, styles, blend, meta, layout, guides, pairing)
+
+
+def _fit(args: argparse.Namespace, arch: str, c_hw: tuple[int, int], s_hw: list[tuple[int, int]],
+         config: Any, points: int) -> tuple[Any, Any]:
+    """The config with its tile (``--tile``, or what ``auto`` chose to fit in memory) and
+    the devices' layout, checked: sizes against the layers, memory, and what a tiled run
+    cannot do (non-zero padding, ``hist``)."""
+    import jax
+
+    from nst_jax.optimize import check_sizes
+
+    def checked(c: Any) -> Any:
+        try:
+            return c.validate(arch)
+        except ValueError as e:
+            raise CliError(str(e)) from None
+
+    if isinstance(args.tile, int) and args.tile:
+        if config.padding != "zero":
+            raise CliError(f"--padding {config.padding}: tiled runs need zero padding (the windows are "
+                           f"exact only for it); drop --tile {args.tile} or use --padding zero")
+        config = checked(config.replace(tile=args.tile))
+    layout = rows_layout(getattr(args, "devices", 1), arch, c_hw, config)
+    try:
+        check_sizes((*c_hw, 3), [(*hw, 3) for hw in s_hw], arch, config,
+                    names=[args.content, *args.style])
+    except ValueError as e:
+        if str(e).startswith("tile:"):
+            raise CliError(str(e)) from None
+        raise CliError(f"{e} (raise --size / --min-size / --style-scale or use shallower "
+                       "layers)") from None
+    shards = len(layout.devices) if layout.rows else 1
+    tile = check_memory(arch, c_hw, config, points=points, devices=len(jax.devices()),
+                        auto=args.tile == "auto" and shards == 1, quiet=args.quiet, shards=shards)
+    if tile and config.padding != "zero":
+        raise CliError(f"--padding {config.padding}: {c_hw[1]}x{c_hw[0]} needs tiles to fit in memory, "
+                       "and tiled runs need --padding zero; lower --size")
+    return checked(config.replace(tile=tile)), layout
 
 
 def rows_layout(devices: int | str, arch: str, hw: tuple[int, int], config: Any) -> Any:
