@@ -166,14 +166,11 @@ def _conv(x: Array, kernel: Array) -> Array:
     )[0]
 
 
-def _conv_padded(x: Array, kernel: Array, padding: str) -> Array:
-    """3x3 stride-1 convolution of ``x (H, W, Cin)`` with a 1 px border of ``padding``
-    (``reflect``: mirrored without repeating the edge; ``circular``: the opposite edge,
-    so the image is treated as a torus): the same ``(H, W, Cout)`` as SAME."""
-    mode = {"reflect": "reflect", "circular": "wrap"}[padding]
-    xp = jnp.pad(x, ((1, 1), (1, 1), (0, 0)), mode=mode)
-    return lax.conv_general_dilated(xp[None], kernel, (1, 1), "VALID",
-                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))[0]
+def _pad1(x: Array, padding: str) -> Array:
+    """``x (H, W, C)`` with a 1 px border of ``padding``: ``reflect`` (mirrored without
+    repeating the edge) or ``circular`` (the opposite edge: the image is a torus). A 3x3
+    convolution of it, cropped by 1 px, is the convolution with that padding."""
+    return jnp.pad(x, ((1, 1), (1, 1), (0, 0)), mode={"reflect": "reflect", "circular": "wrap"}[padding])
 
 
 def backward_kernel(kernel: Array) -> Array:
@@ -324,14 +321,17 @@ def vgg_features(
         # The driver's fast path (params with "kernel_t", see with_backward_kernels) uses
         # the custom VJP; plain params use lax's convolution, so forward mode (jvp,
         # jacfwd, Hessian-vector products) works through the public function.
-        if padding != "zero":  # plain lax convolutions of the padded map
-            y = _conv_padded(x, k, padding)
-        elif "kernel_w" in p and x.dtype == jnp.float32 and wino.winograd_wins(*x.shape, k.shape[-1]):
-            y = wino.conv3x3_winograd(x, p["kernel_w"])
+        # Other paddings: the map padded by 1 px of it, the same convolutions (fast paths
+        # included: XLA:CPU's own input gradient is slow inside loops), the border cropped.
+        xin = x if padding == "zero" else _pad1(x, padding)
+        if "kernel_w" in p and x.dtype == jnp.float32 and wino.winograd_wins(*xin.shape, k.shape[-1]):
+            y = wino.conv3x3_winograd(xin, p["kernel_w"])
         elif "kernel_t" in p:
-            y = conv3x3_pre(x, k, p["kernel_t"].astype(x.dtype))
+            y = conv3x3_pre(xin, k, p["kernel_t"].astype(x.dtype))
         else:
-            y = _conv(x, k)
+            y = _conv(xin, k)
+        if padding != "zero":
+            y = y[1:-1, 1:-1]
         x = jax.nn.relu(y + p["bias"].astype(x.dtype)[None, None, :])
         if extent is not None:
             x = _inside(x, extent, pools=int(name[4]) - 1)

@@ -112,10 +112,10 @@ def test_targets_computed_once_outside_the_vmapped_loop(params16, images, monkey
     calls = []
     real = O.vgg_features_rgb
 
-    def counting(params, spec, rgb, layers, *rest):
+    def counting(params, spec, rgb, layers, *rest, **kw):
         # BatchTracer: the call is traced inside jax.vmap (i.e. once per grid point).
         calls.append((tuple(layers), type(rgb).__name__ == "BatchTracer"))
-        return real(params, spec, rgb, layers, *rest)
+        return real(params, spec, rgb, layers, *rest, **kw)
 
     monkeypatch.setattr(O, "vgg_features_rgb", counting)
     O._targets.clear_cache()  # trace the target computation again, with the counter

@@ -48,6 +48,7 @@ def test_circular_features_equal_the_interior_of_a_wrapped_image():
     params = tiny_params()
     x = vgg.preprocess(jnp.asarray(rand_image(64, 80, 2)), vgg.CAFFE)
     circ = vgg.vgg_features(params, x, LAYERS, padding="circular")
+    fast = vgg.vgg_features(vgg.with_backward_kernels(params), x, LAYERS, padding="circular")
     big = vgg.vgg_features(params, jnp.tile(x, (3, 3, 1)), LAYERS)
     for k in LAYERS:
         f = 2 ** (int(k[4]) - 1)
@@ -56,6 +57,9 @@ def test_circular_features_equal_the_interior_of_a_wrapped_image():
         # other programs (shapes, padding) on the same values: float rounding only
         np.testing.assert_allclose(np.asarray(circ[k]), mid, rtol=1e-4,
                                    atol=1e-5 * float(np.abs(mid).max()))
+        # the engine's path (custom-VJP convolutions of the padded map): the same values
+        np.testing.assert_allclose(np.asarray(fast[k]), np.asarray(circ[k]), rtol=1e-5,
+                                   atol=1e-6 * float(np.abs(mid).max()))
 
 
 def test_padding_gradients_jit_and_refusals():
