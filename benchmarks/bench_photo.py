@@ -34,6 +34,20 @@ ROOT = Path(__file__).resolve().parents[1]
 CONTENT, STYLE = ROOT / "data/photos/heldout/china.jpg", ROOT / "data/photos/train/rocket.jpg"
 
 
+def _square_content() -> Path:
+    """A square centre crop of the content photo, in the temporary folder."""
+    import tempfile
+
+    from PIL import Image
+
+    with Image.open(CONTENT) as im:
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        out = Path(tempfile.gettempdir()) / "nst_jax-bench-square.png"
+        im.convert("RGB").crop((left, top, left + side, top + side)).save(out)
+    return out
+
+
 def _size_tile(spec: str) -> tuple[int, int]:
     n, _, t = spec.partition(":")
     return int(n), int(t or 0)
@@ -78,7 +92,7 @@ def step_rows(specs: list[str], repeats: int) -> list[dict]:
     return rows
 
 
-def run_rows(specs: list[str]) -> list[dict]:
+def run_rows(specs: list[str], content: Path = CONTENT) -> list[dict]:
     """Peak resident memory (``/usr/bin/time -v``) of ``nst-jax stylize --photo`` processes,
     2 iterations each; ``--smooth`` too up to 2048 px (its CG at 4096 px takes ~15 min)."""
     import re
@@ -89,7 +103,7 @@ def run_rows(specs: list[str]) -> list[dict]:
     for s in specs:
         n, tile = _size_tile(s)
         with tempfile.TemporaryDirectory() as d:
-            cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "nst_jax", "stylize", str(CONTENT),
+            cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "nst_jax", "stylize", str(content),
                    str(STYLE), "--photo", *(["--smooth"] if n <= 2048 else []), "--size", str(n),
                    "--iters", "2", "--report-every", "1", "--tile", str(tile), "-o", f"{d}/o.png", "--quiet"]
             t0 = time.perf_counter()
@@ -109,13 +123,15 @@ def main() -> None:
     ap.add_argument("--steps", nargs="+", default=None, metavar="SIZE[:TILE]")
     ap.add_argument("--runs", nargs="+", default=None, metavar="SIZE[:TILE]")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--square", action="store_true",
+                    help="--runs on a square centre crop of the content (the goals are for N x N)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_photo-cpu.json"))
     a = ap.parse_args()
     if a.steps or a.runs:
         from benchmarks.common import cpu_info
 
         out = {"cpu": cpu_info(), "steps": step_rows(a.steps, a.repeats) if a.steps else [],
-               "runs": run_rows(a.runs) if a.runs else []}
+               "runs": run_rows(a.runs, _square_content() if a.square else CONTENT) if a.runs else []}
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(out, indent=1))
         print(f"wrote {a.out}")
