@@ -307,3 +307,16 @@ def test_batch_photo_mode_smooths_each_photo_and_skips_a_grey_one(work, tmp_path
     assert main(["batch", str(folder), str(work / "s.png"), "--weights", str(work / "tiny.h5"), *FAST,
                  "--auto-regions", "2", "-o", str(tmp_path / "o2")]) == 2
     assert "--auto-regions 2 finds one photo's regions" in capsys.readouterr().err
+
+
+def test_grid_sweeps_the_photo_weight_with_auto_regions(work, tmp_path):
+    from nst_jax.cli import main
+
+    out = tmp_path / "g"
+    assert main(["grid", str(work / "c.png"), str(work / "s.png"), "--weights", str(work / "tiny.h5"), *FAST,
+                 "--photo", "--auto-regions", "2", "--photo-weights", "0,1e3", "-o", str(out),
+                 "--quiet"]) == 0
+    rows = json.loads((out / "costs.json").read_text())
+    rows = rows if isinstance(rows, list) else rows["points"]
+    assert sorted(r["photo_weight"] for r in rows) == [0.0, 1e3]
+    assert (out / "auto.regions.png").exists() and (out / "auto.pairs.png").exists()

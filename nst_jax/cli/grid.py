@@ -194,9 +194,7 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
         out = None
     else:
         out = Path(args.output) if args.output else _claim_default_folder(args)
-    if out is not None and pr.regions is not None:
-        out.mkdir(parents=True, exist_ok=True)
-    write_auto_regions(pr, args, None if out is None else out / REGIONS_STEM)
+    write_auto_regions(pr, args, None if out is None else out / REGIONS_STEM, make_folder=True)
     last_print = [0.0]
     settings, resume = _resume_state(args)
     saver = _snapshots(args, out, settings, stop)  # every process: a snapshot gathers from all

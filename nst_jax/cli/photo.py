@@ -167,12 +167,16 @@ def rerun_command(args: argparse.Namespace, out: Path, pairing: Any) -> str:
             f"--style-regions {regions}")
 
 
-def write_auto_regions(pr: Any, args: argparse.Namespace, out: Path | None) -> None:
-    """Write the masks of ``--auto-regions`` (``pr.regions``) beside ``out`` and print the
-    pairs (nothing without it, or with ``out`` None: not process 0)."""
+def write_auto_regions(pr: Any, args: argparse.Namespace, out: Path | None, *,
+                       make_folder: bool = False) -> None:
+    """Write the masks of ``--auto-regions`` (``pr.regions``) beside ``out`` (its folder
+    made first with ``make_folder``: a grid's) and print the pairs (nothing without it,
+    or with ``out`` None: not process 0)."""
     pairing = getattr(pr, "regions", None)
     if pairing is None or out is None:
         return
+    if make_folder:
+        out.parent.mkdir(parents=True, exist_ok=True)
     cmd = rerun_command(args, out, pairing)
     try:
         write_regions(out, pairing, np.asarray(pr.content), np.asarray(pr.styles[0]),
