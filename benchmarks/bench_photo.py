@@ -55,11 +55,9 @@ def _size_tile(spec: str) -> tuple[int, int]:
 
 def step_rows(specs: list[str], repeats: int) -> list[dict]:
     """Seconds per Adam step with and without the term (each jitted once, interleaved)."""
-    import jax
-    import jax.numpy as jnp
-
+    from benchmarks.common import interleaved_step_times
     from nst_jax import image as I
-    from nst_jax import problem, step, weights
+    from nst_jax import problem, weights
     from nst_jax.config import PHOTO_WEIGHT, Config
 
     params, spec = weights.load_weights(ROOT / "weights/vgg16.h5")
@@ -67,28 +65,17 @@ def step_rows(specs: list[str], repeats: int) -> list[dict]:
     for s in specs:
         n, tile = _size_tile(s)
         C, S = I.load_image(CONTENT, n), I.load_image(STYLE, n)
-        fns = {}
+        cases = {}
         for w in (0.0, PHOTO_WEIGHT):
             cfg = Config(photo_weight=w, tile=tile).validate("vgg16")
-            t = problem.photo_targets(problem.compute_targets(params, spec, C, [S], cfg), C, cfg)
-            tx = step.make_optimizer(cfg)
-            f = jax.jit(step.make_step(tx, spec))
-            X = jnp.asarray(C)
-            st = tx.init(X)
-            jax.block_until_ready(f(X, st, params, t, cfg))  # compile
-            fns[w] = (f, X, st, t, cfg)
-        times: dict[float, list[float]] = {w: [] for w in fns}
-        for _ in range(repeats):
-            for w, (f, X, st, t, cfg) in fns.items():
-                t0 = time.perf_counter()
-                jax.block_until_ready(f(X, st, params, t, cfg))
-                times[w].append(time.perf_counter() - t0)
-        off, on = (statistics.median(times[w]) for w in (0.0, PHOTO_WEIGHT))
+            t = problem.compute_targets(params, spec, C, [S], cfg)
+            cases[w] = (cfg, problem.photo_targets(t, C, cfg))
+        med = interleaved_step_times(params, spec, C, cases, repeats)
+        off, on = med[0.0], med[PHOTO_WEIGHT]
         rows.append({"size": f"{C.shape[1]}x{C.shape[0]}", "tile": tile, "step_s": off,
                      "photo_step_s": on, "added": on / off - 1})
         print(f"{s:>10}: {off:.3f} s/step without, {on:.3f} s with the photo term "
               f"({100 * (on / off - 1):+.1f}%)", flush=True)
-        del fns
     return rows
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics as st
 import subprocess
 import sys
 import tempfile
@@ -29,34 +28,21 @@ CONTENT, STYLE = ROOT / "examples/content_chelsea.png", ROOT / "examples/style_s
 
 
 def step_times(sizes: list[int], losses: tuple[str, ...], repeats: int) -> list[dict]:
-    import jax
-    import jax.numpy as jnp
-
+    """Median seconds of an Adam step per statistic and size, interleaved."""
+    from benchmarks.common import interleaved_step_times
     from nst_jax import image as I
-    from nst_jax import problem, step, weights
+    from nst_jax import problem, weights
     from nst_jax.config import Config
 
     params, spec = weights.load_weights(ROOT / "weights/vgg16.h5")
     rows = []
     for n in sizes:
         C, S = I.load_image(CONTENT, n), I.load_image(STYLE, n)
-        fns = {}
+        cases = {}
         for loss in losses:
             cfg = Config(style_loss=loss).validate("vgg16")
-            t = problem.compute_targets(params, spec, C, [S], cfg)
-            tx = step.make_optimizer(cfg)
-            f = jax.jit(step.make_step(tx, spec))
-            X = jnp.asarray(C)
-            s0 = tx.init(X)
-            jax.block_until_ready(f(X, s0, params, t, cfg))
-            fns[loss] = (f, X, s0, t, cfg)
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        for _ in range(repeats):
-            for k, (f, X, s0, t, cfg) in fns.items():
-                t0 = time.perf_counter()
-                jax.block_until_ready(f(X, s0, params, t, cfg))
-                times[k].append(time.perf_counter() - t0)
-        med = {k: st.median(v) for k, v in times.items()}
+            cases[loss] = (cfg, problem.compute_targets(params, spec, C, [S], cfg))
+        med = interleaved_step_times(params, spec, C, cases, repeats)
         rows.append({"size": f"{C.shape[1]}x{C.shape[0]}", "s_per_step": med,
                      "vs_gram": {k: v / med["gram"] for k, v in med.items()}})
         print(f"{n:>5}: " + "  ".join(f"{k} {v:.3f} s ({v / med['gram']:.2f}x)" for k, v in med.items()),

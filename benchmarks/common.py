@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -115,3 +116,32 @@ class ProcessMemory:
 
     def peak(self) -> int:
         return self._read("VmHWM") if self.ok else 0
+
+
+def interleaved_step_times(params: dict, spec: Any, X0: Any, cases: dict[Any, tuple[Any, dict]],
+                           repeats: int) -> dict[Any, float]:
+    """Median seconds of one jitted Adam step (:func:`nst_jax.step.make_step`) from ``X0`` for
+    each ``{key: (config, targets)}``: every case compiled first, then the cases timed in
+    turn, ``repeats`` rounds, so drifts of the machine fall on all of them alike."""
+    import statistics
+
+    import jax
+    import jax.numpy as jnp
+
+    from nst_jax import step
+
+    fns = {}
+    for k, (cfg, t) in cases.items():
+        tx = step.make_optimizer(cfg)
+        f = jax.jit(step.make_step(tx, spec))
+        X = jnp.asarray(X0)
+        s0 = tx.init(X)
+        jax.block_until_ready(f(X, s0, params, t, cfg))  # compile
+        fns[k] = (f, X, s0, t, cfg)
+    times: dict[Any, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, (f, X, s0, t, cfg) in fns.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(X, s0, params, t, cfg))
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
