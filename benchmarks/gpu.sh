@@ -7,6 +7,7 @@
 # finishes, so a failing or slow row costs only itself. Output: compact tables on stdout
 # and JSON under benchmarks/results/ named with the device and the date.
 # Random weights of the real shapes: no weights file needed.
+# On a short lease: SECTIONS=quick bash benchmarks/gpu.sh (about 6 minutes, see below).
 # What it answers:
 #   * bench_run: VGG19 at 512 px, 500 L-BFGS iterations end to end, with and without
 #     compilation (goal: <= 3 s compiled on an H200), with and without GPU command
@@ -32,13 +33,24 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 VENV=${VENV:-.venv-gpu}
 EXTRA=${NST_JAX_EXTRA:-cuda}   # 'tpu' on a TPU VM
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PY" -m venv "$VENV" || { echo "error: cannot create the venv $VENV" >&2; exit 1; }
-fi
-VPY="$VENV/bin/python"
-if ! "$VPY" -c 'import nst_jax, jax; assert jax.devices()[0].platform != "cpu"' 2>/dev/null; then
-  timeout 300 "$VPY" -m pip install --quiet --disable-pip-version-check -e ".[$EXTRA]" \
-    || { echo "error: installing nst_jax[$EXTRA] failed" >&2; exit 1; }
+# A machine whose $PY already runs JAX on a GPU/TPU with nst_jax's dependencies (an
+# offline accelerator image, say) is used as it is: nst_jax from this checkout, nothing
+# installed or fetched. Otherwise (or with USE_VENV=1) a venv as above.
+if [ -z "${USE_VENV:-}" ] && timeout 120 "$PY" -c '
+import flax, h5py, jax, optax, PIL
+assert jax.devices()[0].platform != "cpu"' >/dev/null 2>&1; then
+  VPY="$PY"
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  echo "using $PY as it is ($("$PY" -c 'import jax; print("jax", jax.__version__)'))"
+else
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PY" -m venv "$VENV" || { echo "error: cannot create the venv $VENV" >&2; exit 1; }
+  fi
+  VPY="$VENV/bin/python"
+  if ! "$VPY" -c 'import nst_jax, jax; assert jax.devices()[0].platform != "cpu"' 2>/dev/null; then
+    timeout 300 "$VPY" -m pip install --quiet --disable-pip-version-check -e ".[$EXTRA]" \
+      || { echo "error: installing nst_jax[$EXTRA] failed" >&2; exit 1; }
+  fi
 fi
 if ! PLATFORM=$(timeout 120 "$VPY" -c '
 import jax
@@ -55,6 +67,24 @@ OUT=benchmarks/results
 mkdir -p "$OUT"
 status=0
 SECTIONS=${SECTIONS:-run,step,grid}
+if [[ ",$SECTIONS," == *",quick,"* ]]; then
+  # The first figures in one short lease (about 6 minutes with compilation): a whole
+  # 500-iteration L-BFGS run, Adam s/step f32 vs bf16 at 512 and 2048 px, the PyTorch
+  # peer on the same GPU (if torch sees it), and the vmapped grid.
+  timeout 120 "$VPY" benchmarks/bench_run.py --arch vgg19 --size 512 --iters 500 --optimizer lbfgs \
+    --json "$OUT/bench_run-$DEV-$DATE.json" || status=1
+  timeout 150 "$VPY" benchmarks/bench_step.py --arch vgg19 --sizes 512 2048 --optimizers adam \
+    --precisions f32 bf16 --repeats 5 --chunk 10 --row-timeout 70 \
+    --json "$OUT/bench_step-$DEV-$DATE.json" || status=1
+  if "$VPY" -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    timeout 100 "$VPY" benchmarks/bench_torch.py --torch-device cuda --arch vgg16 --sizes 512 1024 \
+      --rounds 3 --steps 10 --json "$OUT/bench_torch-$DEV-$DATE.json" || status=1
+  fi
+  timeout 90 "$VPY" benchmarks/bench_grid.py --points 16 --size 256 --iters 50 \
+    --json "$OUT/bench_grid-$DEV-$DATE.json" || status=1
+  ls -l "$OUT"/*"$DEV-$DATE"*.json 2>/dev/null
+  exit $status
+fi
 if [[ ",$SECTIONS," == *",run,"* ]]; then
   timeout 170 "$VPY" benchmarks/bench_run.py --arch vgg19 --size 512 --iters 500 --optimizer lbfgs \
     --json "$OUT/bench_run-$DEV-$DATE.json" || status=1
