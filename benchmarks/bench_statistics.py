@@ -5,7 +5,8 @@ others?), with the README's gallery row.
 
 For each ``--style-loss`` it runs ``nst-jax stylize`` (real VGG16, Adam, the bundled
 cat and swirls) and then scores the result against the style with every statistic's
-cost (the five default layers, weights 0.2, each statistic's own scale); the content
+cost (the five default layers, weights 0.2, each statistic's own scale; ``mrf`` at its
+own layers conv3_1 and conv4_1; ``swd`` scored along 256 fixed directions); the content
 photo's scores are the reference row. Step times: one jitted Adam step of the same
 objective per statistic, interleaved, median of ``--repeats``.
 
@@ -27,12 +28,21 @@ sys.path.insert(0, str(ROOT))
 CONTENT, STYLE = ROOT / "examples/content_chelsea.png", ROOT / "examples/style_swirls.png"
 
 
+def config_for(loss: str, directions: int = 64):
+    """The statistic's default run: ``mrf`` at its own layers (conv3_1, conv4_1)."""
+    from nst_jax import mrf
+    from nst_jax.config import Config
+
+    if loss == "mrf":
+        return Config(style_loss=loss, style_layers=mrf.DEFAULT_LAYERS, style_weights=(0.5, 0.5))
+    return Config(style_loss=loss, swd_directions=directions)
+
+
 def step_times(sizes: list[int], losses: tuple[str, ...], repeats: int) -> list[dict]:
     """Median seconds of an Adam step per statistic and size, interleaved."""
     from benchmarks.common import interleaved_step_times
     from nst_jax import image as I
     from nst_jax import problem, weights
-    from nst_jax.config import Config
 
     params, spec = weights.load_weights(ROOT / "weights/vgg16.h5")
     rows = []
@@ -40,7 +50,7 @@ def step_times(sizes: list[int], losses: tuple[str, ...], repeats: int) -> list[
         C, S = I.load_image(CONTENT, n), I.load_image(STYLE, n)
         cases = {}
         for loss in losses:
-            cfg = Config(style_loss=loss).validate("vgg16")
+            cfg = config_for(loss).validate("vgg16")
             cases[loss] = (cfg, problem.compute_targets(params, spec, C, [S], cfg))
         med = interleaved_step_times(params, spec, C, cases, repeats)
         rows.append({"size": f"{C.shape[1]}x{C.shape[0]}", "s_per_step": med,
@@ -55,11 +65,10 @@ def distances(img, S, losses: tuple[str, ...], params, spec) -> dict[str, float]
     import jax.numpy as jnp
 
     from nst_jax import problem
-    from nst_jax.config import Config
 
     out = {}
     for loss in losses:
-        cfg = Config(style_loss=loss).validate("vgg16")
+        cfg = config_for(loss, directions=256).validate("vgg16")  # more directions: a finer score
         t = problem.compute_targets(params, spec, img, [S], cfg)
         out[loss] = float(problem.objective(jnp.asarray(img), params, t, cfg, spec)[1]["style"])
     return out

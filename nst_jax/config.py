@@ -17,7 +17,7 @@ from flax import struct
 from nst_jax import vgg
 from nst_jax.color import PRESERVE_COLOR
 from nst_jax.losses import NORMALIZATIONS
-from nst_jax.statistics import STYLE_LOSSES
+from nst_jax.statistics import STYLE_LOSSES, WHOLE_IMAGE_LOSSES
 
 OPTIMIZERS = ("adam", "lbfgs", "sgd")
 PRECISIONS = ("f32", "highest", "bf16")
@@ -79,6 +79,13 @@ class Config:
         targets are recomputed per scale and the optimizer state is reset (its moments
         and L-BFGS pairs belong to the old pixel grid).
       min_size: longest side of the first scale (default 0: full size / 2^(scales-1)).
+      style_loss: the style statistic: ``gram`` (default), ``meancov``, ``w2``
+        (:mod:`nst_jax.statistics`), ``hist`` (:mod:`nst_jax.histogram`), ``swd``
+        (:mod:`nst_jax.swd`) or ``mrf`` (:mod:`nst_jax.mrf`); the last three need the
+        whole image (no ``tile``, no regions).
+      swd_directions: random directions per layer and step of ``swd`` (default 64).
+      mrf_augment: ``mrf`` also matches rotated and rescaled copies of the style's
+        patches (:data:`nst_jax.mrf.AUGMENT`; default off).
       precision: what the VGG convolutions compute (Grams are always float32 at
         ``Precision.HIGHEST``, costs float32); see :func:`nst_jax.optimize.precision_scope`.
         ``f32`` (default): float32 arrays at XLA's default precision: exact on CPU,
@@ -123,6 +130,8 @@ class Config:
     box_weight: float = _static(1e4)
     precision: str = _static("f32")
     style_loss: str = _static("gram")
+    swd_directions: int = _static(64)
+    mrf_augment: bool = _static(False)
     tile: int = _static(0)
 
     def validate(self, arch: str = "vgg19") -> Config:
@@ -169,9 +178,14 @@ class Config:
              f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
         need(isinstance(self.tile, int) and self.tile >= 0,
              f"tile: expected an integer >= 0 (0: no tiling), got {self.tile!r}")
-        need(self.style_loss != "hist" or not self.tile,
-             "style_loss 'hist': tiled runs need quantiles of the whole image, which the tiles "
-             "do not have; use --tile 0, or gram, meancov or w2")
+        need(self.style_loss not in WHOLE_IMAGE_LOSSES or not self.tile,
+             f"style_loss {self.style_loss!r}: tiled runs need "
+             + ("patch matches over the whole image (exact tiling would hold for this local "
+                "term, but is not built)" if self.style_loss == "mrf" else
+                "quantiles of the whole image, which the tiles do not have")
+             + "; use --tile 0, or gram, meancov or w2")
+        need(isinstance(self.swd_directions, int) and self.swd_directions > 0,
+             f"swd_directions: expected a positive integer, got {self.swd_directions!r}")
         need(self.padding in vgg.PADDINGS,
              f"padding: expected one of {vgg.PADDINGS}, got {self.padding!r}")
         need(self.padding == "zero" or not self.tile,

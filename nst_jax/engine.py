@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nst_jax import vgg
+from nst_jax import swd, vgg
 from nst_jax.config import Config
 from nst_jax.guides import Guides
 from nst_jax.layout import Layout, to_host, trimmed
@@ -176,7 +176,7 @@ def iterate(
         run, measure = layout.programs(
             tx, spec, chunk, trimmed(objective, height) if stored != height else objective)
         c_s, targets = _placed_inputs(content_rgb, styles, sizes[si], config_s, params, spec,
-                                      style_blend, guides, extra_targets, layout)
+                                      style_blend, guides, extra_targets, layout, swd.seed_key(key, si))
         X, ls, done = _scale_state(resume if si == start_scale else None, start_step, tx, config, layout,
                                    stored, partial(_fresh, si, sizes[si], Xr, c_s, init, key, config, layout))
         first_call = True
@@ -233,11 +233,18 @@ def _check_inputs(content_rgb: Array, styles: list[Array], layout: Layout, guide
 
 def _placed_inputs(content_rgb: Array, styles: list[Array], hw: tuple[int, int], config: Config,
                    params: vgg.Params, spec: vgg.Preprocessing, style_blend: Any,
-                   guides: Guides | None, extra_targets: Any, layout: Layout) -> tuple[Array, Any]:
-    """C (or the batch of photos) at this scale and the targets, placed on the devices."""
+                   guides: Guides | None, extra_targets: Any, layout: Layout,
+                   swd_key: Array) -> tuple[Array, Any]:
+    """C (or the batch of photos) at this scale and the targets, placed on the devices;
+    ``swd``'s directions come from ``swd_key`` (the run's seed and the scale)."""
     if layout.per_point:
-        return layout.split(batch_inputs(content_rgb, styles, hw, config, params, spec, style_blend))
+        c_s, targets = batch_inputs(content_rgb, styles, hw, config, params, spec, style_blend)
+        if "swd_key" in targets:  # one key per photo: the same directions for all
+            targets["swd_key"] = jnp.broadcast_to(swd_key, targets["swd_key"].shape)
+        return layout.split((c_s, targets))
     c_s, targets = scale_inputs(content_rgb, styles, hw, config, params, spec, style_blend, guides)
+    if "swd_key" in targets:
+        targets["swd_key"] = swd_key
     return c_s, layout.share({**targets, **(extra_targets or {})})
 
 

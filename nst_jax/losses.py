@@ -35,11 +35,13 @@ Array = jax.Array
 
 NORMALIZATIONS = ("lecture", "gatys", "jcjohnson", "tf-tutorial")
 
-#: Factors that put the ``meancov``/``w2``/``hist`` style costs on the lecture Gram cost's
-#: scale, so the default ``beta`` suits every style statistic (see README "style
-#: statistic"; ``hist``: the Gram cost of the bundled photos against the styles at 128 px
-#: is 3.9e4-8.5e4 times their raw histogram cost).
-STATS_SCALE = {"meancov": 5.0, "w2": 1.2e4, "hist": 5e4}
+#: Factors that put the other style costs on the lecture Gram cost's scale, so the
+#: default ``beta`` suits every style statistic (see README "style statistic"). At 128 px
+#: with the real VGG16, the Gram cost of the bundled photos against the styles is
+#: 3.9e4-8.5e4 times their raw ``hist`` cost, 5.3e4-1.1e5 times their raw ``swd`` cost
+#: and 7.7e3-2.4e4 times their raw ``mrf`` cost (at its own layers, conv3_1 and conv4_1;
+#: the cat against the mosaic and the swirls): the geometric middles, rounded.
+STATS_SCALE = {"meancov": 5.0, "w2": 1.2e4, "hist": 5e4, "swd": 8e4, "mrf": 1.4e4}
 
 
 def _check_norm(normalization: str) -> None:
@@ -341,10 +343,10 @@ def layer_moments(a: Array, style_loss: str = "gram", mask: Array | None = None)
 
     if style_loss == "gram":
         return {"gram": style_target(a) if mask is None else guided_gram_matrix(a, mask)}
-    if style_loss == "hist":
+    if style_loss in statistics.WHOLE_IMAGE_LOSSES:
         if mask is not None:
-            raise ValueError("style_loss 'hist': regions are not offered (its ranks are the whole "
-                             "image's); use gram, meancov or w2 with regions")
+            raise ValueError(f"style_loss {style_loss!r}: regions are not offered (it matches the "
+                             "whole image's features); use gram, meancov or w2 with regions")
         return {"feats": a}
     mu, cov = statistics.feature_stats(a, mask)
     return {"mu": mu, "cov": cov}
@@ -374,6 +376,15 @@ def style_cost_from_moments(
             from nst_jax import histogram
 
             layer = STATS_SCALE["hist"] * histogram.hist_cost(targets[k], m["feats"])
+        elif style_loss == "swd":  # the target carries this step's key and the count (objective)
+            from nst_jax import swd
+
+            t = targets[k]
+            layer = STATS_SCALE["swd"] * swd.swd_cost(t, m["feats"], t["key"], t["count"])
+        elif style_loss == "mrf":
+            from nst_jax import mrf
+
+            layer = STATS_SCALE["mrf"] * mrf.mrf_cost(targets[k], m["feats"])
         else:
             layer = STATS_SCALE["w2"] * statistics.w2_from_moments(targets[k], m["mu"], m["cov"])
         total = total + w * layer

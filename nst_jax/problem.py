@@ -82,9 +82,10 @@ def compute_targets(
             f"got {list(np.atleast_1d(w))}"
         )
     if guides is not None:
-        if config.style_loss == "hist":
-            raise ValueError("style_loss 'hist': regions and masks are not offered (its ranks are "
-                             "the whole image's); use gram, meancov or w2 with them")
+        if config.style_loss in statistics.WHOLE_IMAGE_LOSSES:
+            raise ValueError(f"style_loss {config.style_loss!r}: regions and masks are not offered "
+                             "(it matches the whole image's features); use gram, meancov or w2 "
+                             "with them")
         g = guide_masks.at_layers(guides, tuple(content_rgb.shape[:2]),
                                   [tuple(s.shape[:2]) for s in styles], config)
         of = np.asarray(g["region_of"])
@@ -95,6 +96,9 @@ def compute_targets(
         of_k = g.pop("region_of")
         return _guided_targets(params, jnp.asarray(content_rgb, jnp.float32),
                                [jnp.asarray(s, jnp.float32) for s in styles], g, of_k, config, spec)
+    from nst_jax import style_sets
+
+    style_sets.check(tuple(content_rgb.shape[:2]), [tuple(s.shape[:2]) for s in styles], w, config)
     w = jnp.asarray(w / w.sum(), jnp.float32)
     return _targets(params, jnp.asarray(content_rgb, jnp.float32),
                     [jnp.asarray(s, jnp.float32) for s in styles], w, config, spec)
@@ -114,6 +118,12 @@ def _targets_body(params, content, styles, w, config, spec) -> Targets:
         return _tiled_targets(params, content, styles, w, config, spec)
     feats = vgg_features_rgb(params, spec, content, [config.content_layer], config.pooling,
                              padding=config.padding)
+    if config.style_loss in ("swd", "mrf"):
+        from nst_jax import style_sets
+
+        return {"content": feats[config.content_layer], **style_sets.style_targets(
+            lambda s: vgg_features_rgb(params, spec, s, config.style_layers, config.pooling,
+                                       padding=config.padding), styles, w, config)}
     gram = config.style_loss == "gram"
     style_t: dict[str, Any] = {layer: 0.0 if gram else {"q": 0.0} if config.style_loss == "hist"
                                else {"mu": 0.0, "cov": 0.0} for layer in config.style_layers}
@@ -307,8 +317,14 @@ def _objective(
     layers = [config.content_layer, *config.style_layers]
     dtype = jnp.bfloat16 if config.precision == "bf16" else jnp.float32
     feats = vgg_features_rgb(params, spec, G, layers, config.pooling, dtype, config.padding)
+    style_t = targets["style"]
+    if config.style_loss == "swd":  # this step's directions, per layer
+        from nst_jax import swd
+
+        keys = swd.layer_keys(targets, config.style_layers)
+        style_t = {k: {**v, "key": keys[k], "count": config.swd_directions} for k, v in style_t.items()}
     j, terms = losses.total_cost(
-        targets["content"], targets["style"], feats[config.content_layer],
+        targets["content"], style_t, feats[config.content_layer],
         {k: feats[k] for k in config.style_layers}, G,
         alpha=config.alpha, beta=config.beta, tv_weight=config.tv_weight,
         layer_weights=config.layer_weights, normalization=config.normalization,

@@ -31,7 +31,10 @@ from jax import lax
 
 Array = jax.Array
 
-STYLE_LOSSES = ("gram", "meancov", "w2", "hist")
+STYLE_LOSSES = ("gram", "meancov", "w2", "hist", "swd", "mrf")
+#: The statistics that need the whole image at once (ranks, histograms, patch matches):
+#: no tiles, no regions.
+WHOLE_IMAGE_LOSSES = ("hist", "swd", "mrf")
 #: Eigenvalues below ``EIG_FLOOR * max(eigenvalue)`` are clamped (PSD rounding noise).
 EIG_FLOOR = 1e-6
 _HI = lax.Precision.HIGHEST
@@ -152,6 +155,7 @@ def w2_from_moments(target: dict[str, Array], mu: Array, cov: Array) -> Array:
 __all__ = [
     "EIG_FLOOR",
     "STYLE_LOSSES",
+    "WHOLE_IMAGE_LOSSES",
     "feature_stats",
     "finish_target",
     "meancov_cost",

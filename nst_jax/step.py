@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from nst_jax import vgg
+from nst_jax import swd, vgg
 from nst_jax.config import Config
 from nst_jax.problem import Targets, box_penalty, precision_scope
 from nst_jax.problem import objective as default_objective
@@ -150,6 +150,7 @@ def _guarded_step(step: Callable) -> Callable:
     """
 
     def guarded(X, ls, ok, params, targets, config):
+        targets = swd.at_step(targets, ls.t)  # swd's directions change with the step
         X2, opt2, info = step(X, ls.opt, params, targets, config)
         ok = ok & jnp.isfinite(info.cost)
         applied = ok & ~ls.converged

@@ -50,6 +50,9 @@ import nst_jax.models.data, nst_jax.models.export, nst_jax.models.video, nst_jax
 import nst_jax.photo, nst_jax.tiling, nst_jax.tileplan, nst_jax.cli.video_masks
 import nst_jax.autoregions, nst_jax.cli.photo, nst_jax.texture, nst_jax.cli.texture, nst_jax.cli.animate
 import nst_jax.histogram
+import nst_jax.mrf
+import nst_jax.style_sets
+import nst_jax.swd
 from jax._src import xla_bridge
 assert not xla_bridge.backends_are_initialized(), "a backend started at import"
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=3"

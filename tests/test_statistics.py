@@ -128,7 +128,8 @@ def test_stylize_blend_and_grid_with_each_statistic(params16, loss):
 
 
 def test_bad_style_loss_and_too_few_positions(params16):
-    with pytest.raises(ValueError, match=r"style_loss: expected one of \('gram', 'meancov', 'w2', 'hist'\)"):
+    expected = r"style_loss: expected one of \('gram', 'meancov', 'w2', 'hist', 'swd', 'mrf'\)"
+    with pytest.raises(ValueError, match=expected):
         Config(style_loss="kl").validate("vgg16")
     cfg = Config(style_loss="w2", iterations=2, report_every=2)
     with pytest.raises(ValueError, match=r"conv5_1 1 position.*needs at least 2 to estimate a covariance"):

@@ -96,12 +96,18 @@ GROUPS: dict[str, tuple[Flag, ...]] = {
         Flag("--tv-weight", "total-variation smoothing weight", "tv_weight", WEIGHT),
         Flag("--content-layer", "VGG layer compared with the content", "content_layer"),
         Flag("--style-layers", "style layers with weights lambda_l, e.g. conv1_1:0.5,conv2_1:0.5 "
-             "(names alone: equal weights)", default=None),
+             "(names alone: equal weights; default with --style-loss mrf: conv3_1,conv4_1)", default=None),
         Flag("--style-weights", "blend weights of several style images, e.g. 0.7,0.3 "
              "(default: equal)"),
         Flag("--style-loss", "style statistic: gram (Gatys et al.), meancov (feature means and "
-             "covariances) or w2 (Wasserstein-2 between Gaussians of the features)", "style_loss",
-             choices="style_loss"),
+             "covariances), w2 (Wasserstein-2 between Gaussians of the features), hist (Risser "
+             "et al.'s histograms), swd (sliced Wasserstein, Heitz et al.) or mrf (Li & Wand's "
+             "nearest 3x3 feature patches)", "style_loss", choices="style_loss"),
+        Flag("--swd-directions", "swd: random directions per layer, new at every step (drawn from "
+             "--seed and the step number)", "swd_directions", ranged(positive_int, hi=4096), metavar="K"),
+        Flag("--mrf-augment", "mrf: also match the patches of rotated (90, 180, 270 degrees) and "
+             "rescaled (0.8x, 1.25x) copies of the style (6x the patches and the time)", "mrf_augment",
+             action="store_true"),
         Flag("--normalization", "cost normalisation convention (of the Gram cost)", "normalization",
              choices="normalization"),
         Flag("--pooling", "VGG pooling (Gatys et al. suggest avg)", "pooling", choices="pooling"),
@@ -208,7 +214,7 @@ def add_flags(ap: argparse.ArgumentParser, groups: tuple[str, ...] | None = None
             if f.name in skip:
                 continue
             default = getattr(d, f.field) if f.field else f.default
-            if f.name == "--style-layers":
+            if f.name == "--style-layers":  # shown; None in args: the style loss picks (style_layers_arg)
                 default = ",".join(f"{n}:{v:g}" for n, v in zip(d.style_layers, d.style_weights,
                                                                   strict=True))
             kw: dict[str, Any] = {"help": f.help}
@@ -217,7 +223,8 @@ def add_flags(ap: argparse.ArgumentParser, groups: tuple[str, ...] | None = None
                 kw["help"] += " (default: off)"
             else:
                 choices = _choices(f.choices) if isinstance(f.choices, str) else f.choices
-                kw.update(type=f.type, choices=choices, default=default, metavar=f.metavar)
+                kw.update(type=f.type, choices=choices, metavar=f.metavar,
+                          default=None if f.name == "--style-layers" else default)
                 if f.nargs:
                     kw["nargs"] = f.nargs
                 if f.const is not None:
@@ -226,6 +233,20 @@ def add_flags(ap: argparse.ArgumentParser, groups: tuple[str, ...] | None = None
                     kw["help"] += f" (default: {default:g})" if isinstance(default, float) else (
                         f" (default: {default})")
             g.add_argument(f.name, **kw)
+
+
+def style_layers_arg(args: argparse.Namespace) -> str:
+    """``--style-layers`` as given, else the default of ``--style-loss`` (``mrf``:
+    :data:`nst_jax.mrf.DEFAULT_LAYERS`, equal weights; the others: :class:`Config`'s)."""
+    if getattr(args, "style_layers", None):
+        return args.style_layers
+    from nst_jax import mrf
+    from nst_jax.config import Config
+
+    if getattr(args, "style_loss", None) == "mrf":
+        return ",".join(mrf.DEFAULT_LAYERS)
+    d = Config()
+    return ",".join(f"{n}:{v:g}" for n, v in zip(d.style_layers, d.style_weights, strict=True))
 
 
 def config_fields(args: argparse.Namespace, groups: tuple[str, ...] | None = None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from nst_jax.cli.common import (
     parse_style_layers,
     select_device,
 )
-from nst_jax.cli.flags import add_flags, config_fields
+from nst_jax.cli.flags import add_flags, config_fields, style_layers_arg
 from nst_jax.cli.photo import check_colour, check_photo_inputs, find_regions, photo_fields
 from nst_jax.cli.regions import load_guides, split_styles
 
@@ -56,10 +56,10 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
     import jax
 
     from nst_jax import image as I
-    from nst_jax import vgg
+    from nst_jax import statistics, vgg
     from nst_jax.config import Config
 
-    names, lw = parse_style_layers(args.style_layers)
+    names, lw = parse_style_layers(style_layers_arg(args))
     args.style, mask_paths = split_styles(args.style)
     args.style_masks = mask_paths if any(mask_paths) else None
     check_photo_inputs(args, len(args.style))
@@ -84,9 +84,10 @@ def prepare(args: argparse.Namespace, report_every: int, *, points: int = 1) -> 
         raise CliError(str(e)) from None
     config, layout = _fit(args, arch, c_hw, s_hw, config, points)
     guides, where = load_guides(args, mask_paths, args.style, c_hw, s_hw, config)
-    if (guides is not None or getattr(args, "auto_regions", None)) and config.style_loss == "hist":
-        raise CliError("style_loss 'hist': regions and masks are not offered (its ranks are the whole "
-                       "image's); use gram, meancov or w2 with them")
+    if (guides is not None or getattr(args, "auto_regions", None)) and \
+            config.style_loss in statistics.WHOLE_IMAGE_LOSSES:
+        raise CliError(f"style_loss {config.style_loss!r}: regions and masks are not offered (it "
+                       "matches the whole image's features); use gram, meancov or w2 with them")
     if where and not args.quiet:
         print(where, file=sys.stderr)
     try:
@@ -151,6 +152,7 @@ def _fit(args: argparse.Namespace, arch: str, c_hw: tuple[int, int], s_hw: list[
             raise CliError(str(e)) from None
         raise CliError(f"{e} (raise --size / --min-size / --style-scale or use shallower "
                        "layers)") from None
+    check_style_sets(args, c_hw, s_hw, config)
     shards = len(layout.devices) if layout.rows else 1
     tile = check_memory(arch, c_hw, config, points=points, devices=len(jax.devices()),
                         auto=args.tile == "auto" and shards == 1, quiet=args.quiet, shards=shards)
@@ -158,6 +160,25 @@ def _fit(args: argparse.Namespace, arch: str, c_hw: tuple[int, int], s_hw: list[
         raise CliError(f"--padding {config.padding}: {c_hw[1]}x{c_hw[0]} needs tiles to fit in memory, "
                        "and tiled runs need --padding zero; lower --size")
     return checked(config.replace(tile=tile)), layout
+
+
+def check_style_sets(args: argparse.Namespace, c_hw: tuple[int, int], s_hw: list[tuple[int, int]],
+                     config: Any) -> None:
+    """``mrf``'s checks (:func:`nst_jax.style_sets.check`) at the smallest scale, before
+    anything is loaded: a layer too deep for 3x3 patches, uneven blend weights."""
+    import numpy as np
+
+    from nst_jax import style_sets
+    from nst_jax.engine import scale_sizes
+    from nst_jax.scales import style_sizes
+
+    hw = scale_sizes(*c_hw, config)[0]
+    w = parse_numbers("--style-weights", args.style_weights, count=len(s_hw), what="weights")
+    w = [1.0] * len(s_hw) if w is None else w
+    try:
+        style_sets.check(hw, style_sizes(c_hw, s_hw, hw), np.asarray(w, np.float64), config)
+    except ValueError as e:
+        raise CliError(str(e)) from None
 
 
 def rows_layout(devices: int | str, arch: str, hw: tuple[int, int], config: Any) -> Any:

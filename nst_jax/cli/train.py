@@ -26,7 +26,7 @@ from nst_jax.cli.common import (
     sha256_of,
     start_distributed,
 )
-from nst_jax.cli.flags import add_flags, config_fields
+from nst_jax.cli.flags import add_flags, config_fields, style_layers_arg
 
 DESCRIPTION = """Train Johnson et al.'s image transformation network on a folder of photos, with
 the same costs as `stylize` (the content layer, --style-loss, --beta, --tv-weight, ...).
@@ -125,7 +125,7 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
     wpath, vgg_params, spec, _ = load_weights_arg(args.weights)
     from nst_jax import vgg
 
-    names, lw = parse_style_layers(args.style_layers)
+    names, lw = parse_style_layers(style_layers_arg(args))
     try:
         config = Config(**{**config_fields(args, ("cost",)), "style_layers": names,
                            "style_weights": lw}).validate(vgg.arch_of(vgg_params))

@@ -60,6 +60,9 @@ def check_config(config: Config) -> None:
                          "apply colour preservation to its output instead")
     if config.tile:
         raise ValueError(f"tile: training runs on whole crops (got tile={config.tile})")
+    if config.style_loss in ("swd", "mrf"):  # they keep the style's features, per style and size
+        raise ValueError(f"style_loss {config.style_loss!r}: a network is trained with gram, meancov, "
+                         "w2 or hist; swd and mrf are for stylize/texture runs")
 
 
 def style_targets(vgg_params: vgg.Params, spec: vgg.Preprocessing, styles: Sequence[Array],
