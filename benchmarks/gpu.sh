@@ -111,8 +111,10 @@ if [[ ",$SECTIONS," == *",batch,"* ]]; then
     --json "$OUT/bench_batch-$DEV-$DATE.json" || status=1
 fi
 if [[ ",$SECTIONS," == *",models,"* ]]; then
+  DATA=data/photos/train   # fetched by scripts/fetch_data.py; else the bundled photos (timings only)
+  if [ ! -d "$DATA" ]; then DATA=$(mktemp -d); cp examples/content_* "$DATA"/; fi
   timeout 300 "$VPY" benchmarks/bench_models.py --sections apply train --apply-sizes 512 1024 2048 \
-    --weights /nonexistent --json "$OUT/bench_models-$DEV-$DATE.json" || status=1
+    --weights /nonexistent --data "$DATA" --json "$OUT/bench_models-$DEV-$DATE.json" || status=1
 fi
 if [[ ",$SECTIONS," != *",step,"* ]]; then
   ls -l "$OUT"/*"$DEV-$DATE"*.json 2>/dev/null
