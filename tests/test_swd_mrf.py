@@ -236,3 +236,14 @@ def test_cli_swd_zero_directions_is_an_argument_error(work, capsys):
                       "--swd-directions", "0"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "argument --swd-directions: expected" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("loss", ["swd", "mrf"])
+def test_texture_with_swd_and_mrf(work, tmp_path, loss):
+    from nst_jax.cli import main as cli_main
+
+    out = tmp_path / f"t-{loss}.png"
+    assert cli_main(["texture", str(work / "s.png"), "--weights", str(work / "tiny.h5"), "--iters", "4",
+                     "--report-every", "2", "--size", "48x32", "--style-loss", loss, "-o", str(out)]) == 0
+    with Image.open(out) as im:
+        assert im.size == (48, 32)
