@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -88,6 +89,9 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     r.add_argument("--device", choices=("cpu", "gpu", "tpu"), default=None, help="JAX platform")
     r.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     r.add_argument("--quiet", action="store_true", help="print only the final line")
+    r.add_argument("--progress-json", action="store_true", help="also print each report as one JSON "
+                   "line on stdout (step, steps, images/s, ETA, the loss terms, the preview's path): "
+                   "what the studio reads")
     add_distributed(ap)
     return ap
 
@@ -209,10 +213,16 @@ def run(args: argparse.Namespace) -> int:
                           f"  data wait {batches.wait_s:.1f}s  ETA {fmt_time((args.steps - step) / rate)}",
                           file=sys.stderr, flush=True)
                 meta = _meta(args, s, step, spent + time.perf_counter() - t0)
+                previewed = pi == 0 and (step % args.preview_every == 0 or step == args.steps)
+                if previewed:
+                    _preview(paths["preview"], local_copy(state.params), arch, s["previews"])
+                if args.progress_json and pi == 0:
+                    print(json.dumps({"step": step, "steps": args.steps, "images_per_s": rate * args.batch,
+                                      "eta_s": (args.steps - step) / rate if rate > 0 else None,
+                                      "terms": terms, "data_wait_s": batches.wait_s,
+                                      "preview": str(paths["preview"]) if previewed else None}), flush=True)
                 if pi == 0 and (step % args.checkpoint_every == 0 or stop.requested):
                     store.save_checkpoint(paths["ckpt"], local_copy(state), arch, meta)
-                if pi == 0 and (step % args.preview_every == 0 or step == args.steps):
-                    _preview(paths["preview"], local_copy(state.params), arch, s["previews"])
                 if stop.requested:
                     print(f"interrupted ({stop.name}) at step {step}: checkpoint {paths['ckpt']} "
                           f"(continue with --resume)", file=sys.stderr)

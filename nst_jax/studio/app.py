@@ -44,6 +44,7 @@ from starlette.routing import Route
 from nst_jax.studio.forms import check_job, parse_settings
 from nst_jax.studio.http import NAME, ApiError, Json, dumps, finite, inside, safe_name  # noqa: F401
 from nst_jax.studio.jobs import Studio
+from nst_jax.studio.models import ModelRoutes
 
 log = logging.getLogger("nst_jax.studio")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -392,6 +393,7 @@ def create_app(out_dir: str | Path, params: Any, spec: Any, weights_meta: dict, 
         Route("/api/events", r.events), Route("/api/gallery", r.gallery), Route("/files/{name}", r.file),
         Route("/thumbs/{name}", r.thumb), Route("/examples/{name}", r.example),
         Route("/uploads/{name}", r.uploaded),
+        *ModelRoutes(r, weights_meta.get("path")).routes(),  # trained models: list, apply, train
     ]
 
     async def api_error(request: Request, exc: ApiError) -> Response:

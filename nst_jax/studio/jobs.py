@@ -30,7 +30,7 @@ class Job:
     """One request and everything the page shows about it."""
 
     id: str
-    kind: str                          # "single" or "sweep"
+    kind: str                          # "single", "sweep", "batch" or "train"
     content: str                       # a reference ("example:NAME" / "upload:NAME")
     styles: list[str]
     settings: dict[str, Any]           # the validated form: CLI names -> values
@@ -227,6 +227,10 @@ def run_job(job: Job, studio: Studio) -> None:
 
     if job.kind == "batch":
         return run_batch_job(job, studio)
+    if job.kind == "train":  # nst-jax train in a child process (nst_jax.studio.models)
+        from nst_jax.studio.models import run_train_job
+
+        return run_train_job(job, studio)
     t0 = time.perf_counter()  # "Start" to the first preview: loading, targets, compilation, a chunk
     s = job.settings
     config = _config(s, vgg.arch_of(studio.params))
