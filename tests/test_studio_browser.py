@@ -192,3 +192,45 @@ def test_paint_a_mask_and_run_a_two_region_job(server, browser):
         d.save_screenshot(str(Path(shots) / "studio_regions.png"))
     d.find_element("id", "stop").click()
     _until(lambda: d.find_element("id", "status").get_attribute("data-state") == "stopped", 60, "stopped")
+
+
+def test_apply_a_trained_model_and_queue_a_training_job(server, browser, tmp_path):
+    """A model in the output folder is listed, applied to the cat in one click (the result
+    shows with its time), and a training job queued from the page streams its curve and
+    previews under Live, then appears in the model list. The child trainer uses the
+    default weights file (``weights/vgg16.h5``; .ci/run fetches it)."""
+    import jax
+    from selenium.webdriver.support.ui import Select
+
+    from nst_jax.models import johnson, store
+
+    url, _ = server
+    if not REAL_VGG16.exists():
+        pytest.skip("the trainer child needs weights/vgg16.h5 (python scripts/fetch_weights.py)")
+    arch = johnson.Arch(width=0.25, n_residual=1)
+    store.save_model(tmp_path / "out" / "quick.nstm", johnson.init_params(arch, key=jax.random.key(0)),
+                     arch, {"style_names": ["swirls"], "steps": 3})
+    d = browser
+    _open_with(d, url, ["example:style_swirls.png"])
+    _until(lambda: d.execute_script("return document.querySelectorAll('#model option').length"), 30, "models")
+    size = d.find_element("id", "model-size")
+    size.clear()
+    size.send_keys("96")
+    d.find_element("id", "apply").click()
+    _until(lambda: " ms" in d.find_element("id", "apply-msg").text, 60, "the applied result")
+    assert d.execute_script("const i = document.getElementById('apply-result');"
+                            "return !i.hidden && i.complete && i.naturalWidth === 96")
+    d.find_element("css selector", "#train-box summary").click()
+    for name, value in (("steps", "4"), ("crop", "32"), ("batch", "1"), ("width", "0.25"),
+                        ("preview_every", "2")):
+        e = d.find_element("css selector", f"#train-box [name={name}]")
+        e.clear()
+        e.send_keys(value)
+    d.find_element("id", "t-name").send_keys("fromthepage")
+    d.find_element("id", "train").click()
+    _until(lambda: d.find_element("id", "status").get_attribute("data-state") == "done", 300, "training")
+    assert int(d.find_element("id", "plot").get_attribute("data-points")) == 2
+    assert int(d.find_element("id", "preview").get_attribute("data-version")) > 0
+    _until(lambda: "models/fromthepage.nstm" in [o.get_attribute("value") for o in
+                                                 Select(d.find_element("id", "model")).options], 30,
+           "the new model in the list")

@@ -174,17 +174,19 @@ function render(snap) {
     ` · compile ${fmtS(job.compile_s)} · first preview ${fmtS(job.first_preview_s)}` + (job.error ? ` · ${job.error}` : "");
   $("status").dataset.state = job.state;
   $("stop").dataset.job = job.id;
-  if (job.kind === "single" && job.version !== shownVersion && job.version > 0) {
+  const previewed = job.kind === "single" || job.kind === "train";
+  if (previewed && job.version !== shownVersion && job.version > 0 && (job.kind !== "train" || job.first_preview_s !== null)) {
     $("preview").src = `/api/jobs/${job.id}/preview.png?v=${job.version}`;
     $("preview").dataset.version = String(job.version);
     shownVersion = job.version;
   }
-  $("preview").hidden = job.kind !== "single";
+  $("preview").hidden = !previewed;
   drawPlot(job.curve);
   showSweep(job);
   if (["done", "stopped", "failed"].includes(job.state) && job.id !== render.refreshedFor) {
     render.refreshedFor = job.id;
     loadGallery();
+    if (window.nstModelsRefresh) window.nstModelsRefresh();
   }
 }
 
