@@ -39,13 +39,8 @@ NORMALIZATIONS = ("lecture", "gatys", "jcjohnson", "tf-tutorial")
 #: default ``beta`` suits every style statistic (see README "style statistic"). At 128 px
 #: with the real VGG16, the Gram cost of the bundled photos against the styles is
 #: 3.9e4-8.5e4 times their raw ``hist`` cost and 5.3e4-1.1e5 times their raw ``swd`` cost
-#: (the cat against the mosaic and the swirls): the geometric middles, rounded. ``mrf``
-#: is not balanced by that ratio (7.7e3-2.4e4 at its layers conv3_1 and conv4_1): its
-#: cost falls only ~1.6x from the content's, not 100x, so that factor let the style wipe
-#: the cat out. By eye instead: the cat and the swirls, 256 px, 200 Adam steps, a
-#: factor of 1.4e4 with beta 3e-6 / 1e-5 / 1e-4 gave the cat in swirl strokes (the
-#: content leading) / swirls with a faint cat / no cat left; 7e2 with the default beta
-#: 1e-4 is beta 5e-6 there, between the first two.
+#: (the cat against the mosaic and the swirls): the geometric middles, rounded. ``mrf``:
+#: chosen by eye (:mod:`nst_jax.mrf`, "Scale").
 STATS_SCALE = {"meancov": 5.0, "w2": 1.2e4, "hist": 5e4, "swd": 8e4, "mrf": 7e2}
 
 
@@ -377,19 +372,10 @@ def style_cost_from_moments(
             layer = layer_style_cost_from_gram(targets[k], m["gram"], normalization=normalization)
         elif style_loss == "meancov":
             layer = STATS_SCALE["meancov"] * statistics.meancov_from_moments(targets[k], m["mu"], m["cov"])
-        elif style_loss == "hist":
-            from nst_jax import histogram
+        elif style_loss in statistics.WHOLE_IMAGE_LOSSES:  # hist, swd, mrf
+            from nst_jax import style_sets
 
-            layer = STATS_SCALE["hist"] * histogram.hist_cost(targets[k], m["feats"])
-        elif style_loss == "swd":  # the target carries this step's key and the count (objective)
-            from nst_jax import swd
-
-            t = targets[k]
-            layer = STATS_SCALE["swd"] * swd.swd_cost(t, m["feats"], t["key"], t["count"])
-        elif style_loss == "mrf":
-            from nst_jax import mrf
-
-            layer = STATS_SCALE["mrf"] * mrf.mrf_cost(targets[k], m["feats"])
+            layer = STATS_SCALE[style_loss] * style_sets.layer_cost(style_loss, targets[k], m["feats"])
         else:
             layer = STATS_SCALE["w2"] * statistics.w2_from_moments(targets[k], m["mu"], m["cov"])
         total = total + w * layer

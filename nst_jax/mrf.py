@@ -32,6 +32,14 @@ a ``(P, 9C)`` array of patches is ever whole.
 270 degrees) and rescaled (0.8x, 1.25x) copies of the style add their patches
 (:func:`nst_jax.problem.compute_targets`), 6x the patches.
 
+**Scale** (``losses.STATS_SCALE["mrf"]``, 7e2). The ratio that balances the other
+statistics with the Gram cost (the Gram cost of the bundled photos is 7.7e3-2.4e4 times
+their raw ``mrf`` cost at conv3_1 and conv4_1) let the style wipe the cat out: ``J_mrf``
+falls only 1.4-1.6x from the content's, not 100x. By eye instead (the cat and the
+swirls, 256 px, 200 Adam steps): a factor of 1.4e4 with beta 3e-6 / 1e-5 / 1e-4 gave
+the cat in swirl strokes (the content leading) / swirls with a faint cat / no cat left;
+7e2 with the default beta 1e-4 is beta 5e-6 there, between the first two.
+
 Several styles: their patches are pooled (the nearest of all wins), so blend weights
 do not apply and uneven ones are refused. Not tiled and no regions (refused with a
 message): exact tiling would hold (each patch's term is local), but is not built.

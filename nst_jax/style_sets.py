@@ -1,6 +1,7 @@
-"""[pure] Targets of the style statistics that keep the style's features themselves
-rather than a summary: ``swd``'s feature samples (:mod:`nst_jax.swd`) and ``mrf``'s
-patches (:mod:`nst_jax.mrf`), plus their checks on the inputs.
+"""[pure] The style statistics that need the whole image: the targets of those that keep
+the style's features themselves rather than a summary, ``swd``'s feature samples
+(:mod:`nst_jax.swd`) and ``mrf``'s patches (:mod:`nst_jax.mrf`), their checks on the
+inputs, and each one's layer cost (``hist``'s too, :func:`layer_cost`).
 
 :func:`check` runs eagerly in :func:`nst_jax.problem.compute_targets` (shapes and
 weights are known there); :func:`style_targets` runs inside its jitted body.
@@ -88,4 +89,18 @@ def style_targets(features: Callable[[Array], dict[str, Array]], styles: Sequenc
     return {"style": {k: jnp.concatenate(v, axis=0) for k, v in pooled.items()}}
 
 
-__all__ = ["augmented_sizes", "check", "layer_hw", "style_targets"]
+def layer_cost(style_loss: str, target: Any, a_G: Array) -> Array:
+    """One layer's raw cost of a statistic that keeps the whole image's features: ``hist``
+    (:func:`nst_jax.histogram.hist_cost`), ``swd`` (its target carries the step's
+    ``key`` and the direction ``count``, put in by :func:`nst_jax.problem.objective`) or
+    ``mrf``."""
+    if style_loss == "hist":
+        from nst_jax import histogram
+
+        return histogram.hist_cost(target, a_G)
+    if style_loss == "swd":
+        return swd.swd_cost(target, a_G, target["key"], target["count"])
+    return mrf.mrf_cost(target, a_G)
+
+
+__all__ = ["augmented_sizes", "check", "layer_cost", "layer_hw", "style_targets"]

@@ -42,7 +42,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from nst_jax.studio.forms import check_job, parse_settings
-from nst_jax.studio.http import NAME, ApiError, Json, dumps, finite, inside, safe_name  # noqa: F401
+from nst_jax.studio.http import NAME, ApiError, Json, dumps, finite, inside, json_form, safe_name  # noqa: F401
 from nst_jax.studio.jobs import Studio
 from nst_jax.studio.models import ModelRoutes
 
@@ -166,12 +166,7 @@ class _Routes:
         return Json({"ref": f"upload:{name}", "name": name, "size": [w, h]})
 
     async def submit(self, request: Request) -> Response:
-        try:
-            form = await request.json()
-        except Exception:
-            raise ApiError(400, "expected a JSON body") from None
-        if not isinstance(form, dict):
-            raise ApiError(400, "expected a JSON object")
+        form = await json_form(request)
         settings, errors = parse_settings(form, self.arch)
         content, styles = form.get("content"), form.get("styles")
         if styles is None:

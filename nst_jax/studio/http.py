@@ -44,6 +44,17 @@ class ApiError(Exception):
         self.status, self.message, self.fields = status, message, fields or {}
 
 
+async def json_form(request: Any) -> dict:
+    """The request's JSON body as an object (else a 400 :class:`ApiError`)."""
+    try:
+        form = await request.json()
+    except Exception:
+        raise ApiError(400, "expected a JSON body") from None
+    if not isinstance(form, dict):
+        raise ApiError(400, "expected a JSON object")
+    return form
+
+
 def safe_name(name: str) -> str:
     """A bare file name of letters, digits, ``.``, ``_``, ``-`` (no folders, no ``..``)."""
     if not NAME.match(name or "") or ".." in name:
@@ -59,4 +70,4 @@ def inside(folder: Path, name: str) -> Path:
     return p
 
 
-__all__ = ["NAME", "ApiError", "Json", "dumps", "finite", "inside", "safe_name"]
+__all__ = ["NAME", "ApiError", "Json", "dumps", "finite", "inside", "json_form", "safe_name"]

@@ -219,27 +219,16 @@ class ModelRoutes:
         infos = await asyncio.to_thread(lambda: {n: describe(p) for n, p in found.items()})
         return Json({"models": [{"name": n, **infos[n]} for n in found]})
 
-    async def _form(self, request: Any) -> dict:
-        from nst_jax.studio.http import ApiError
-
-        try:
-            form = await request.json()
-        except Exception:
-            raise ApiError(400, "expected a JSON body") from None
-        if not isinstance(form, dict):
-            raise ApiError(400, "expected a JSON object")
-        return form
-
     async def apply(self, request: Any) -> Any:
         """Apply a model to ``content`` at ``size`` (longest side), ``strength`` in [0, 1],
         ``mix`` (one weight per style of a conditional model); saves and returns the file."""
         import asyncio
 
         from nst_jax import image as I
-        from nst_jax.studio.http import ApiError, Json
+        from nst_jax.studio.http import ApiError, Json, json_form
         from nst_jax.studio.jobs import _save
 
-        form = await self._form(request)
+        form = await json_form(request)
         errors: dict[str, str] = {}
         path = self._model(form.get("model"))
         size = int(number(form, "size", 512, 16, 8192, errors))
@@ -268,9 +257,9 @@ class ModelRoutes:
     async def train(self, request: Any) -> Any:
         """Queue a training job: the styles (refs), the data (``uploads`` or ``examples``)
         and :data:`TRAIN_FIELDS`; the model goes to ``models/NAME.nstm``."""
-        from nst_jax.studio.http import NAME, ApiError, Json
+        from nst_jax.studio.http import NAME, ApiError, Json, json_form
 
-        form = await self._form(request)
+        form = await json_form(request)
         errors: dict[str, str] = {}
         settings: dict[str, Any] = {k: number(form, k, *v, errors) for k, v in TRAIN_FIELDS.items()}
         for k in ("steps", "crop", "batch", "preview_every"):
