@@ -144,3 +144,15 @@ def test_stopping_a_training_job_leaves_a_checkpoint(client):
     j = _wait(client, job)
     assert j["state"] == "stopped", j
     assert (client.out / "models" / "long.nstm.ckpt").is_file()  # the trainer's SIGTERM checkpoint
+
+
+def test_a_studio_mrf_job_uses_mrfs_own_layers_by_default():
+    from nst_jax.studio.forms import parse_settings
+
+    s, errors = parse_settings({"style_loss": "mrf", "style_layers": "conv1_1:0.2,conv2_1:0.2,conv3_1:0.2,"
+                                "conv4_1:0.2,conv5_1:0.2"}, "vgg16")
+    assert not errors and s["style_layer_names"] == ("conv3_1", "conv4_1")
+    s, _ = parse_settings({"style_loss": "mrf", "style_layers": "conv2_1"}, "vgg16")
+    assert s["style_layer_names"] == ("conv2_1",)  # chosen layers stay
+    s, _ = parse_settings({"style_loss": "gram"}, "vgg16")
+    assert len(s["style_layer_names"]) == 5

@@ -12,7 +12,7 @@ from typing import Any
 def parse_settings(form: dict[str, Any], arch: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The form's values, typed and checked like the command line's flags:
     ``(settings, {field: message})``."""
-    from nst_jax import vgg
+    from nst_jax import mrf, vgg
     from nst_jax.cli.common import CliError, parse_numbers, parse_style_layers
     from nst_jax.cli.flags import GROUPS, _choices
     from nst_jax.config import Config
@@ -43,7 +43,10 @@ def parse_settings(form: dict[str, Any], arch: str) -> tuple[dict[str, Any], dic
         errors["size"] = "at most 2048 px in the studio"
     _devices_and_tiles(form, out, errors)
     try:
-        names, weights = parse_style_layers(str(form.get("style_layers") or ",".join(d.style_layers)))
+        spec = str(form.get("style_layers") or ",".join(d.style_layers))
+        if out.get("style_loss") == "mrf" and parse_style_layers(spec) == (d.style_layers, d.style_weights):
+            spec = ",".join(mrf.DEFAULT_LAYERS)  # the form's default layers: mrf's own, as on the CLI
+        names, weights = parse_style_layers(spec)
         out["style_layer_names"], out["style_layer_weights"] = names, weights
         for n in names:
             vgg.canonical_layer(n, arch)
