@@ -69,15 +69,25 @@ def remap_by_rank(target_q: Array, F: Array) -> Array:
     return _interp_rows(target_q, (ranks + 0.5) / m)
 
 
+def column_histogram(F: Array, bins: int) -> tuple[Array, Array, Array, Array, Array]:
+    """Each column of ``F (M, C)`` in ``bins`` equal bins between its min and max:
+    ``(lo (1, C), width (1, C), x (M, C) the position in bin units, b (M, C) the bin,
+    counts (bins, C))``. What :func:`remap` and :func:`nst_jax.swd.quantile_table` share."""
+    c = F.shape[1]
+    lo, hi = jnp.min(F, axis=0, keepdims=True), jnp.max(F, axis=0, keepdims=True)
+    width = jnp.maximum(hi - lo, 1e-12) / bins
+    x = (F - lo) / width
+    b = jnp.clip(jnp.floor(x).astype(jnp.int32), 0, bins - 1)
+    counts = jnp.zeros((bins, c), jnp.float32).at[b, jnp.arange(c)[None, :]].add(1.0)
+    return lo, width, x, b, counts
+
+
 def remap(target_q: Array, F: Array, bins: int = BINS) -> Array:
     """``R(F) = Q(CDF_G(F))`` per channel of ``F (M, C)``, with G's CDF from a ``bins``-bin
     histogram between the channel's min and max, linear within each bin."""
     m, c = F.shape
-    lo, hi = jnp.min(F, axis=0, keepdims=True), jnp.max(F, axis=0, keepdims=True)
-    x = (F - lo) / jnp.maximum(hi - lo, 1e-12) * bins
-    b = jnp.clip(jnp.floor(x).astype(jnp.int32), 0, bins - 1)
+    _, _, x, b, counts = column_histogram(F, bins)
     cols = jnp.arange(c)[None, :]
-    counts = jnp.zeros((bins, c), jnp.float32).at[b, cols].add(1.0)
     before = jnp.cumsum(counts, axis=0) - counts
     p = (before[b, cols] + jnp.clip(x - b, 0.0, 1.0) * counts[b, cols]) / m
     return _interp_rows(target_q, p)
@@ -90,4 +100,5 @@ def hist_cost(target: dict[str, Array], a_G: Array) -> Array:
     return jnp.mean(jnp.square(F - R))
 
 
-__all__ = ["BINS", "QUANTILES", "hist_cost", "hist_target", "quantiles", "remap", "remap_by_rank"]
+__all__ = ["BINS", "QUANTILES", "column_histogram", "hist_cost", "hist_target", "quantiles", "remap",
+           "remap_by_rank"]

@@ -23,8 +23,8 @@ Array = jax.Array
 
 def layer_hw(hw: tuple[int, int], layer: str) -> tuple[int, int]:
     """``(nH, nW)`` of ``layer``'s feature map for an ``hw`` image (2x2 VALID pools)."""
-    pools = int(vgg.canonical_layer(layer, "vgg19")[4]) - 1
-    return hw[0] // 2**pools, hw[1] // 2**pools
+    f = vgg.min_image_size(layer)  # 2^(pools before the layer)
+    return hw[0] // f, hw[1] // f
 
 
 def augmented_sizes(hw: tuple[int, int], augment: bool) -> list[tuple[int, int]]:

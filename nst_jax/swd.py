@@ -79,10 +79,7 @@ def quantile_table(P: Array, q: int = histogram.QUANTILES, bins: int = STYLE_BIN
     is linear within a bin, so this is the exact quantile of a piecewise-uniform
     density)."""
     m, k = P.shape
-    lo, hi = jnp.min(P, axis=0, keepdims=True), jnp.max(P, axis=0, keepdims=True)
-    width = jnp.maximum(hi - lo, 1e-12) / bins  # (1, K)
-    b = jnp.clip(jnp.floor((P - lo) / width).astype(jnp.int32), 0, bins - 1)
-    counts = jnp.zeros((bins, k), jnp.float32).at[b, jnp.arange(k)[None, :]].add(1.0)
+    lo, width, _, _, counts = histogram.column_histogram(P, bins)
     edges = jnp.concatenate([jnp.zeros((1, k)), jnp.cumsum(counts, axis=0)], axis=0) / m  # (bins+1, K)
     p = (jnp.arange(q, dtype=jnp.float32) + 0.5) / q
 
