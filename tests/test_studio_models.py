@@ -125,6 +125,9 @@ def test_a_queued_training_job_streams_its_curve_and_preview_and_makes_a_model(c
     png = client.get(f"/api/jobs/{job['id']}/preview.png")
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
     assert "models/swirly.nstm" in [m["name"] for m in client.get("/api/models").json()["models"]]
+    again = client.post("/api/train", json={"styles": ["example:style_swirls.png"], "data": "examples",
+                                            "steps": 4, "name": "swirly"})
+    assert again.status_code == 400 and "exists" in again.json()["fields"]["name"]  # never replaced
     a = client.post("/api/apply", json={"model": "models/swirly.nstm",
                                         "content": "example:content_chelsea.png", "size": 48})
     assert a.status_code == 200, a.text

@@ -53,8 +53,22 @@ def model_files(out: Path) -> dict[str, Path]:
     return found
 
 
+_DESCRIBED: dict[tuple[str, float], dict[str, Any]] = {}
+
+
 def describe(path: Path) -> dict[str, Any]:
-    """What the page shows of a model: its styles, steps, width (``error`` if unreadable)."""
+    """What the page shows of a model: its styles, steps, width (``error`` if unreadable);
+    read once per file version (path and mtime), not at every listing."""
+    try:
+        key = (str(path), path.stat().st_mtime)
+    except OSError as e:  # removed since it was listed
+        return {"error": str(e)}
+    if key not in _DESCRIBED:
+        _DESCRIBED[key] = _describe(path)
+    return _DESCRIBED[key]
+
+
+def _describe(path: Path) -> dict[str, Any]:
     from nst_jax.models import store
 
     try:
@@ -88,7 +102,7 @@ class Applier:
 
     def apply(self, path: Path, image: np.ndarray, mix: np.ndarray | None, strength: float) -> tuple[
             np.ndarray, dict[str, Any]]:
-        """``(output (H, W, 3), {"seconds", "tiled", "model"})``: the network on ``image``,
+        """``(output (H, W, 3), {"seconds", "tiled", "styles", "steps"})``: the network on ``image``,
         its styles mixed by ``mix`` (weights, normalised) and blended with ``strength``."""
         from nst_jax.models import johnson, store
         from nst_jax.models.tiled import apply_tiled
@@ -120,7 +134,7 @@ def train_command(settings: dict[str, Any], styles: list[Path], data: Path, outp
            "--batch", str(int(s["batch"])), "--width", f"{s['width']:g}", "--lr", f"{s['lr']:g}",
            "--preview-every", str(every), "--checkpoint-every", str(every),
            "--report-every", str(math.gcd(10, every)), "--progress-json", "--quiet",
-           "--overwrite", "--style-loss", str(s.get("style_loss", "gram"))]
+           "--style-loss", str(s.get("style_loss", "gram"))]
     return cmd + (["--weights", weights] if weights else [])
 
 
@@ -283,9 +297,13 @@ class ModelRoutes:
         loss = str(form.get("style_loss") or "gram")
         if loss not in TRAIN_LOSSES:
             errors["style_loss"] = f"expected one of {', '.join(TRAIN_LOSSES)}"
+        out = self.r.out / "models" / f"{name}.nstm"
+        if out.exists() or any(j.kind == "train" and j.settings.get("output") == str(out)
+                               and j.state in ("queued", "compiling", "running")
+                               for j in self.r.studio.jobs.values()):
+            errors["name"] = f"models/{out.name} exists or is being trained: choose another name"
         if errors:
             raise ApiError(400, "please fix the highlighted fields", errors)
-        out = self.r.out / "models" / f"{name}.nstm"
         out.parent.mkdir(parents=True, exist_ok=True)
         settings.update(style_loss=loss, output=str(out), data=str(data))
         settings["command"] = train_command(settings, paths, data, out, self.weights_path)
