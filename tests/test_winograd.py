@@ -121,3 +121,45 @@ def test_layouts_choose_winograd_on_one_cpu_device():
     assert Layout().winograd() == (jax.default_backend() == "cpu")
     assert not Layout().winograd("bf16")  # bf16 convolutions keep XLA's
     assert not Layout.by_rows(jax.devices()[:1]).winograd()  # XLA's convolutions exchange the halos
+
+
+def _np_conv(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """3x3 SAME correlation by loops (independent of both JAX paths)."""
+    h, w, _ = x.shape
+    xp = np.pad(x.astype(np.float64), ((1, 1), (1, 1), (0, 0)))
+    out = np.zeros((h, w, k.shape[-1]))
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = np.einsum("abc,abcd->d", xp[i:i + 3, j:j + 3], k.astype(np.float64))
+    return out
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3, 2), (5, 7, 3, 4), (8, 6, 3, 64)])
+def test_first_layer_as_one_dot_equals_the_convolution(shape):
+    """conv3x3_patches (one dot of the 27 patch values a pixel) is the 3x3 convolution, and
+    its autodiff input gradient is the convolution's. Another order of the same 27-term
+    sums: float32 rounding (~1e-6 relative), not bitwise."""
+    x, k = _case(*shape)
+    kp = jnp.asarray(k.reshape(27, shape[-1]))
+    got = vgg.conv3x3_patches(jnp.asarray(x), kp)
+    np.testing.assert_allclose(got, _np_conv(x, k), rtol=1e-5, atol=1e-5)
+    w = np.random.default_rng(1).standard_normal(got.shape).astype(np.float32)
+    g_dot = jax.grad(lambda x: jnp.vdot(w, jnp.tanh(vgg.conv3x3_patches(x, kp))))(jnp.asarray(x))
+    g_conv = jax.grad(lambda x: jnp.vdot(w, jnp.tanh(_direct(x, jnp.asarray(k)))))(jnp.asarray(x))
+    np.testing.assert_allclose(g_dot, g_conv, rtol=1e-4, atol=1e-5)
+
+
+def test_first_layer_patch_kernel_only_with_the_cpu_kernels():
+    params = vgg.synthetic_params("vgg16", vgg.CHANNELS, seed=0)
+    once = vgg.with_backward_kernels(params, winograd=True)
+    assert {n for n, p in once.items() if "kernel_p" in p} == {"conv1_1"}
+    assert once["conv1_1"]["kernel_p"].shape == (27, 64)
+    again = vgg.with_backward_kernels(once, winograd=True)
+    assert again["conv1_1"]["kernel_p"] is once["conv1_1"]["kernel_p"]
+    assert "kernel_p" not in vgg.with_backward_kernels(params)["conv1_1"]
+    img = jnp.asarray(rand_image(24, 20, 3))
+    for padding in ("zero", "reflect"):
+        a = vgg.vgg_features(vgg.with_backward_kernels(params), img, ["conv1_2"], padding=padding)
+        b = vgg.vgg_features(once, img, ["conv1_2"], padding=padding)
+        np.testing.assert_allclose(b["conv1_2"], a["conv1_2"], rtol=1e-4, atol=1e-4 * float(
+            jnp.abs(a["conv1_2"]).max()))  # another summation order (see above)
