@@ -11,10 +11,11 @@ from the same start; the median s/step is reported. Variants:
 * ``fused``: the CPU driver's chunk (``make_run``: a ``while_loop``);
 * ``static``: the GPU/TPU form (``make_run(static_trip=True)``: a ``fori_loop``);
 * ``host``: a host loop of single jitted steps (``make_run(fused=False)``);
-* ``winograd``: the fused chunk with Winograd kernels for the 512-channel layers
-  (``with_backward_kernels(winograd=True)``, what the engine gives XLA:CPU);
-* ``old`` (with ``--old-from REV``): the fused chunk of an earlier ``step.py`` read
-  from git.
+* ``winograd``: the fused chunk with Winograd kernels for the 512-channel layers and the
+  first layer as one dot (``with_backward_kernels(winograd=True)``, what the engine gives
+  XLA:CPU); ``winograd_conv1``: the same with the first layer as XLA's convolution;
+* ``old`` and ``old_host`` (with ``--old-from REV``): the fused chunk and the host loop
+  of an earlier ``step.py`` read from git.
 
     python benchmarks/bench_levers.py --size 256 --optimizer adam
     python benchmarks/bench_levers.py --size 512 --optimizer lbfgs
@@ -37,6 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _without(params: dict, key: str) -> dict:
+    """``params`` with ``key`` dropped from every layer (a lever switched off)."""
+    return {n: {k: v for k, v in p.items() if k != key} for n, p in params.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=256)
@@ -44,6 +50,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--chunk", type=int, default=4)
     ap.add_argument("--old-from", default=None, metavar="REV")
+    ap.add_argument("--lbfgs-history", type=int, default=10)
+    ap.add_argument("--only", nargs="+", default=None, metavar="VARIANT",
+                    help="run only these variants (and 'old' with --old-from)")
     args = ap.parse_args()
     from nst_jax.cli import default_xla_flags
 
@@ -63,14 +72,18 @@ def main() -> int:
     params = V.with_backward_kernels(raw)
     C = load_image(ROOT / "examples" / "content_chelsea.png", args.size)
     St = load_image(ROOT / "examples" / "style_swirls.png", args.size)
-    cfg = Config(optimizer=args.optimizer).validate("vgg16")
+    cfg = Config(optimizer=args.optimizer, lbfgs_history=args.lbfgs_history).validate("vgg16")
     targets = compute_targets(raw, V.CAFFE, C, St, cfg)
     tx = S.make_optimizer(cfg)
     progs = {"fused": (S.make_run(tx, V.CAFFE, args.chunk), S.init_loop_state, params),
              "static": (S.make_run(tx, V.CAFFE, args.chunk, static_trip=True), S.init_loop_state, params),
              "host": (S.make_run(tx, V.CAFFE, args.chunk, fused=False), S.init_loop_state, params),
              "winograd": (S.make_run(tx, V.CAFFE, args.chunk), S.init_loop_state,
-                          V.with_backward_kernels(raw, winograd=True))}
+                          V.with_backward_kernels(raw, winograd=True)),
+             "winograd_conv1": (S.make_run(tx, V.CAFFE, args.chunk), S.init_loop_state,
+                                _without(V.with_backward_kernels(raw, winograd=True), "kernel_p"))}
+    if args.only:
+        progs = {k: v for k, v in progs.items() if k in args.only}
     if args.old_from:
         src = subprocess.run(["git", "show", f"{args.old_from}:nst_jax/step.py"], cwd=ROOT,
                              check=True, capture_output=True, text=True).stdout
@@ -80,6 +93,7 @@ def main() -> int:
         old = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(old)
         progs["old"] = (old.make_run(tx, V.CAFFE, args.chunk), old.init_loop_state, params)
+        progs["old_host"] = (old.make_run(tx, V.CAFFE, args.chunk, fused=False), old.init_loop_state, params)
 
     def call(name: str) -> float:
         run, init, params = progs[name]
@@ -104,6 +118,7 @@ def main() -> int:
             times[name].append(call(name))
     med = {k: float(np.median(v)) for k, v in times.items()}
     print(json.dumps({"size": args.size, "optimizer": args.optimizer, "chunk": args.chunk,
+                      "lbfgs_history": args.lbfgs_history,
                       "rounds": args.rounds, "median_s_per_step": med,
                       "vs_fused": {k: v / med["fused"] for k, v in med.items()}, "xla_mb": memory,
                       "cpu": cpu_info()},

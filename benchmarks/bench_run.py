@@ -37,6 +37,10 @@ def main() -> int:
     ap.add_argument("--precision", default="f32", choices=["f32", "highest", "bf16"])
     ap.add_argument("--report-every", type=int, default=100)
     ap.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS before JAX starts")
+    ap.add_argument("--lbfgs-history", type=int, default=10)
+    ap.add_argument("--loop", default="fused", choices=["fused", "host"],
+                    help="the chunk's form: the compiled loop (the engine's), or a host loop of "
+                         "single steps (to measure that choice)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.xla_flags:
@@ -52,11 +56,16 @@ def main() -> int:
     from nst_jax.engine import iterate
     from nst_jax.image import load_image
 
+    if args.loop == "host":  # the engine's programs (layout.single_programs) run fused
+        from nst_jax import layout
+
+        fused_run = layout.make_run
+        layout.make_run = lambda *a, **k: fused_run(*a, **{**k, "fused": False})
     params = vgg.synthetic_params(args.arch, vgg.CHANNELS, seed=0)  # the real shapes
     C = load_image(ROOT / "examples" / "content_chelsea.png", args.size)
     S = load_image(ROOT / "examples" / "style_swirls.png", args.size)
     cfg = Config(iterations=args.iters, optimizer=args.optimizer, precision=args.precision,
-                 report_every=args.report_every)
+                 report_every=args.report_every, lbfgs_history=args.lbfgs_history)
     runs = []
     for label in ("cold (compiles)", "warm (compiled)"):
         t0 = time.perf_counter()

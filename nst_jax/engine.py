@@ -85,9 +85,12 @@ def _restore(resume: dict[str, Any], tx: Any, config: Config, layout: Layout) ->
     """X and the loop state of a snapshot, checked against a fresh state's structure."""
     X = jnp.asarray(resume["X"], jnp.float32)
     template = layout.map(lambda x: init_loop_state(tx, x, config), X)
-    leaves = list(resume["loop_state"])
     t_leaves, treedef = jax.tree.flatten(template)
-    if len(leaves) != len(t_leaves) or any(
+    saved = list(resume["loop_state"])
+    # a leaf that is empty here restores nothing (snapshots made before the running
+    # average became empty without avg_decay held zeros of X's shape there)
+    leaves = [t if np.size(t) == 0 else v for v, t in zip(saved, t_leaves, strict=False)]
+    if len(saved) != len(t_leaves) or any(
             np.shape(a) != np.shape(b) for a, b in zip(leaves, t_leaves, strict=True)):
         raise ValueError("resume: the snapshot's optimizer state does not match these "
                          "settings (optimizer, image size or tol_window differ)")

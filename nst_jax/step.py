@@ -72,8 +72,9 @@ def make_step(tx: optax.GradientTransformation, spec: vgg.Preprocessing, *,
 
     Only X is differentiated; params, targets and the loss weights in ``config`` are
     ordinary (traceable) arguments. ``info.cost`` is J at the incoming X (with the
-    penalty for L-BFGS). Jit it once (``jax.jit(step, donate_argnums=(0, 1))``) or use
-    :func:`make_run` to fuse many steps.
+    penalty for L-BFGS); when it is not finite, X and the state come back unchanged.
+    Jit it once (``jax.jit(step, donate_argnums=(0, 1))``) or use :func:`make_run` to
+    fuse many steps.
 
     ``objective``: ``(X, params, targets, config, spec) -> (J, terms)``, default
     :func:`nst_jax.problem.objective`; a custom one adds or replaces terms (see the
@@ -94,24 +95,47 @@ def make_step(tx: optax.GradientTransformation, spec: vgg.Preprocessing, *,
 
         if not linesearch:
             j, grad = jax.value_and_grad(value)(X)
-            updates, opt_state = tx.update(grad, opt_state, X)
-            X = jnp.clip(optax.apply_updates(X, updates), 0.0, 1.0)
+
+            def apply(operand: tuple[Array, Any]) -> tuple[Array, Any]:
+                X, opt_state = operand
+                updates, opt_state = tx.update(grad, opt_state, X)
+                return jnp.clip(optax.apply_updates(X, updates), 0.0, 1.0), opt_state
+
+            X, opt_state = _if_finite(j, apply, (X, opt_state))
             return X, opt_state, StepInfo(j, jnp.int32(1))
         fresh = ~jnp.isfinite(tree_get(opt_state, "value"))
         j, grad = optax.value_and_grad_from_state(value)(X, state=opt_state)
-        updates, opt_state = tx.update(grad, opt_state, X, value=j, grad=grad, value_fn=value)
-        evals = fresh.astype(jnp.int32) + jnp.asarray(
-            tree_get(opt_state, "num_linesearch_steps"), jnp.int32)
-        return optax.apply_updates(X, updates), opt_state, StepInfo(j, evals)
+
+        def apply_ls(operand: tuple[Array, Any]) -> tuple[Array, Any]:
+            X, opt_state = operand
+            updates, opt_state = tx.update(grad, opt_state, X, value=j, grad=grad, value_fn=value)
+            return optax.apply_updates(X, updates), opt_state
+
+        X, opt_state = _if_finite(j, apply_ls, (X, opt_state))
+        searched = jnp.asarray(tree_get(opt_state, "num_linesearch_steps"), jnp.int32)
+        evals = fresh.astype(jnp.int32) + jnp.where(jnp.isfinite(j), searched, 0)
+        return X, opt_state, StepInfo(j, evals)
 
     return step
+
+
+def _if_finite(j: Array, apply: Callable, operand: Any) -> Any:
+    """``apply(operand)`` when the cost ``j`` is finite, else ``operand`` unchanged.
+
+    A conditional, not ``where(finite, apply(operand), operand)``: the select keeps the
+    old state alive beside the new one, so XLA cannot update it in place: for L-BFGS
+    that copied its whole history every step (2 m image-sized arrays; the fused loop
+    measured 30% slower at 256 px with m = 100 on CPU, benchmarks/README.md "The step's
+    guard"). Under ``vmap`` (loss-weight grids) the conditional becomes that select.
+    """
+    return lax.cond(jnp.isfinite(j), apply, lambda o: o, operand)
 
 
 class LoopState(NamedTuple):
     """What the loop carries besides X (a pytree; checkpointed as a whole)."""
 
     opt: Any          # the optax state
-    avg: Array        # running average of X (zeros when avg_decay == 0)
+    avg: Array        # running average of X; shape (0,) when avg_decay == 0 (no image-sized buffer)
     t: Array          # steps applied at this scale, int32
     recent: Array     # (tol_window,) ring buffer of recent costs
     converged: Array  # bool: the tolerance test passed
@@ -122,9 +146,12 @@ def init_loop_state(tx: optax.GradientTransformation, X: Array, config: Config) 
 
     The cost ring buffer starts at zeros: a slot is read only ``tol_window`` steps after
     it was written. (Not NaN: a multi-host ``device_put`` checks that every process
-    passes equal values, and NaN != NaN.)
+    passes equal values, and NaN != NaN.) The running average is X-sized only when
+    ``avg_decay > 0``: otherwise it is never read, and an image-sized buffer of zeros
+    would cost 201 MB at 4096 px.
     """
-    return LoopState(fresh_state(tx, X), jnp.zeros_like(X), jnp.int32(0),
+    avg = jnp.zeros_like(X) if config.avg_decay > 0 else jnp.zeros((0,), X.dtype)
+    return LoopState(fresh_state(tx, X), avg, jnp.int32(0),
                      jnp.zeros((config.tol_window,), jnp.float32), jnp.bool_(False))
 
 
@@ -151,10 +178,22 @@ def _guarded_step(step: Callable) -> Callable:
 
     def guarded(X, ls, ok, params, targets, config):
         targets = swd.at_step(targets, ls.t)  # swd's directions change with the step
-        X2, opt2, info = step(X, ls.opt, params, targets, config)
-        ok = ok & jnp.isfinite(info.cost)
-        applied = ok & ~ls.converged
-        X, opt = jax.tree.map(lambda a, b: jnp.where(applied, a, b), (X2, opt2), (X, ls.opt))
+
+        def run(c: tuple[Array, Any]) -> tuple[Array, Any, StepInfo]:
+            X, opt, info = step(*c, params, targets, config)
+            return X, opt, StepInfo(info.cost.astype(jnp.float32), info.evals.astype(jnp.int32))
+
+        def skip(c: tuple[Array, Any]) -> tuple[Array, Any, StepInfo]:
+            return (*c, StepInfo(jnp.float32(jnp.nan), jnp.int32(0)))
+
+        # the step itself leaves X and the state as they were at a non-finite cost
+        # (:func:`_if_finite`); a stopped run does not step at all. Conditionals, so
+        # that XLA updates the state in place.
+        live = ok & ~ls.converged
+        X, opt, info = lax.cond(live, run, skip, (X, ls.opt))
+        finite = jnp.isfinite(info.cost)
+        applied = live & finite
+        ok = ok & (finite | ~live)
         d = config.avg_decay
         avg = jnp.where(applied, d * ls.avg + (1.0 - d) * X, ls.avg) if d > 0 else ls.avg
         w = config.tol_window
@@ -229,12 +268,9 @@ def _fori_chunk(guarded: Callable, chunk: int, X, ls, params, targets, config, n
         X, ls, ok = c
         return X, ls, ok, jnp.float32(jnp.nan), jnp.int32(0), jnp.bool_(False)
 
-    def live(c):  # one image: no compute once stopped; under vmap a per-point select
-        return lax.cond(c[2] & ~c[1].converged, step, skip, c)
-
-    def body(i, c):
+    def body(i, c):  # a stopped run no longer steps (guarded's own conditional)
         X, ls, costs, evals, done, ok = c
-        X, ls, ok, cost, ev, applied = lax.cond(i < n, live, skip, (X, ls, ok))
+        X, ls, ok, cost, ev, applied = lax.cond(i < n, step, skip, (X, ls, ok))
         return X, ls, costs.at[i].set(cost), evals + ev, done + applied.astype(jnp.int32), ok
 
     init = (X, ls, jnp.full((chunk,), jnp.nan, jnp.float32), jnp.int32(0), jnp.int32(0), jnp.bool_(True))

@@ -30,7 +30,11 @@ def pytest_configure(config):
     tests that build the same program (the same HLO: the same tiny network at the same
     sizes, from another closure) compile it once. The controller (or the only process)
     makes a fresh folder, so every run costs what a fresh clone's does, and removes it
-    at the end. ``NST_TEST_XLA_CACHE=DIR`` uses (and keeps) DIR; ``=0`` turns it off."""
+    at the end. ``NST_TEST_XLA_CACHE=DIR`` uses (and keeps) DIR; ``=0`` turns it off.
+
+    A size limit makes JAX lock the folder (``filelock``) around every read and write:
+    without one it writes entries in place, and a worker that read an entry another was
+    still writing crashed deserialising it (a segfault, seen once in a full run)."""
     if "PYTEST_XDIST_WORKER" not in os.environ and not os.environ.get(CACHE_ENV):
         config._nst_cache = tempfile.mkdtemp(prefix="nst_jax-test-xla-cache-")
         os.environ[CACHE_ENV] = config._nst_cache  # the workers inherit it
@@ -39,6 +43,7 @@ def pytest_configure(config):
         jax.config.update("jax_compilation_cache_dir", d)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+        jax.config.update("jax_compilation_cache_max_size", 16 * 2**30)  # locked, not evicting
 
 
 def pytest_unconfigure(config):

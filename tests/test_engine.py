@@ -169,3 +169,26 @@ def test_progress_times_the_computation_not_the_dispatch(params16):
     per_step = (time.perf_counter() - t0) / 3
     assert last.run_steps == 6
     assert last.run_s / last.run_steps > 0.3 * per_step  # before the fix: the dispatch alone
+
+
+def test_running_average_is_empty_without_avg_decay_and_old_snapshots_resume(params16, images):
+    """Without ``avg_decay`` the loop state holds no image-sized average (201 MB at 4096
+    px); a snapshot from before, with X-shaped zeros there, still resumes, to the same
+    image as the new snapshot (bitwise: the same program on the same restored state)."""
+    X = jnp.zeros((8, 6, 3))
+    tx = optax.adam(0.1)
+    assert init_loop_state(tx, X, CFG).avg.shape == (0,)
+    assert init_loop_state(tx, X, CFG.replace(avg_decay=0.5)).avg.shape == (8, 6, 3)
+    cfg = CFG.replace(iterations=6, report_every=3)
+    full = list(iterate(*images, params16, SPEC, config=cfg, snapshots=True))
+    snap = full[0].snapshot
+    leaves = jax.tree.leaves(init_loop_state(tx, jnp.asarray(snap["X"]), cfg))
+    i = next(k for k, leaf in enumerate(leaves) if leaf.shape == (0,))
+    old = dict(snap, loop_state=[np.zeros_like(snap["X"]) if k == i else v
+                                 for k, v in enumerate(snap["loop_state"])])
+    a = list(iterate(*images, params16, SPEC, config=cfg, resume=snap))[-1]
+    b = list(iterate(*images, params16, SPEC, config=cfg, resume=old))[-1]
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.image, full[-1].image)
+    with pytest.raises(ValueError, match="does not match these settings"):
+        list(iterate(*images, params16, SPEC, config=cfg.replace(avg_decay=0.5), resume=snap))

@@ -332,3 +332,37 @@ def test_precision_modes_reach_every_convolution(params16, precision, expected):
         for p in precs:
             assert (p is None if expected is None else
                     p is not None and all(q == expected for q in (p if isinstance(p, tuple) else [p])))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_step_keeps_state_at_non_finite_cost_and_updates_it_in_place(params16, images, optimizer):
+    """A non-finite J(X) returns X and the optimizer state unchanged (a conditional, so
+    that a finite step can update the state in place): XLA's buffers for one donated
+    guarded step hold the optimizer state once, not the old and the new side by side
+    (before the conditional: a select between them, which for L-BFGS copied its whole
+    history every step)."""
+    from nst_jax.step import _guarded_step, fresh_state, init_loop_state, make_step
+
+    C, S = images
+    cfg = TINY.replace(optimizer=optimizer, lbfgs_history=40).validate("vgg16")
+    t = compute_targets(params16, SPEC, C, S, cfg)
+    tx = make_optimizer(cfg)
+    step = make_step(tx, SPEC)
+    X = jnp.asarray(C)
+    state = fresh_state(tx, X)
+    bad = {**t, "content": jnp.full_like(t["content"], jnp.nan)}
+    X2, s2, info = jax.jit(step)(X, state, params16, bad, cfg)
+    assert not np.isfinite(float(info.cost))
+    np.testing.assert_array_equal(X2, X)  # bitwise: returned unchanged, not recomputed
+    for a, b in zip(jax.tree.leaves(s2), jax.tree.leaves(state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    X3, _, info = jax.jit(step)(X, state, params16, t, cfg)
+    assert np.isfinite(float(info.cost)) and not np.array_equal(X3, X)
+
+    guarded = jax.jit(_guarded_step(step), donate_argnums=(0, 1))
+    ls = init_loop_state(tx, X, cfg)
+    ma = guarded.lower(X, ls, jnp.bool_(True), params16, t, cfg).compile().memory_analysis()
+    state_bytes = sum(x.nbytes for x in jax.tree.leaves(ls))
+    assert ma.alias_size_in_bytes >= state_bytes  # the outputs reuse the donated inputs
+    assert ma.temp_size_in_bytes < 0.5 * state_bytes or optimizer == "adam"  # no second history
+

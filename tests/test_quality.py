@@ -94,7 +94,13 @@ def test_histogram_mode_uses_matched_style(params16, images):
 def test_ema_equals_hand_computation(params16, images):
     C, S = images
     d = 0.6
-    cfg = TINY.replace(iterations=3, report_every=3, avg_decay=d).validate("vgg16")
+    # The engine's program and this one differ in fusions and summation order (on CPU
+    # the first layer is a dot whose operand XLA may fuse differently): an ulp apart, a
+    # near-tie in max pooling can route a pixel's gradient the other way. SGD keeps that
+    # local (Adam's first steps are ~lr sign(g): up to lr where g is ~0); measured: 2 of
+    # 3072 values 3e-5 apart, the rest within 1e-6.
+    cfg = TINY.replace(iterations=3, report_every=3, avg_decay=d, optimizer="sgd",
+                       learning_rate=1.0).validate("vgg16")
     out, _ = stylize(C, S, params16, SPEC, config=cfg, key=jax.random.key(0))
     tx = make_optimizer(cfg)
     step = jax.jit(make_step(tx, SPEC))
@@ -106,7 +112,10 @@ def test_ema_equals_hand_computation(params16, images):
         G, s, _ = step(G, s, params16, t, cfg)
         avg = d * avg + (1 - d) * np.asarray(G)
     want = avg / (1 - d**3)
-    np.testing.assert_allclose(out, np.clip(want, 0, 1), atol=1e-5)
+    G0 = init_image(jnp.asarray(C), cfg, key=jax.random.key(0))
+    assert np.abs(np.asarray(G) - np.asarray(G0)).max() > 1e-2  # the steps moved it
+    diff = np.abs(out - np.clip(want, 0, 1))
+    assert np.mean(diff > 1e-5) < 0.005 and diff.max() < 1e-3, (np.mean(diff > 1e-5), diff.max())
 
 
 def test_averaged_before_first_step_is_x():
