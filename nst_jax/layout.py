@@ -74,9 +74,10 @@ def single_programs(tx: optax.GradientTransformation, spec: vgg.Preprocessing, c
     the loop's guard selected between the old and the new optimizer state, the fused
     loop copied L-BFGS's history every step, and ``bench_step`` once measured it up
     to 1.8x slower. With the guard a conditional (:func:`nst_jax.step._if_finite`) the
-    fused loop is 10% faster than the host loop (``bench_run``, VGG16 256 px, 150
-    iterations, warm: 0.297 against 0.335 s/iteration with 100 pairs, 0.302 against
-    0.331 with 10; the same J; benchmarks/README.md "The step's guard")."""
+    fused loop is as fast or faster than the host loop (``bench_run``, VGG16 256 px,
+    150 iterations, warm, two rounds: 0.297 / 0.334 against 0.335 / 0.343 s/iteration
+    with 100 pairs, 0.302 / 0.302 against 0.331 / 0.301 with 10; the same J;
+    benchmarks/README.md "The step's guard")."""
     run = make_run(tx, spec, chunk, fused=True, objective=objective_fn, static_trip=static_trip)
     return run, jax.jit(_measure_fn(spec, objective_fn))
 
