@@ -287,7 +287,7 @@ def make_run(
     ``fused=True``: :func:`make_run_fn` jitted once, X and the loop state donated.
     ``fused=False``: a host loop of ``n`` calls of one jitted (donating) guarded step,
     dispatched asynchronously: the host syncs only when the caller reads the results,
-    once per chunk. The driver uses the fused loop, except for L-BFGS on CPU (see
+    once per chunk. The driver uses the fused loop for every optimizer (see
     :func:`nst_jax.layout.single_programs` for the measurements). The host loop
     stops like the fused one at a non-finite cost or convergence: after dispatching
     step i it waits for step i-1's ``alive`` flag (so one step stays in flight) and
