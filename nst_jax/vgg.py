@@ -218,27 +218,10 @@ def conv3x3(x: Array, kernel: Array) -> Array:
     return conv3x3_pre(x, kernel, backward_kernel(kernel))
 
 
-def conv3x3_patches(x: Array, kernel_p: Array) -> Array:
-    """:func:`conv3x3` as one dot: ``y[i, j] = patch(x, i, j) @ kernel_p``, where
-    ``patch(x, i, j)`` is the zero-padded 3x3 neighbourhood of ``(i, j)`` flattened in
-    ``(row, column, channel)`` order, ``(9 Cin,)``, and ``kernel_p = kernel.reshape(9 Cin,
-    Cout)``. ``x (H, W, Cin)`` -> ``(H, W, Cout)``.
-
-    For the first layer (``Cin = 3``): XLA:CPU runs a convolution of 3 input channels far
-    below its dot speed (benchmarks/README.md "The first layer as one dot"); the patches
-    are ``9 Cin`` floats a pixel, transient (the input gradient needs only ``kernel_p``).
-    """
-    h, w, _ = x.shape
-    xp = jnp.pad(x, ((1, 1), (1, 1), (0, 0)))
-    patches = jnp.concatenate([xp[i:i + h, j:j + w] for i in range(3) for j in range(3)], axis=-1)
-    return patches @ kernel_p
-
-
 def with_backward_kernels(params: Params, winograd: bool = False) -> dict[str, dict[str, Array]]:
     """``params`` with ``"kernel_t" = backward_kernel(kernel)`` added to every layer, and
     with ``winograd`` also ``"kernel_w" = winograd.winograd_kernel(kernel)`` to the
-    512-channel ones (:mod:`nst_jax.winograd`) and ``"kernel_p" = kernel.reshape(27,
-    Cout)`` to the first (3 input channels, :func:`conv3x3_patches`).
+    512-channel ones (:mod:`nst_jax.winograd`).
 
     :func:`vgg_features` then uses :func:`conv3x3_pre`, or
     :func:`nst_jax.winograd.conv3x3_winograd` where
@@ -254,8 +237,6 @@ def with_backward_kernels(params: Params, winograd: bool = False) -> dict[str, d
             q["kernel_t"] = backward_kernel(jnp.asarray(p["kernel"]))
         if winograd and "kernel_w" not in q and p["kernel"].shape[-1] >= 512:
             q["kernel_w"] = wino.winograd_kernel(p["kernel"])
-        if winograd and "kernel_p" not in q and p["kernel"].shape[2] == 3:
-            q["kernel_p"] = jnp.reshape(jnp.asarray(p["kernel"]), (27, p["kernel"].shape[-1]))
         out[name] = q
     return out
 
@@ -291,7 +272,7 @@ def vgg_features(
 
     Args:
       params: ``{layer: {"kernel": (3, 3, Cin, Cout), "bias": (Cout,)}}``, optionally
-        with ``"kernel_t"``, ``"kernel_w"`` and ``"kernel_p"`` (see :func:`with_backward_kernels`).
+        with ``"kernel_t"`` and ``"kernel_w"`` (see :func:`with_backward_kernels`).
       image: network input ``(H, W, 3)`` (see :func:`preprocess`); batch with ``jax.vmap``.
       layers: names such as ``"conv4_2"``, ``"relu4_2"`` or ``"block4_conv2"``.
       pooling: ``"max"`` (VGG's own) or ``"avg"`` (Gatys et al. 2016 recommend it).
@@ -345,8 +326,6 @@ def vgg_features(
         xin = x if padding == "zero" else _pad1(x, padding)
         if "kernel_w" in p and x.dtype == jnp.float32 and wino.winograd_wins(*xin.shape, k.shape[-1]):
             y = wino.conv3x3_winograd(xin, p["kernel_w"])
-        elif "kernel_p" in p and x.dtype == jnp.float32:
-            y = conv3x3_patches(xin, p["kernel_p"])
         elif "kernel_t" in p:
             y = conv3x3_pre(xin, k, p["kernel_t"].astype(x.dtype))
         else:

@@ -161,8 +161,7 @@ def test_progress_times_the_computation_not_the_dispatch(params16):
     tx = _optimizer(cfg.optimizer, cfg.learning_rate, cfg.lbfgs_history)
     run, _ = Layout().programs(tx, SPEC, 3, objective)  # the engine's own (cached) program
     X = jnp.asarray(C)
-    kernels = vgg.with_backward_kernels(params16, winograd=Layout().winograd(cfg.precision))  # the engine's
-    args = (init_loop_state(tx, X, cfg), kernels,
+    args = (init_loop_state(tx, X, cfg), vgg.with_backward_kernels(params16),
             compute_targets(params16, SPEC, C, S, cfg), cfg, jnp.int32(3))
     t0 = time.perf_counter()
     jax.block_until_ready(run(X, *args))
