@@ -11,9 +11,8 @@ from the same start; the median s/step is reported. Variants:
 * ``fused``: the CPU driver's chunk (``make_run``: a ``while_loop``);
 * ``static``: the GPU/TPU form (``make_run(static_trip=True)``: a ``fori_loop``);
 * ``host``: a host loop of single jitted steps (``make_run(fused=False)``);
-* ``winograd``: the fused chunk with Winograd kernels for the 512-channel layers and the
-  first layer as one dot (``with_backward_kernels(winograd=True)``, what the engine gives
-  XLA:CPU); ``winograd_conv1``: the same with the first layer as XLA's convolution;
+* ``winograd``: the fused chunk with Winograd kernels for the 512-channel layers
+  (``with_backward_kernels(winograd=True)``, what the engine gives XLA:CPU);
 * ``old`` and ``old_host`` (with ``--old-from REV``): the fused chunk and the host loop
   of an earlier ``step.py`` read from git.
 
@@ -36,11 +35,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def _without(params: dict, key: str) -> dict:
-    """``params`` with ``key`` dropped from every layer (a lever switched off)."""
-    return {n: {k: v for k, v in p.items() if k != key} for n, p in params.items()}
 
 
 def main() -> int:
@@ -79,9 +73,7 @@ def main() -> int:
              "static": (S.make_run(tx, V.CAFFE, args.chunk, static_trip=True), S.init_loop_state, params),
              "host": (S.make_run(tx, V.CAFFE, args.chunk, fused=False), S.init_loop_state, params),
              "winograd": (S.make_run(tx, V.CAFFE, args.chunk), S.init_loop_state,
-                          V.with_backward_kernels(raw, winograd=True)),
-             "winograd_conv1": (S.make_run(tx, V.CAFFE, args.chunk), S.init_loop_state,
-                                _without(V.with_backward_kernels(raw, winograd=True), "kernel_p"))}
+                          V.with_backward_kernels(raw, winograd=True))}
     if args.only:
         progs = {k: v for k, v in progs.items() if k in args.only}
     if args.old_from:
