@@ -94,8 +94,7 @@ def test_histogram_mode_uses_matched_style(params16, images):
 def test_ema_equals_hand_computation(params16, images):
     C, S = images
     d = 0.6
-    # The engine's program and this one differ in fusions and summation order (on CPU
-    # the first layer is a dot whose operand XLA may fuse differently): an ulp apart, a
+    # The engine's program and this one differ in fusions and summation order: an ulp apart, a
     # near-tie in max pooling can route a pixel's gradient the other way. SGD keeps that
     # local (Adam's first steps are ~lr sign(g): up to lr where g is ~0); measured: 2 of
     # 3072 values 3e-5 apart, the rest within 1e-6.
