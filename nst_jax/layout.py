@@ -45,16 +45,6 @@ def to_host(x: Array) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def is_line_search(tx: optax.GradientTransformation) -> bool:
-    """Whether ``tx`` is a line-search optimizer (its state holds the cost ``value``,
-    as ``optax.lbfgs``'s does): its step counts evaluations from that state and keeps
-    the box as a penalty (:func:`nst_jax.step.make_step`)."""
-    import jax.numpy as jnp
-
-    state = jax.eval_shape(tx.init, jax.ShapeDtypeStruct((1,), jnp.float32))
-    return optax.tree_utils.tree_get(state, "value", None) is not None
-
-
 def _measure_fn(spec: vgg.Preprocessing, objective_fn: Callable) -> Callable:
     def measure(X, ls, params, targets, content, config):
         Xr = averaged(X, ls, config)
@@ -237,5 +227,5 @@ class Layout:
         return jax.vmap(fn)(*args) if self.batched else fn(*args)
 
 
-__all__ = ["Layout", "is_line_search", "single_programs", "spread_tiles", "to_host", "trimmed",
+__all__ = ["Layout", "single_programs", "spread_tiles", "to_host", "trimmed",
            "vmapped_programs"]
