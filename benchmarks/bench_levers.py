@@ -45,6 +45,7 @@ def main() -> int:
     ap.add_argument("--chunk", type=int, default=4)
     ap.add_argument("--old-from", default=None, metavar="REV")
     ap.add_argument("--lbfgs-history", type=int, default=10)
+    ap.add_argument("--lbfgs-linesearch", default="zoom", choices=["zoom", "none"])
     ap.add_argument("--only", nargs="+", default=None, metavar="VARIANT",
                     help="run only these variants (and 'old' with --old-from)")
     args = ap.parse_args()
@@ -66,7 +67,8 @@ def main() -> int:
     params = V.with_backward_kernels(raw)
     C = load_image(ROOT / "examples" / "content_chelsea.png", args.size)
     St = load_image(ROOT / "examples" / "style_swirls.png", args.size)
-    cfg = Config(optimizer=args.optimizer, lbfgs_history=args.lbfgs_history).validate("vgg16")
+    cfg = Config(optimizer=args.optimizer, lbfgs_history=args.lbfgs_history,
+                 lbfgs_linesearch=args.lbfgs_linesearch).validate("vgg16")
     targets = compute_targets(raw, V.CAFFE, C, St, cfg)
     tx = S.make_optimizer(cfg)
     progs = {"fused": (S.make_run(tx, V.CAFFE, args.chunk), S.init_loop_state, params),
@@ -110,9 +112,10 @@ def main() -> int:
             times[name].append(call(name))
     med = {k: float(np.median(v)) for k, v in times.items()}
     print(json.dumps({"size": args.size, "optimizer": args.optimizer, "chunk": args.chunk,
-                      "lbfgs_history": args.lbfgs_history,
+                      "lbfgs_history": args.lbfgs_history, "lbfgs_linesearch": args.lbfgs_linesearch,
                       "rounds": args.rounds, "median_s_per_step": med,
-                      "vs_fused": {k: v / med["fused"] for k, v in med.items()}, "xla_mb": memory,
+                      "vs_fused": {k: v / med["fused"] for k, v in med.items()} if "fused" in med else None,
+                      "xla_mb": memory,
                       "cpu": cpu_info()},
                      indent=1))
     return 0

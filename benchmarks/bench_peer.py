@@ -177,7 +177,8 @@ def common_nst(size: int, prep: dict, out: Path, save_every: int) -> list[str]:
 def same_flags(config: str, iters: int) -> str:
     """nst_jax's flags that mirror the peer's settings of ``config``."""
     opt, start = CONFIGS[config]
-    lr = f" --lr {ADAM_LR / 256:.6g}" if opt == "adam" else " --lbfgs-history 100"
+    # the peer's L-BFGS: 100 pairs, the full quasi-Newton step (no line search)
+    lr = f" --lr {ADAM_LR / 256:.6g}" if opt == "adam" else " --lbfgs-history 100 --lbfgs-linesearch none"
     return f"--optimizer {opt} --init {start} --iters {iters}{lr}"
 
 

@@ -38,6 +38,7 @@ def main() -> int:
     ap.add_argument("--report-every", type=int, default=100)
     ap.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS before JAX starts")
     ap.add_argument("--lbfgs-history", type=int, default=10)
+    ap.add_argument("--lbfgs-linesearch", default="zoom", choices=["zoom", "none"])
     ap.add_argument("--loop", default="fused", choices=["fused", "host"],
                     help="the chunk's form: the compiled loop (the engine's), or a host loop of "
                          "single steps (to measure that choice)")
@@ -65,7 +66,8 @@ def main() -> int:
     C = load_image(ROOT / "examples" / "content_chelsea.png", args.size)
     S = load_image(ROOT / "examples" / "style_swirls.png", args.size)
     cfg = Config(iterations=args.iters, optimizer=args.optimizer, precision=args.precision,
-                 report_every=args.report_every, lbfgs_history=args.lbfgs_history)
+                 report_every=args.report_every, lbfgs_history=args.lbfgs_history,
+                 lbfgs_linesearch=args.lbfgs_linesearch)
     runs = []
     for label in ("cold (compiles)", "warm (compiled)"):
         t0 = time.perf_counter()

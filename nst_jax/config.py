@@ -20,6 +20,7 @@ from nst_jax.losses import NORMALIZATIONS
 from nst_jax.statistics import STYLE_LOSSES, WHOLE_IMAGE_LOSSES
 
 OPTIMIZERS = ("adam", "lbfgs", "sgd")
+LBFGS_LINESEARCHES = ("zoom", "none")
 PRECISIONS = ("f32", "highest", "bf16")
 INITS = ("noise", "content", "content+noise")
 DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -63,6 +64,10 @@ class Config:
         texture made with it tiles seamlessly). Tiled runs need ``zero``.
       normalization: ``lecture`` (default), ``gatys``, ``jcjohnson`` or ``tf-tutorial``.
       lbfgs_history: L-BFGS memory size (default 10).
+      lbfgs_linesearch: ``zoom`` (default: ``optax.lbfgs``'s line search, the box as a
+        penalty) or ``none`` (:func:`nst_jax.lbfgs.lbfgs_fixed`: the full quasi-Newton step,
+        one evaluation an iteration, pairs with ``s . y <= 0`` skipped, the box clipped: the
+        L-BFGS of Torch's and PyTorch's neural-style).
       report_every: steps fused into one compiled call between progress reports.
       preserve_color: ``none`` (default); ``luminance``: optimise the luminance only and
         give the output the content's chroma (Gatys et al. 2017); ``histogram``: match the
@@ -98,9 +103,10 @@ class Config:
         (:mod:`nst_jax.tiling`): memory of one tile's forward/backward pass plus a few
         image-sized arrays, for about twice the time. At least the halo of the deepest
         layer (64 px for VGG16's ``conv5_1``, 80 for VGG19's).
-      box_weight: L-BFGS only: weight of the penalty ``sum(dist(X, [0, 1])^2)`` that keeps
-        pixels in the box (default 1e4; Adam and SGD clip instead). Raise it with alpha
-        and beta if you scale them up by a lot.
+      box_weight: L-BFGS with the zoom line search only: weight of the penalty
+        ``sum(dist(X, [0, 1])^2)`` that keeps pixels in the box (default 1e4; Adam, SGD and
+        ``lbfgs_linesearch="none"`` clip instead). Raise it with alpha and beta if you
+        scale them up by a lot.
     """
 
     alpha: float = 1.0
@@ -119,6 +125,7 @@ class Config:
     padding: str = _static("zero")
     normalization: str = _static("lecture")
     lbfgs_history: int = _static(10)
+    lbfgs_linesearch: str = _static("zoom")
     report_every: int = _static(25)
     preserve_color: str = _static("none")
     original_colors: bool = _static(False)
@@ -161,6 +168,8 @@ class Config:
         need(0.0 <= self.noise_ratio <= 1.0,
              f"noise_ratio: expected a value in [0, 1], got {self.noise_ratio}")
         need(self.lbfgs_history > 0, f"lbfgs_history: expected > 0, got {self.lbfgs_history}")
+        need(self.lbfgs_linesearch in LBFGS_LINESEARCHES,
+             f"lbfgs_linesearch: expected one of {LBFGS_LINESEARCHES}, got {self.lbfgs_linesearch!r}")
         need(self.preserve_color in PRESERVE_COLOR,
              f"preserve_color: expected one of {PRESERVE_COLOR}, got {self.preserve_color!r}")
         need(0.0 <= self.avg_decay < 1.0,

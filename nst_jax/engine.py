@@ -51,11 +51,12 @@ _with_backward_kernels = jax.jit(vgg.with_backward_kernels, static_argnames="win
 
 
 @functools.lru_cache(maxsize=16)
-def _optimizer(optimizer: str, learning_rate: float, lbfgs_history: int) -> optax.GradientTransformation:
+def _optimizer(optimizer: str, learning_rate: float, lbfgs_history: int,
+               lbfgs_linesearch: str) -> optax.GradientTransformation:
     """``config.optimizer``'s transformation, one object per setting (so that the
     compiled-program caches of :mod:`nst_jax.layout` find it again)."""
     return make_optimizer(Config(optimizer=optimizer, learning_rate=learning_rate,
-                                 lbfgs_history=lbfgs_history))
+                                 lbfgs_history=lbfgs_history, lbfgs_linesearch=lbfgs_linesearch))
 
 
 @dataclasses.dataclass
@@ -165,7 +166,8 @@ def iterate(
     params = _with_backward_kernels(params, winograd=layout.winograd(config.precision))  # once
     key = jax.random.key(0) if key is None else key
     chunk = min(config.report_every, config.iterations)
-    tx = tx if tx is not None else _optimizer(config.optimizer, config.learning_rate, config.lbfgs_history)
+    tx = tx if tx is not None else _optimizer(config.optimizer, config.learning_rate, config.lbfgs_history,
+                                              config.lbfgs_linesearch)
     objective = objective or default_objective
     _check_layout(layout, point_configs, sizes, vgg.arch_of(params), config)
     cfg = layout.split(point_configs) if layout.batched else config

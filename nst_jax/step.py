@@ -21,6 +21,7 @@ from jax import lax
 
 from nst_jax import swd, vgg
 from nst_jax.config import Config
+from nst_jax.lbfgs import lbfgs_fixed
 from nst_jax.problem import Targets, box_penalty, precision_scope
 from nst_jax.problem import objective as default_objective
 
@@ -33,10 +34,14 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 
     ``adam``: ``optax.adam(learning_rate)`` (b1=0.9, b2=0.999, eps=1e-8), learning
     rate in pixel units. ``lbfgs``: ``optax.lbfgs`` with its zoom line search and
-    ``lbfgs_history`` pairs. ``sgd``: plain gradient descent (for the alpha/beta study).
+    ``lbfgs_history`` pairs; with ``lbfgs_linesearch="none"`` :func:`nst_jax.lbfgs.lbfgs_fixed`
+    (full steps, one evaluation an iteration: a first-order transformation here, clipped
+    to the box like Adam). ``sgd``: plain gradient descent (for the alpha/beta study).
     """
     if config.optimizer == "adam":
         return optax.adam(config.learning_rate)
+    if config.optimizer == "lbfgs" and config.lbfgs_linesearch == "none":
+        return lbfgs_fixed(config.lbfgs_history)
     if config.optimizer == "lbfgs":
         return optax.lbfgs(memory_size=config.lbfgs_history)
     if config.optimizer == "sgd":

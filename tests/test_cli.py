@@ -62,6 +62,10 @@ def test_jpeg_output_and_lbfgs(work):
     assert run(work, "--optimizer", "lbfgs", out="l.jpg") == 0
     with Image.open(work / "l.jpg") as im:
         assert im.format == "JPEG"
+    assert run(work, "--optimizer", "lbfgs", "--lbfgs-linesearch", "none", out="l_none.png") == 0
+    with Image.open(work / "l_none.png") as im:
+        meta = json.loads(im.info["nst_jax"])
+    assert meta["settings"]["lbfgs_linesearch"] == "none" and meta["evals"] == meta["steps"]
 
 
 @pytest.mark.parametrize(("args", "msg"), [
@@ -81,6 +85,15 @@ def test_bad_options(work, capsys, args, msg):
     assert run(work, *args) == 2
     err = capsys.readouterr().err
     assert msg in err and err.startswith("error: ") and "Traceback" not in err
+
+
+def test_unknown_choice_exits_2(work, capsys):
+    with pytest.raises(SystemExit) as e:
+        run(work, "--lbfgs-linesearch", "wolfe")
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: argument --lbfgs-linesearch: invalid choice: 'wolfe' (choose from "
+                          "'zoom', 'none')") and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize(("flag", "value", "msg"), [
@@ -313,6 +326,19 @@ def test_checkpoint_and_resume_cli_equals_uninterrupted(work, capsys):
     assert "settings differ from the checkpoint's: beta" in capsys.readouterr().err
     assert run(work, *args, "--resume", str(work / "nope.ckpt"), out="o2.png") == 2
     assert "checkpoint not found" in capsys.readouterr().err
+    # a checkpoint written before --lbfgs-linesearch existed ran with its default: it resumes
+    from nst_jax.checkpoint import save_checkpoint
+
+    snap, settings = load_checkpoint(ckpt)
+    old = work / "old.ckpt"
+    save_checkpoint(old, snap, {k: v for k, v in settings.items() if k != "lbfgs_linesearch"})
+    assert run(work, *args, "--resume", str(old), out="from_old.png") == 0
+    with Image.open(work / "full.png") as a, Image.open(work / "from_old.png") as b:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # bitwise: as above
+    save_checkpoint(old, snap, {**settings, "lbfgs_linesearch": "none"})
+    capsys.readouterr()
+    assert run(work, *args, "--resume", str(old), out="o3.png") == 2
+    assert "settings differ from the checkpoint's: lbfgs_linesearch" in capsys.readouterr().err
 
 
 def test_first_scale_too_small_cli(work, capsys):

@@ -58,6 +58,18 @@ def test_resume_continues_exactly(work, tmp_path, model):
             np.testing.assert_array_equal(pa[layer][name], pb[layer][name])
 
 
+def test_cosine_schedule_is_recorded_and_resumes_only_with_itself(work, tmp_path, capsys):
+    out = tmp_path / "c.nstm"
+    assert _train(work, tmp_path, "--steps", "2", "--lr-schedule", "cosine", "-o", str(out),
+                  "--checkpoint-every", "2") == 0
+    assert store.load_model(out)[2]["lr_schedule"] == "cosine"
+    capsys.readouterr()
+    # a constant rate's Adam state has no schedule count: the checkpoint does not fit it
+    assert _train(work, tmp_path, "--steps", "4", "-o", str(out), "--resume") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not match this optimizer" in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize(("setup", "message"), [
     ("empty", "no usable photos (no images"),
     ("bad", "no usable photos (2 unreadable file(s))"),

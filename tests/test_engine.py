@@ -158,7 +158,7 @@ def test_progress_times_the_computation_not_the_dispatch(params16):
     cfg = CFG.replace(iterations=9, report_every=3).validate("vgg16")
     C, S = rand_image(128, 128, 1), rand_image(128, 128, 2)
     last = list(iterate(C, S, params16, SPEC, config=cfg))[-1]
-    tx = _optimizer(cfg.optimizer, cfg.learning_rate, cfg.lbfgs_history)
+    tx = _optimizer(cfg.optimizer, cfg.learning_rate, cfg.lbfgs_history, cfg.lbfgs_linesearch)
     run, _ = Layout().programs(tx, SPEC, 3, objective)  # the engine's own (cached) program
     X = jnp.asarray(C)
     args = (init_loop_state(tx, X, cfg), vgg.with_backward_kernels(params16),

@@ -77,6 +77,7 @@ def _choices(name: str) -> tuple[str, ...]:
     from nst_jax import config, losses, statistics, vgg
 
     return {"style_loss": statistics.STYLE_LOSSES, "optimizer": config.OPTIMIZERS,
+            "lbfgs_linesearch": config.LBFGS_LINESEARCHES,
             "init": config.INITS, "precision": config.PRECISIONS,
             "normalization": losses.NORMALIZATIONS, "pooling": vgg.POOLINGS, "padding": vgg.PADDINGS,
             "preserve_color": ("none", "luminance", "histogram")}[name]
@@ -166,6 +167,9 @@ GROUPS: dict[str, tuple[Flag, ...]] = {
         Flag("--lr", "Adam/SGD step in pixel units, pixels in [0, 1]", "learning_rate",
              ranged(positive_float, hi=1e3)),
         Flag("--lbfgs-history", "L-BFGS memory", "lbfgs_history", ranged(positive_int, hi=1000)),
+        Flag("--lbfgs-linesearch", "L-BFGS step: zoom (a line search, ~1.3 evaluations an "
+             "iteration) or none (the full quasi-Newton step, one evaluation, non-convex pairs "
+             "skipped: the reference tools' L-BFGS)", "lbfgs_linesearch", choices="lbfgs_linesearch"),
         Flag("--init", "starting image: noise, content, content+noise, or model:PATH (the output "
              "of a network trained with nst-jax train)", "init", type=init_arg),
         Flag("--noise-ratio", "noise share r of content+noise: (1-r)*C + r*U(0,1)", "noise_ratio",

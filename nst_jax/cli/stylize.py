@@ -130,6 +130,11 @@ def _free_default(args: argparse.Namespace) -> Path:
     raise CliError(f"no free output name like {base} in out/")
 
 
+#: Settings added after checkpoints of earlier versions were written, with the value that
+#: such a checkpoint ran with (absent from it: the behaviour it had, not a difference).
+ADDED_SETTINGS: dict[str, Any] = {"lbfgs_linesearch": "zoom"}
+
+
 def _inputs_digest(args: argparse.Namespace) -> dict[str, Any]:
     masks = [*(args.style_masks or []), args.mask_colors, *(args.style_regions or []),
              args.content_mask]
@@ -153,6 +158,7 @@ def _check_resume(args: argparse.Namespace, run_settings: dict[str, Any]) -> dic
                                    ("mask", then.get("masks"), now.get("masks"))) if a != b]
         raise CliError(f"--resume {args.resume}: the {' and '.join(which)} image file(s) changed "
                        "since the checkpoint was written (sha256 differs)")
+    saved = {**{k: v for k, v in ADDED_SETTINGS.items() if k not in saved}, **saved}
     diff = sorted(k for k in set(saved) | set(run_settings)
                   if saved.get(k) != json.loads(json.dumps(run_settings.get(k), default=str)))
     if diff:

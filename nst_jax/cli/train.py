@@ -64,6 +64,9 @@ def fill_parser(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="longest side of the style images (default: 256)")
     t.add_argument("--lr", type=ranged(positive_float, hi=1.0), default=1e-3,
                    help="learning rate (default: 0.001)")
+    t.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="constant (Johnson et al.'s) or cosine: decayed from --lr to 0 at --steps "
+                        "(optax.cosine_decay_schedule; default: constant)")
     t.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                    help="optax.adam (Johnson et al.'s) or plain optax.sgd (default: adam)")
     t.add_argument("--width", type=ranged(positive_float, lo=0.0625, hi=4.0), default=1.0,
@@ -156,15 +159,23 @@ def _meta(args: argparse.Namespace, s: dict[str, Any], step: int, seconds: float
             "style_names": [Path(p).stem for p in args.style], "steps": step,
             "train_seconds": round(seconds, 1), "data": str(args.data), "photos": len(s["photos"]),
             "crop": args.crop, "resize": args.resize, "batch": args.batch, "lr": args.lr,
+            "lr_schedule": args.lr_schedule,
             "optimizer": args.optimizer, "seed": args.seed,
             "style_size": args.style_size, "weights": str(s["wpath"]),
             "config": {k: v for k, v in s["config"].__dict__.items()}}
 
 
+def _optimizer(args: argparse.Namespace) -> Any:
+    """``--optimizer`` with ``--lr`` (constant) or a cosine decay from it to 0 at ``--steps``."""
+    import optax
+
+    lr = optax.cosine_decay_schedule(args.lr, args.steps) if args.lr_schedule == "cosine" else args.lr
+    return optax.adam(lr) if args.optimizer == "adam" else optax.sgd(lr)
+
+
 def run(args: argparse.Namespace) -> int:
     """The ``train`` subcommand; returns the exit code."""
     import jax
-    import optax
 
     from nst_jax.layout import Layout
     from nst_jax.models import data, johnson, store
@@ -174,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     s = _setup(args)
     if s["bad"]:
         print(f"warning: {len(s['bad'])} unreadable file(s) in {args.data} skipped", file=sys.stderr)
-    tx = optax.adam(args.lr) if args.optimizer == "adam" else optax.sgd(args.lr)
+    tx = _optimizer(args)
     arch, paths = s["arch"], s["paths"]
     if args.resume:
         try:
