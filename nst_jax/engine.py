@@ -59,6 +59,10 @@ def _optimizer(optimizer: str, learning_rate: float, lbfgs_history: int,
                                  lbfgs_history=lbfgs_history, lbfgs_linesearch=lbfgs_linesearch))
 
 
+def _config_optimizer(config: Config) -> optax.GradientTransformation:
+    return _optimizer(config.optimizer, config.learning_rate, config.lbfgs_history, config.lbfgs_linesearch)
+
+
 @dataclasses.dataclass
 class Progress:
     """One report of :func:`iterate`. With a batched :class:`~nst_jax.layout.Layout`
@@ -166,8 +170,7 @@ def iterate(
     params = _with_backward_kernels(params, winograd=layout.winograd(config.precision))  # once
     key = jax.random.key(0) if key is None else key
     chunk = min(config.report_every, config.iterations)
-    tx = tx if tx is not None else _optimizer(config.optimizer, config.learning_rate, config.lbfgs_history,
-                                              config.lbfgs_linesearch)
+    tx = tx if tx is not None else _config_optimizer(config)
     objective = objective or default_objective
     _check_layout(layout, point_configs, sizes, vgg.arch_of(params), config)
     cfg = layout.split(point_configs) if layout.batched else config

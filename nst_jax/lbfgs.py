@@ -69,7 +69,7 @@ def two_loop(g: Array, s: Array, y: Array, rho: Array, newest: Array, gamma: Arr
         b = rho[i] * _vdot(y[i], r)
         return r + (a - b).astype(r.dtype) * s[i], None
 
-    r, _ = lax.scan(forward, gamma.astype(g.dtype) * q, (order[::-1], alphas[::-1]))
+    r, _ = lax.scan(forward, gamma.astype(g.dtype) * q, (order, alphas), reverse=True)  # oldest first
     return r
 
 
@@ -101,8 +101,11 @@ def lbfgs_fixed(memory_size: int = 100, learning_rate: float = 1.0,
         gamma = jnp.where(keep, sy / jnp.where(keep, yy, 1.0), state.gamma)
         kept = state.kept + keep.astype(jnp.int32)
         direction = two_loop(grad, S, Y, rho, (kept - 1) % memory_size, gamma)
-        first = jnp.minimum(1.0, 1.0 / jnp.sum(jnp.abs(grad)).astype(jnp.float32))
-        t = learning_rate * jnp.where(state.count == 0, first, 1.0)
+        # the first step's scale reads the whole gradient: only at the first step
+        t = learning_rate * lax.cond(
+            state.count == 0,
+            lambda: jnp.minimum(1.0, 1.0 / jnp.sum(jnp.abs(grad)).astype(jnp.float32)),
+            lambda: jnp.float32(1.0))
         new = FixedLbfgsState(state.count + 1, kept, x, grad, S, Y, rho, gamma)
         return -t.astype(grad.dtype) * direction, new
 

@@ -152,13 +152,13 @@ def test_progress_times_the_computation_not_the_dispatch(params16):
     reported seconds per step are those of a blocking call of the same program."""
     import time
 
-    from nst_jax.engine import _optimizer
+    from nst_jax.engine import _config_optimizer
     from nst_jax.layout import Layout
 
     cfg = CFG.replace(iterations=9, report_every=3).validate("vgg16")
     C, S = rand_image(128, 128, 1), rand_image(128, 128, 2)
     last = list(iterate(C, S, params16, SPEC, config=cfg))[-1]
-    tx = _optimizer(cfg.optimizer, cfg.learning_rate, cfg.lbfgs_history, cfg.lbfgs_linesearch)
+    tx = _config_optimizer(cfg)
     run, _ = Layout().programs(tx, SPEC, 3, objective)  # the engine's own (cached) program
     X = jnp.asarray(C)
     args = (init_loop_state(tx, X, cfg), vgg.with_backward_kernels(params16),
