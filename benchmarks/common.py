@@ -24,12 +24,15 @@ from nst_jax import vgg
 
 #: The vector extensions that decide which kernels XLA, oneDNN and BLAS run.
 VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-                "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+                "avx512_vnni", "avx512_bf16", "avx512_vp2intersect", "avx_vnni", "avx512_fp16",
+                "amx_bf16", "amx_tile")
 
 
 def cpu_info() -> dict:
-    """``{"model", "vector_extensions", "cores", "jaxlib"}`` of this machine (Linux
-    ``/proc/cpuinfo``; elsewhere what ``platform`` knows)."""
+    """``{"model", "family", "vector_extensions", "cores", "jaxlib"}`` of this machine
+    (Linux ``/proc/cpuinfo``; elsewhere what ``platform`` knows). ``family`` is "cpu
+    family/model" (e.g. AMD 25/x = Zen 3 or 4, 26/x = Zen 5): VMs here all say "AMD
+    EPYC", and the generations differ by up to 1.9x in these benchmarks."""
     import os
     import platform
 
@@ -38,15 +41,18 @@ def cpu_info() -> dict:
         text = Path("/proc/cpuinfo").read_text()
         model = re.search(r"^model name\s*:\s*(.+)$", text, re.M).group(1).strip()
         flags = set(re.search(r"^flags\s*:\s*(.+)$", text, re.M).group(1).split())
+        fam = re.search(r"^cpu family\s*:\s*(\d+)$", text, re.M)
+        num = re.search(r"^model\s*:\s*(\d+)$", text, re.M)
+        family = f"{fam.group(1)}/{num.group(1)}" if fam and num else None
     except (OSError, AttributeError):
-        pass
+        family = None
     try:
         import jaxlib
 
         jl = jaxlib.__version__
     except ImportError:
         jl = None
-    return {"model": model, "vector_extensions": [f for f in VECTOR_FLAGS if f in flags],
+    return {"model": model, "family": family, "vector_extensions": [f for f in VECTOR_FLAGS if f in flags],
             "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "jaxlib": jl}
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -45,6 +45,20 @@ def to_host(x: Array) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
+class Programs(NamedTuple):
+    """The compiled programs of a run (see :meth:`Layout.programs`).
+
+    ``run(X, ls, params, targets, config, n) -> (X, ls, costs, evals, done, ok, first)``:
+    :func:`nst_jax.step.make_run_fn` with ``first_terms``; ``measure(X, ls, params,
+    targets, content, config) -> (Xr, image, terms)``: the result X (averaged), its
+    output image and the objective's terms (one forward pass); ``show(X, ls, content,
+    config) -> image``: the output image alone (no network)."""
+
+    run: Callable
+    measure: Callable
+    show: Callable
+
+
 def _measure_fn(spec: vgg.Preprocessing, objective_fn: Callable) -> Callable:
     def measure(X, ls, params, targets, content, config):
         Xr = averaged(X, ls, config)
@@ -53,9 +67,13 @@ def _measure_fn(spec: vgg.Preprocessing, objective_fn: Callable) -> Callable:
     return measure
 
 
+def _show(X, ls, content, config):
+    return output_image(averaged(X, ls, config), content, config)
+
+
 @functools.lru_cache(maxsize=16)
 def single_programs(tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int,
-                    objective_fn: Callable, static_trip: bool = False) -> tuple[Callable, Callable]:
+                    objective_fn: Callable, static_trip: bool = False) -> Programs:
     """The jitted run and measurement of one image, built once per optimizer, objective,
     chunk length and loop form (the cache keys on them), so repeated runs reuse them.
 
@@ -68,24 +86,26 @@ def single_programs(tx: optax.GradientTransformation, spec: vgg.Preprocessing, c
     150 iterations, warm, two rounds: 0.297 / 0.334 against 0.335 / 0.343 s/iteration
     with 100 pairs, 0.302 / 0.302 against 0.331 / 0.301 with 10; the same J;
     benchmarks/README.md "The step's guard")."""
-    run = make_run(tx, spec, chunk, fused=True, objective=objective_fn, static_trip=static_trip)
-    return run, jax.jit(_measure_fn(spec, objective_fn))
+    run = make_run(tx, spec, chunk, fused=True, objective=objective_fn, static_trip=static_trip,
+                   first_terms=True)
+    return Programs(run, jax.jit(_measure_fn(spec, objective_fn)), jax.jit(_show))
 
 
 @functools.lru_cache(maxsize=16)
 def vmapped_programs(tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int,
                      objective_fn: Callable, per_point: bool = False,
-                     static_trip: bool = False) -> tuple[Callable, Callable]:
+                     static_trip: bool = False) -> Programs:
     """The run and measurement ``jax.vmap``-ed over the leading axis of X, the loop state
     and the config's loss weights (params, targets and the content shared; with
     ``per_point``, targets and content have the leading axis too: a batch of photos),
     jitted once; X and the state donated. Always the fused loop (L-BFGS too: vmap of
     its line search's while loop runs each point's line search to its own end)."""
     t = 0 if per_point else None
-    run = jax.jit(jax.vmap(make_run_fn(tx, spec, chunk, objective=objective_fn, static_trip=static_trip),
+    run = jax.jit(jax.vmap(make_run_fn(tx, spec, chunk, objective=objective_fn, static_trip=static_trip,
+                                       first_terms=True),
                            in_axes=(0, 0, None, t, 0, None)), donate_argnums=(0, 1))
     measure = jax.jit(jax.vmap(_measure_fn(spec, objective_fn), in_axes=(0, 0, None, t, t, 0)))
-    return run, measure
+    return Programs(run, measure, jax.jit(jax.vmap(_show, in_axes=(0, 0, t, 0))))
 
 
 @functools.lru_cache(maxsize=32)
@@ -190,7 +210,7 @@ class Layout:
         return self.platform == "cpu" and not self.rows and precision != "bf16"
 
     def programs(self, tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int,
-                 objective_fn: Callable) -> tuple[Callable, Callable]:
+                 objective_fn: Callable) -> Programs:
         # GPUs/TPUs: the chunk as a loop of a static trip count; CPU: a while loop (less memory)
         static = self.platform != "cpu"
         if self.tiles:
@@ -227,5 +247,5 @@ class Layout:
         return jax.vmap(fn)(*args) if self.batched else fn(*args)
 
 
-__all__ = ["Layout", "single_programs", "spread_tiles", "to_host", "trimmed",
+__all__ = ["Layout", "Programs", "single_programs", "spread_tiles", "to_host", "trimmed",
            "vmapped_programs"]

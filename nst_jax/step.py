@@ -56,10 +56,14 @@ def fresh_state(tx: optax.GradientTransformation, G: Array) -> Any:
 
 
 class StepInfo(NamedTuple):
-    """What one step reports: the cost at the start of the step and evaluations used."""
+    """What one step reports: the cost at the start of the step, the evaluations used
+    and, for first-order optimizers, the objective's terms at the start of the step
+    (``None`` for line-search optimizers, whose first evaluation may come from their
+    state)."""
 
     cost: Array
     evals: Array
+    terms: Any = None
 
 
 def make_step(tx: optax.GradientTransformation, spec: vgg.Preprocessing, *,
@@ -99,7 +103,8 @@ def make_step(tx: optax.GradientTransformation, spec: vgg.Preprocessing, *,
             return j + config.box_weight * box_penalty(x) if linesearch else j
 
         if not linesearch:
-            j, grad = jax.value_and_grad(value)(X)
+            (j, terms), grad = jax.value_and_grad(
+                lambda x: objective(x, params, targets, config, spec), has_aux=True)(X)
 
             def apply(operand: tuple[Array, Any]) -> tuple[Array, Any]:
                 X, opt_state = operand
@@ -107,7 +112,7 @@ def make_step(tx: optax.GradientTransformation, spec: vgg.Preprocessing, *,
                 return jnp.clip(optax.apply_updates(X, updates), 0.0, 1.0), opt_state
 
             X, opt_state = _if_finite(j, apply, (X, opt_state))
-            return X, opt_state, StepInfo(j, jnp.int32(1))
+            return X, opt_state, StepInfo(j, jnp.int32(1), terms)
         fresh = ~jnp.isfinite(tree_get(opt_state, "value"))
         j, grad = optax.value_and_grad_from_state(value)(X, state=opt_state)
 
@@ -170,10 +175,13 @@ def averaged(X: Array, ls: LoopState, config: Config) -> Array:
     return jnp.where(ls.t > 0, ls.avg / jnp.maximum(corr, 1e-12), X)
 
 
-def _guarded_step(step: Callable) -> Callable:
+def _guarded_step(step: Callable, nan_terms: Callable | None = None) -> Callable:
     """One loop step with the bookkeeping that must live inside the compiled loop.
 
-    ``(X, ls, ok, params, targets, config) -> (X, ls, cost, evals, ok, applied)``. The
+    ``(X, ls, ok, params, targets, config) -> (X, ls, cost, evals, ok, applied, terms)``.
+    ``terms``: the objective's terms at the incoming X when ``nan_terms`` (``(X, opt,
+    params, targets, config) ->`` NaN terms of the same structure, for a skipped step, or
+    ``None`` when the step reports none) is given, else ``None``. The
     update is applied only while ``ok`` and not converged, and only if its cost is
     finite: a rejected step returns the incoming X and state, so X stays the last image
     with a finite cost. Applied steps update the running average
@@ -184,12 +192,15 @@ def _guarded_step(step: Callable) -> Callable:
     def guarded(X, ls, ok, params, targets, config):
         targets = swd.at_step(targets, ls.t)  # swd's directions change with the step
 
+        skipped = None if nan_terms is None else nan_terms(X, ls.opt, params, targets, config)
+
         def run(c: tuple[Array, Any]) -> tuple[Array, Any, StepInfo]:
             X, opt, info = step(*c, params, targets, config)
-            return X, opt, StepInfo(info.cost.astype(jnp.float32), info.evals.astype(jnp.int32))
+            terms = None if skipped is None else info.terms
+            return X, opt, StepInfo(info.cost.astype(jnp.float32), info.evals.astype(jnp.int32), terms)
 
         def skip(c: tuple[Array, Any]) -> tuple[Array, Any, StepInfo]:
-            return (*c, StepInfo(jnp.float32(jnp.nan), jnp.int32(0)))
+            return (*c, StepInfo(jnp.float32(jnp.nan), jnp.int32(0), skipped))
 
         # the step itself leaves X and the state as they were at a non-finite cost
         # (:func:`_if_finite`); a stopped run does not step at all. Conditionals, so
@@ -211,13 +222,28 @@ def _guarded_step(step: Callable) -> Callable:
         ls = LoopState(opt, avg, ls.t + applied.astype(jnp.int32), recent,
                        ls.converged | (applied & conv_now))
         cost = jnp.where(applied, info.cost, jnp.nan)
-        return X, ls, cost, jnp.where(applied, info.evals, 0), ok, applied
+        return X, ls, cost, jnp.where(applied, info.evals, 0), ok, applied, info.terms
 
     return guarded
 
 
+def _nan_terms(objective: Objective, spec: vgg.Preprocessing) -> Callable:
+    """``(X, opt, params, targets, config) ->`` the objective's terms, all NaN (their
+    structure from an abstract trace of the forward pass), or ``None`` for line-search
+    optimizers (:class:`StepInfo`)."""
+
+    def like(X, opt, params, targets, config):
+        if optax.tree_utils.tree_get(opt, "value", None) is not None:
+            return None
+        shapes = jax.eval_shape(lambda x: objective(x, params, targets, config, spec)[1], X)
+        return jax.tree.map(lambda a: jnp.full(a.shape, jnp.nan, a.dtype), shapes)
+
+    return like
+
+
 def make_run_fn(tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int, *,
-                objective: Objective = default_objective, static_trip: bool = False) -> Callable:
+                objective: Objective = default_objective, static_trip: bool = False,
+                first_terms: bool = False) -> Callable:
     """Pure ``run(X, ls, params, targets, config, n) -> (X, ls, costs, evals, done, ok)``.
 
     Runs up to ``n <= chunk`` steps (``n`` is traced, so one compilation serves every
@@ -236,27 +262,36 @@ def make_run_fn(tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk
     XLA:CPU the fori form costs memory: measured 546 against 425 MB of buffers for the
     VGG16 512 px Adam chunk (``benchmarks/bench_levers.py``), at the same speed, so CPU
     keeps the while loop.
+
+    ``first_terms=True`` adds a seventh result: the objective's terms at the incoming X,
+    from the chunk's first evaluation (NaN if it did not step; ``None`` for line-search
+    optimizers and for ``static_trip``). The driver reports them as the costs of the
+    image the previous chunk ended on, instead of a separate forward pass.
     """
-    guarded = _guarded_step(make_step(tx, spec, objective=objective))
+    nan_terms = _nan_terms(objective, spec) if first_terms and not static_trip else None
+    guarded = _guarded_step(make_step(tx, spec, objective=objective), nan_terms)
 
     def run(X, ls, params, targets, config, n):
         params = vgg.with_backward_kernels(params)  # flipped once per call, not per step
         if static_trip:
-            return _fori_chunk(guarded, chunk, X, ls, params, targets, config, n)
+            out = _fori_chunk(guarded, chunk, X, ls, params, targets, config, n)
+            return (*out, None) if first_terms else out
 
         def cond(c):
-            i, _, ls, _, _, ok = c
+            i, _, ls, _, _, ok, _ = c
             return (i < n) & ok & ~ls.converged
 
         def body(c):
-            i, X, ls, costs, evals, ok = c
-            X, ls, cost, ev, ok, applied = guarded(X, ls, ok, params, targets, config)
-            return (i + applied.astype(jnp.int32), X, ls, costs.at[i].set(cost), evals + ev, ok)
+            i, X, ls, costs, evals, ok, first = c
+            X, ls, cost, ev, ok, applied, terms = guarded(X, ls, ok, params, targets, config)
+            first = jax.tree.map(lambda f, t: jnp.where(i == 0, t, f), first, terms)
+            return (i + applied.astype(jnp.int32), X, ls, costs.at[i].set(cost), evals + ev, ok, first)
 
+        first = None if nan_terms is None else nan_terms(X, ls.opt, params, targets, config)
         init = (jnp.int32(0), X, ls, jnp.full((chunk,), jnp.nan, jnp.float32),
-                jnp.int32(0), jnp.bool_(True))
-        done, X, ls, costs, evals, ok = lax.while_loop(cond, body, init)
-        return X, ls, costs, evals, done, ok
+                jnp.int32(0), jnp.bool_(True), first)
+        done, X, ls, costs, evals, ok, first = lax.while_loop(cond, body, init)
+        return (X, ls, costs, evals, done, ok, first) if first_terms else (X, ls, costs, evals, done, ok)
 
     return run
 
@@ -266,7 +301,7 @@ def _fori_chunk(guarded: Callable, chunk: int, X, ls, params, targets, config, n
 
     def step(c):
         X, ls, ok = c
-        X, ls, cost, ev, ok, applied = guarded(X, ls, ok, params, targets, config)
+        X, ls, cost, ev, ok, applied, _ = guarded(X, ls, ok, params, targets, config)
         return X, ls, ok, cost, ev, applied
 
     def skip(c):
@@ -285,9 +320,10 @@ def _fori_chunk(guarded: Callable, chunk: int, X, ls, params, targets, config, n
 
 def make_run(
     tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int, *, fused: bool = True,
-    objective: Objective = default_objective, static_trip: bool = False,
+    objective: Objective = default_objective, static_trip: bool = False, first_terms: bool = False,
 ) -> Callable:
-    """A jitted ``run`` with :func:`make_run_fn`'s signature and results.
+    """A jitted ``run`` with :func:`make_run_fn`'s signature and results
+    (``first_terms``: the fused loop only).
 
     ``fused=True``: :func:`make_run_fn` jitted once, X and the loop state donated.
     ``fused=False``: a host loop of ``n`` calls of one jitted (donating) guarded step,
@@ -299,12 +335,14 @@ def make_run(
     stops there, at most one step later than the fused loop.
     """
     if fused:
-        return jax.jit(make_run_fn(tx, spec, chunk, objective=objective, static_trip=static_trip),
-                       donate_argnums=(0, 1))
+        return jax.jit(make_run_fn(tx, spec, chunk, objective=objective, static_trip=static_trip,
+                                   first_terms=first_terms), donate_argnums=(0, 1))
+    if first_terms:
+        raise ValueError("first_terms: the fused loop only")
     guarded_step = _guarded_step(make_step(tx, spec, objective=objective))
 
     def guarded_alive(X, ls, ok, params, targets, config):
-        X, ls, cost, ev, ok, ap = guarded_step(X, ls, ok, params, targets, config)
+        X, ls, cost, ev, ok, ap, _ = guarded_step(X, ls, ok, params, targets, config)
         return X, ls, cost, ev, ok, ap, ok & ~ls.converged
 
     guarded = jax.jit(guarded_alive, donate_argnums=(0, 1))

@@ -497,3 +497,35 @@ def test_xla_flags_are_gated_on_the_jaxlib_version(monkeypatch):
     monkeypatch.setattr(common, "jaxlib_version", lambda: (0, 10, 2))
     common.default_xla_flags()
     assert os.environ["XLA_FLAGS"].endswith(flag)
+
+
+def test_report_interval_against_brute_force():
+    from nst_jax.cli.inputs import report_interval
+
+    assert report_interval(25) == 25 and report_interval(25, None, None) == 25
+    assert report_interval(25, 10) == 10  # was gcd(25, 10) = 5: a report every 5 steps
+    assert report_interval(25, 30) == 15 and report_interval(25, 1000) == 25
+    assert report_interval(4, 10) == 2 and report_interval(25, 7, None, 14) == 7
+    for r in range(1, 31):
+        for a in (None, 1, 6, 10, 12, 45):
+            for b in (None, 4, 9, 100):
+                given = [n for n in (a, b) if n]
+                ok = [d for d in range(1, r + 1) if all(n % d == 0 for n in given)]
+                assert report_interval(r, a, b) == (max(ok) if given else r), (r, a, b)
+
+
+def test_chunks_follow_save_every_not_a_finer_gcd(work, monkeypatch):
+    import nst_jax.optimize
+
+    seen = []
+    real = nst_jax.optimize.iterate
+
+    def spy(*args, **kw):
+        seen.append(kw["config"].report_every)
+        yield from real(*args, **kw)
+
+    monkeypatch.setattr(nst_jax.optimize, "iterate", spy)
+    # the default --report-every is 25: gcd(25, 4) = 1 would report (and measure) every step
+    assert run(work, "--save-every", "4", "--iters", "8", "--report-every", "25", out="ch.png") == 0
+    assert seen == [4]
+    assert (work / "ch.000004.png").exists() and not (work / "ch.000002.png").exists()

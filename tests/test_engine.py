@@ -159,7 +159,7 @@ def test_progress_times_the_computation_not_the_dispatch(params16):
     C, S = rand_image(128, 128, 1), rand_image(128, 128, 2)
     last = list(iterate(C, S, params16, SPEC, config=cfg))[-1]
     tx = _config_optimizer(cfg)
-    run, _ = Layout().programs(tx, SPEC, 3, objective)  # the engine's own (cached) program
+    run = Layout().programs(tx, SPEC, 3, objective).run  # the engine's own (cached) program
     X = jnp.asarray(C)
     args = (init_loop_state(tx, X, cfg), vgg.with_backward_kernels(params16),
             compute_targets(params16, SPEC, C, S, cfg), cfg, jnp.int32(3))

@@ -191,7 +191,8 @@ GROUPS: dict[str, tuple[Flag, ...]] = {
              type=tile_arg, default="auto", metavar="PX|auto|0"),
         Flag("--device", "JAX platform; an error if there is no such device (default: JAX's choice)",
              choices=("cpu", "gpu", "tpu")),
-        Flag("--report-every", "iterations fused per compiled call between progress updates",
+        Flag("--report-every", "at most N iterations fused per compiled call between progress updates "
+             "(the largest such chunk that --save-every, --checkpoint-every and --animate-every divide)",
              "report_every",
              ranged(positive_int, hi=10**6), metavar="N"),
         Flag("--bit-depth", "bits per channel of PNG outputs: 16 keeps smooth gradients of large "

@@ -6,7 +6,6 @@ import argparse
 import csv
 import io
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from nst_jax.cli.common import (
     select_device,
     start_distributed,
 )
-from nst_jax.cli.inputs import add_common_args, add_inputs, prepare
+from nst_jax.cli.inputs import add_common_args, add_inputs, prepare, report_interval
 from nst_jax.cli.photo import region_paths, write_auto_regions
 
 DESCRIPTION = """Optimise one image per point of a grid of loss weights, in one compiled program
@@ -183,7 +182,7 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     if args.output and is_main:
         _check_folder(Path(args.output), names, args.overwrite)
     held = min(args.chunk or len(planned), len(planned))
-    pr = prepare(args, math.gcd(args.report_every, args.checkpoint_every or args.report_every),
+    pr = prepare(args, report_interval(args.report_every, args.checkpoint_every),
                  points=held)
     n_dev = len(jax.devices())
     rounded = -(-held // n_dev) * n_dev

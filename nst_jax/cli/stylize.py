@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from nst_jax.cli.common import (
     sha256_of,
     start_distributed,
 )
-from nst_jax.cli.inputs import add_common_args, add_inputs, prepare
+from nst_jax.cli.inputs import add_common_args, add_inputs, prepare, report_interval
 from nst_jax.cli.photo import region_paths, smooth_result, write_auto_regions
 
 DESCRIPTION = """Paint CONTENT in the style of STYLE (Gatys, Ecker & Bethge).
@@ -208,8 +207,8 @@ def _run(args: argparse.Namespace, stop: Interrupts) -> int:
     select_device(args.device)  # before anything starts a backend
     is_main = jax.process_index() == 0  # on several hosts, process 0 writes the files
     out = _choose_output(args) if is_main else Path(args.output or "unused.png")
-    every = math.gcd(args.report_every, args.save_every or args.report_every,
-                     args.checkpoint_every or args.report_every, args.animate_every or args.report_every)
+    every = report_interval(args.report_every, args.save_every, args.checkpoint_every,
+                            (args.animate_every or args.report_every) if args.animate else None)
     init_model = _model_init_path(args)
     pr = prepare(args, every)
     write_auto_regions(pr, args, out if is_main else None)
