@@ -146,11 +146,12 @@ def iterate(
     The loop syncs with the host only between chunks. Stop early by leaving the loop;
     the last yielded ``Progress.image`` is complete. A report's costs are the next
     chunk's first evaluation where that is the same cost at the same image (no forward
-    pass of their own: :meth:`_Scale.chunks`), so such a report arrives one chunk later. With ``snapshots=True`` (a host copy
-    of X and the loop state at each report), ``Progress.snapshot`` passed back as
-    ``resume=`` continues exactly where it was: same chunks, same compiled programs, so
-    the final image is bitwise that of an uninterrupted run on CPU. Coarse-to-fine
-    scales, averaging and ``tol`` work in every layout.
+    pass of their own: :meth:`_Scale.chunks`), so such a report arrives one chunk later.
+    With ``snapshots=True`` (a host copy of X and the loop state at each report),
+    ``Progress.snapshot`` passed back as ``resume=`` continues exactly where it was:
+    same chunks, same compiled programs, so the final image is bitwise that of an
+    uninterrupted run on CPU. Coarse-to-fine scales, averaging and ``tol`` work in
+    every layout.
 
     ``tx``: any optax transformation (default: ``config.optimizer``'s; line-search
     ones, whose state holds ``value``, get the L-BFGS treatment: box penalty, single

@@ -21,7 +21,7 @@ from jax import lax
 
 from nst_jax import swd, vgg
 from nst_jax.config import Config
-from nst_jax.lbfgs import lbfgs_fixed
+from nst_jax.lbfgs import FixedLbfgsState, lbfgs_fixed
 from nst_jax.problem import Targets, box_penalty, precision_scope
 from nst_jax.problem import objective as default_objective
 
@@ -111,7 +111,13 @@ def make_step(tx: optax.GradientTransformation, spec: vgg.Preprocessing, *,
                 updates, opt_state = tx.update(grad, opt_state, X)
                 return jnp.clip(optax.apply_updates(X, updates), 0.0, 1.0), opt_state
 
-            X, opt_state = _if_finite(j, apply, (X, opt_state))
+            if isinstance(opt_state, FixedLbfgsState):
+                # guards itself (see nst_jax.lbfgs): a non-finite gradient changes nothing
+                g = jnp.where(jnp.isfinite(j), grad, jnp.nan)
+                updates, opt_state = tx.update(g, opt_state, X)
+                X = jnp.where(jnp.isfinite(j), jnp.clip(optax.apply_updates(X, updates), 0.0, 1.0), X)
+            else:
+                X, opt_state = _if_finite(j, apply, (X, opt_state))
             return X, opt_state, StepInfo(j, jnp.int32(1), terms)
         fresh = ~jnp.isfinite(tree_get(opt_state, "value"))
         j, grad = optax.value_and_grad_from_state(value)(X, state=opt_state)
@@ -175,13 +181,17 @@ def averaged(X: Array, ls: LoopState, config: Config) -> Array:
     return jnp.where(ls.t > 0, ls.avg / jnp.maximum(corr, 1e-12), X)
 
 
-def _guarded_step(step: Callable, nan_terms: Callable | None = None) -> Callable:
+def _guarded_step(step: Callable, nan_terms: Callable | None = None, *, live_checked: bool = False
+                  ) -> Callable:
     """One loop step with the bookkeeping that must live inside the compiled loop.
 
     ``(X, ls, ok, params, targets, config) -> (X, ls, cost, evals, ok, applied, terms)``.
     ``terms``: the objective's terms at the incoming X when ``nan_terms`` (``(X, opt,
     params, targets, config) ->`` NaN terms of the same structure, for a skipped step, or
-    ``None`` when the step reports none) is given, else ``None``. The
+    ``None`` when the step reports none) is given, else ``None``. ``live_checked``: the
+    caller steps only while ``ok`` and not converged (the while loop's condition), so
+    the step needs no conditional of its own (a conditional around an update that
+    reads and writes L-BFGS's history in place made XLA copy it in and out). The
     update is applied only while ``ok`` and not converged, and only if its cost is
     finite: a rejected step returns the incoming X and state, so X stays the last image
     with a finite cost. Applied steps update the running average
@@ -192,21 +202,20 @@ def _guarded_step(step: Callable, nan_terms: Callable | None = None) -> Callable
     def guarded(X, ls, ok, params, targets, config):
         targets = swd.at_step(targets, ls.t)  # swd's directions change with the step
 
-        skipped = None if nan_terms is None else nan_terms(X, ls.opt, params, targets, config)
-
         def run(c: tuple[Array, Any]) -> tuple[Array, Any, StepInfo]:
             X, opt, info = step(*c, params, targets, config)
-            terms = None if skipped is None else info.terms
+            terms = None if nan_terms is None else info.terms
             return X, opt, StepInfo(info.cost.astype(jnp.float32), info.evals.astype(jnp.int32), terms)
 
         def skip(c: tuple[Array, Any]) -> tuple[Array, Any, StepInfo]:
+            skipped = None if nan_terms is None else nan_terms(X, ls.opt, params, targets, config)
             return (*c, StepInfo(jnp.float32(jnp.nan), jnp.int32(0), skipped))
 
         # the step itself leaves X and the state as they were at a non-finite cost
         # (:func:`_if_finite`); a stopped run does not step at all. Conditionals, so
         # that XLA updates the state in place.
         live = ok & ~ls.converged
-        X, opt, info = lax.cond(live, run, skip, (X, ls.opt))
+        X, opt, info = run((X, ls.opt)) if live_checked else lax.cond(live, run, skip, (X, ls.opt))
         finite = jnp.isfinite(info.cost)
         applied = live & finite
         ok = ok & (finite | ~live)
@@ -269,7 +278,7 @@ def make_run_fn(tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk
     image the previous chunk ended on, instead of a separate forward pass.
     """
     nan_terms = _nan_terms(objective, spec) if first_terms and not static_trip else None
-    guarded = _guarded_step(make_step(tx, spec, objective=objective), nan_terms)
+    guarded = _guarded_step(make_step(tx, spec, objective=objective), nan_terms, live_checked=not static_trip)
 
     def run(X, ls, params, targets, config, n):
         params = vgg.with_backward_kernels(params)  # flipped once per call, not per step

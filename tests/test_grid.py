@@ -122,11 +122,13 @@ def test_targets_computed_once_outside_the_vmapped_loop(params16, images, monkey
     C, S = images
     Gd.stylize_grid(C, S, params16, SPEC, config=CFG, alphas=[1.0, 2.0, 3.0], betas=[1e-2, 1e-1])
     style = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
-    # Targets: one content and one style extraction, not under vmap; then the loss in the
-    # vmapped loop (traced once) and the vmapped final measurement.
+    # Targets: one content and one style extraction, not under vmap; then, for the
+    # vmapped loop, an abstract trace of the loss (the structure of the cost terms its
+    # first evaluation reports: jax.eval_shape, nothing computed) and the loss itself
+    # (traced once); then the vmapped final measurement.
     assert calls[:2] == [(("conv4_2",), False), (style, False)]
-    assert [c[0] for c in calls[2:]] == [("conv4_2", *style)] * 2
-    assert calls[3][1]  # the measurement is vmapped; the loss call is under vmap+grad
+    assert [c[0] for c in calls[2:]] == [("conv4_2", *style)] * 3
+    assert calls[4][1]  # the measurement is vmapped; the loss call is under vmap+grad
 
 
 @pytest.mark.parametrize(("axes", "msg"), [

@@ -113,3 +113,21 @@ def test_unknown_linesearch_is_refused():
     msg = r"lbfgs_linesearch: expected one of \('zoom', 'none'\), got 'wolfe'"
     with pytest.raises(ValueError, match=msg):
         Config(lbfgs_linesearch="wolfe").validate("vgg16")
+
+
+def test_a_non_finite_gradient_changes_nothing():
+    """The transformation guards itself (the loop calls it without a conditional): a
+    gradient with a NaN gives a zero update and the state as it was, bitwise (selects
+    and a masked write of the same values)."""
+    tx = lbfgs_fixed(memory_size=3)
+    x = jnp.asarray([0.2, 0.4, 0.6], jnp.float32)
+    st = fresh_state(tx, x)
+    for k in range(4):  # a few kept pairs
+        g = 2.0 * x + jnp.float32(0.1 * k)
+        u, st = tx.update(g, st, x)
+        x = x + u
+    bad = jnp.asarray([0.1, jnp.nan, 0.3], jnp.float32)
+    u, after = jax.jit(tx.update)(bad, st, x)
+    np.testing.assert_array_equal(np.asarray(u), 0.0)
+    for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(st), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -5,6 +5,8 @@ line searches, the last report of a scale)."""
 
 from __future__ import annotations
 
+import itertools
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -49,7 +51,7 @@ def calls(monkeypatch):
     return n
 
 
-@pytest.mark.parametrize("optimizer, linesearch", [("adam", "zoom"), ("lbfgs", "none")])
+@pytest.mark.parametrize(("optimizer", "linesearch"), [("adam", "zoom"), ("lbfgs", "none")])
 def test_reports_cost_the_image_they_show_without_a_forward_pass(params16, images, calls,
                                                                   optimizer, linesearch):
     cfg = CFG.replace(optimizer=optimizer, lbfgs_linesearch=linesearch)
@@ -65,7 +67,7 @@ def test_reports_cost_the_image_they_show_without_a_forward_pass(params16, image
             # float32 operations, fused differently by XLA (rounding only)
             np.testing.assert_allclose(p.costs[k], float(want[k]), rtol=2e-5, err_msg=k)
     # each report's total is the cost the next chunk's first step saw
-    for p, nxt in zip(reports, reports[1:], strict=False):
+    for p, nxt in itertools.pairwise(reports):
         assert p.costs["total"] == pytest.approx(float(nxt.history[p.step]), rel=1e-6)
 
 
