@@ -148,7 +148,11 @@ def test_twenty_adam_steps_match_the_untiled_run(params16):
     {"optimizer": "lbfgs", "iterations": 5},
     {"preserve_color": "luminance", "scales": 2, "min_size": 64},
     {"precision": "bf16"},
-    {"optimizer": "sgd", "learning_rate": 0.01, "avg_decay": 0.9},
+    # lr 0.001: a descending run (J 220 -> 133). At 0.01 SGD diverged (J 220 -> 1e5,
+    # pixels at the box), so any rounding difference grew: tiled and whole agreed on
+    # one CPU (Zen 4) and differed by 0.16 on another (Zen 5), and by 0.078 with the
+    # first layer as a dot; at 0.001 they agree to 3e-9 on the Zen 5 CPU
+    {"optimizer": "sgd", "learning_rate": 0.001, "avg_decay": 0.9},
 ])
 def test_tiled_runs_compose(params16, kw):
     C, S = rand_image(150, 130, 1), rand_image(90, 61, 2)
@@ -292,8 +296,9 @@ def test_regions_and_content_mask_in_tiles_equal_the_whole(params16, style_loss)
         out.append(f(X))
     (j0, g0), (j1, g1) = out
     # Another program summing in another order: equal to float rounding (measured 0 and
-    # 3e-7 for gram/meancov; w2's tr sqrt amplifies it, as in the unmasked test above).
-    assert abs(float(j1 - j0)) <= 1e-5 * abs(float(j0))
+    # 3e-7 for gram/meancov; w2's tr sqrt amplifies it, as in the unmasked test above:
+    # 2.1e-5 on a Zen 5 CPU, under 1e-5 on a Zen 4).
+    assert abs(float(j1 - j0)) <= (1e-4 if style_loss == "w2" else 1e-5) * abs(float(j0))
     rel = float(jnp.linalg.norm(g1 - g0) / jnp.linalg.norm(g0))
     assert rel <= (1e-4 if style_loss == "w2" else 1e-5), rel
 
