@@ -13,8 +13,12 @@ from the same start; the median s/step is reported. Variants:
 * ``host``: a host loop of single jitted steps (``make_run(fused=False)``);
 * ``winograd``: the fused chunk with Winograd kernels for the 512-channel layers
   (``with_backward_kernels(winograd=True)``, what the engine gives XLA:CPU);
-* ``old`` and ``old_host`` (with ``--old-from REV``): the fused chunk and the host loop
-  of an earlier ``step.py`` read from git.
+* ``old``, ``old_host`` and ``old_static`` (with ``--old-from REV``): the fused chunk,
+  the host loop and the fori loop of an earlier ``step.py`` read from git.
+
+``xla_mb``: XLA's buffers of each jitted program (the host loop: its one step;
+arguments + outputs + temporaries, less what the outputs alias); ``temp_mb``: the
+temporaries alone (where copies of the optimizer state show).
 
     python benchmarks/bench_levers.py --size 256 --optimizer adam
     python benchmarks/bench_levers.py --size 512 --optimizer lbfgs
@@ -47,7 +51,7 @@ def main() -> int:
     ap.add_argument("--lbfgs-history", type=int, default=10)
     ap.add_argument("--lbfgs-linesearch", default="zoom", choices=["zoom", "none"])
     ap.add_argument("--only", nargs="+", default=None, metavar="VARIANT",
-                    help="run only these variants (and 'old' with --old-from)")
+                    help="run only these variants (and the old ones with --old-from)")
     args = ap.parse_args()
     from nst_jax.cli import default_xla_flags
 
@@ -88,6 +92,8 @@ def main() -> int:
         spec.loader.exec_module(old)
         progs["old"] = (old.make_run(tx, V.CAFFE, args.chunk), old.init_loop_state, params)
         progs["old_host"] = (old.make_run(tx, V.CAFFE, args.chunk, fused=False), old.init_loop_state, params)
+        progs["old_static"] = (old.make_run(tx, V.CAFFE, args.chunk, static_trip=True), old.init_loop_state,
+                               params)
 
     def call(name: str) -> float:
         run, init, params = progs[name]
@@ -97,15 +103,22 @@ def main() -> int:
         jax.block_until_ready(run(X, state, params, targets, cfg, jnp.int32(args.chunk)))
         return (time.perf_counter() - t0) / args.chunk
 
-    memory = {}
+    memory, temp = {}, {}
     for name, (run, init, params) in progs.items():
         call(name)  # compile
         if hasattr(run, "lower"):  # the jitted chunks: XLA's buffer assignment
             X = jnp.asarray(C)
             ma = run.lower(X, init(tx, X, cfg), params, targets, cfg, jnp.int32(args.chunk)).compile(
             ).memory_analysis()
-            memory[name] = (ma.argument_size_in_bytes + ma.temp_size_in_bytes + ma.output_size_in_bytes
-                            - ma.alias_size_in_bytes) / 2**20
+        else:  # the host loop: its one jitted step
+            mod = old if name.startswith("old") else S
+            X = jnp.asarray(C)
+            step = jax.jit(mod._guarded_step(mod.make_step(tx, V.CAFFE)), donate_argnums=(0, 1))
+            ma = step.lower(X, init(tx, X, cfg), jnp.bool_(True), params, targets, cfg).compile(
+            ).memory_analysis()
+        temp[name] = ma.temp_size_in_bytes / 2**20
+        memory[name] = (ma.argument_size_in_bytes + ma.temp_size_in_bytes + ma.output_size_in_bytes
+                        - ma.alias_size_in_bytes) / 2**20
     times: dict[str, list[float]] = {k: [] for k in progs}
     for _ in range(args.rounds):
         for name in progs:
@@ -115,7 +128,7 @@ def main() -> int:
                       "lbfgs_history": args.lbfgs_history, "lbfgs_linesearch": args.lbfgs_linesearch,
                       "rounds": args.rounds, "median_s_per_step": med,
                       "vs_fused": {k: v / med["fused"] for k, v in med.items()} if "fused" in med else None,
-                      "xla_mb": memory,
+                      "xla_mb": memory, "temp_mb": temp,
                       "cpu": cpu_info()},
                      indent=1))
     return 0

@@ -266,23 +266,24 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _f(v: float | None, spec: str) -> str:
-    return format(v, spec) if v is not None else "never".rjust(len(format(1.0, spec)))
+def _f(v: float | None, spec: str, missing: str = "never") -> str:
+    return format(v, spec) if v is not None else missing.rjust(len(format(1.0, spec)))
 
 
 def print_table(summary: list[dict]) -> None:
     """``speed``: the peer's s/iter over nst_jax's (same settings); ``ratio``: time to the
-    peer's final J over the peer's own time to it."""
+    peer's final J over the peer's own time to it; ``-``: that variant was not run."""
     print(f"\n{'config':14} {'px':>4} {'peer s/it':>9} {'same s/it':>9} {'speed':>6} {'peer J':>10} "
           f"{'peer s':>7} {'same s':>7} {'ratio':>6} {'fast s':>7} {'ratio':>6}")
     for s in summary:
         same, fast = s.get("same", {}), s.get("fast", {})
+        ran = {k: "never" if k in s else "-" for k in ("same", "fast")}
         speed = s["peer_s_per_iter"] / same["s_per_iter"] if same.get("s_per_iter") else None
         cells = [f"{s['config']:14} {s['size']:4} {s['peer_s_per_iter']:9.3f}",
                  _f(same.get("s_per_iter"), "9.3f"),
-                 _f(speed, "5.2f") + "x", f"{s['peer_J']:10.4g} {s['peer_time_s']:7.1f}",
-                 _f(same.get("time_s"), "7.1f"), _f(same.get("time_ratio"), "6.2f"),
-                 _f(fast.get("time_s"), "7.1f"), _f(fast.get("time_ratio"), "6.2f")]
+                 _f(speed, "5.2f", ran["same"]) + "x", f"{s['peer_J']:10.4g} {s['peer_time_s']:7.1f}",
+                 _f(same.get("time_s"), "7.1f", ran["same"]), _f(same.get("time_ratio"), "6.2f", ran["same"]),
+                 _f(fast.get("time_s"), "7.1f", ran["fast"]), _f(fast.get("time_ratio"), "6.2f", ran["fast"])]
         print(" ".join(cells))
 
 

@@ -211,7 +211,8 @@ class Layout:
 
     def programs(self, tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk: int,
                  objective_fn: Callable) -> Programs:
-        # GPUs/TPUs: the chunk as a loop of a static trip count; CPU: a while loop (less memory)
+        # GPUs/TPUs: the chunk as a loop of a static trip count; CPU: a while loop (it ends a
+        # converged run's chunk at once; the same time and memory there)
         static = self.platform != "cpu"
         if self.tiles:
             objective_fn = spread_tiles(objective_fn, self.devices)

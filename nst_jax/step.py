@@ -85,16 +85,26 @@ def make_step(tx: optax.GradientTransformation, spec: vgg.Preprocessing, *,
     Jit it once (``jax.jit(step, donate_argnums=(0, 1))``) or use :func:`make_run` to
     fuse many steps.
 
+    ``live`` (a traced bool, optional): False skips the step: X and the state come back
+    unchanged, with cost NaN, ``evals`` 0 and NaN terms. A ``lax.cond`` around the whole
+    step, except for :func:`nst_jax.lbfgs.lbfgs_fixed`, whose update guards itself (a
+    non-finite gradient changes nothing): there only the evaluation is conditional,
+    because a conditional around an update that reads and writes the history in place
+    makes XLA copy the history in and out (2 m image-sized arrays; benchmarks/README.md
+    "One conditional"). Under ``vmap`` a conditional becomes a select.
+
     ``objective``: ``(X, params, targets, config, spec) -> (J, terms)``, default
     :func:`nst_jax.problem.objective`; a custom one adds or replaces terms (see the
     README's example).
     """
 
-    def step(X: Array, opt_state: Any, params: vgg.Params, targets: Targets, config: Config):
+    def step(X: Array, opt_state: Any, params: vgg.Params, targets: Targets, config: Config,
+             live: Array | None = None):
         with precision_scope(config):
-            return _step(X, opt_state, params, targets, config)
+            return _step(X, opt_state, params, targets, config, live)
 
-    def _step(X: Array, opt_state: Any, params: vgg.Params, targets: Targets, config: Config):
+    def _step(X: Array, opt_state: Any, params: vgg.Params, targets: Targets, config: Config,
+              live: Array | None):
         tree_get = optax.tree_utils.tree_get
         linesearch = tree_get(opt_state, "value", None) is not None
 
@@ -102,9 +112,22 @@ def make_step(tx: optax.GradientTransformation, spec: vgg.Preprocessing, *,
             j = objective(x, params, targets, config, spec)[0]
             return j + config.box_weight * box_penalty(x) if linesearch else j
 
+        def evaluate(x: Array) -> tuple[tuple[Array, Any], Array]:
+            return jax.value_and_grad(lambda x: objective(x, params, targets, config, spec), has_aux=True)(x)
+
+        if live is not None and not isinstance(opt_state, FixedLbfgsState):
+            def skip(c: tuple[Array, Any]) -> tuple[Array, Any, StepInfo]:
+                info = jax.eval_shape(lambda c: _step(*c, params, targets, config, None)[2], c)
+                return (*c, jax.tree.map(lambda a: jnp.full(a.shape, jnp.nan if a.dtype.kind == "f" else 0,
+                                                            a.dtype), info))
+
+            return lax.cond(live, lambda c: _step(*c, params, targets, config, None), skip, (X, opt_state))
         if not linesearch:
-            (j, terms), grad = jax.value_and_grad(
-                lambda x: objective(x, params, targets, config, spec), has_aux=True)(X)
+            if live is None:
+                (j, terms), grad = evaluate(X)
+            else:  # only the evaluation is conditional: the update below guards itself
+                (j, terms), grad = lax.cond(live, evaluate, lambda x: jax.tree.map(
+                    lambda a: jnp.full(a.shape, jnp.nan, a.dtype), jax.eval_shape(evaluate, x)), X)
 
             def apply(operand: tuple[Array, Any]) -> tuple[Array, Any]:
                 X, opt_state = operand
@@ -118,7 +141,7 @@ def make_step(tx: optax.GradientTransformation, spec: vgg.Preprocessing, *,
                 X = jnp.where(jnp.isfinite(j), jnp.clip(optax.apply_updates(X, updates), 0.0, 1.0), X)
             else:
                 X, opt_state = _if_finite(j, apply, (X, opt_state))
-            return X, opt_state, StepInfo(j, jnp.int32(1), terms)
+            return X, opt_state, StepInfo(j, jnp.int32(1) if live is None else live.astype(jnp.int32), terms)
         fresh = ~jnp.isfinite(tree_get(opt_state, "value"))
         j, grad = optax.value_and_grad_from_state(value)(X, state=opt_state)
 
@@ -181,17 +204,17 @@ def averaged(X: Array, ls: LoopState, config: Config) -> Array:
     return jnp.where(ls.t > 0, ls.avg / jnp.maximum(corr, 1e-12), X)
 
 
-def _guarded_step(step: Callable, nan_terms: Callable | None = None, *, live_checked: bool = False
-                  ) -> Callable:
+def _guarded_step(step: Callable, *, terms: bool = False) -> Callable:
     """One loop step with the bookkeeping that must live inside the compiled loop.
 
-    ``(X, ls, ok, params, targets, config) -> (X, ls, cost, evals, ok, applied, terms)``.
-    ``terms``: the objective's terms at the incoming X when ``nan_terms`` (``(X, opt,
-    params, targets, config) ->`` NaN terms of the same structure, for a skipped step, or
-    ``None`` when the step reports none) is given, else ``None``. ``live_checked``: the
-    caller steps only while ``ok`` and not converged (the while loop's condition), so
-    the step needs no conditional of its own (a conditional around an update that
-    reads and writes L-BFGS's history in place made XLA copy it in and out). The
+    ``(X, ls, ok, params, targets, config, active=True) -> (X, ls, cost, evals, ok,
+    applied, terms)``. ``terms``: the objective's terms at the incoming X (NaN for a
+    skipped step; ``None`` for line-search optimizers, which report none) when
+    ``terms``, else ``None``. ``active`` False skips the step like a stopped run (the
+    fori loop's iterations past ``n``). The step runs under make_step's ``live``
+    conditional even in the while loop, whose condition already stops a stopped run:
+    without it XLA:CPU's buffers for the VGG16 512 px chunk grew from 307 to 387 MB
+    (Adam; benchmarks/README.md "One conditional"). The
     update is applied only while ``ok`` and not converged, and only if its cost is
     finite: a rejected step returns the incoming X and state, so X stays the last image
     with a finite cost. Applied steps update the running average
@@ -199,23 +222,15 @@ def _guarded_step(step: Callable, nan_terms: Callable | None = None, *, live_che
     ``|J_t - J_{t-w}| < tol |J_{t-w}|`` sets ``converged``.
     """
 
-    def guarded(X, ls, ok, params, targets, config):
+    def guarded(X, ls, ok, params, targets, config, active: Array | bool = True):
         targets = swd.at_step(targets, ls.t)  # swd's directions change with the step
-
-        def run(c: tuple[Array, Any]) -> tuple[Array, Any, StepInfo]:
-            X, opt, info = step(*c, params, targets, config)
-            terms = None if nan_terms is None else info.terms
-            return X, opt, StepInfo(info.cost.astype(jnp.float32), info.evals.astype(jnp.int32), terms)
-
-        def skip(c: tuple[Array, Any]) -> tuple[Array, Any, StepInfo]:
-            skipped = None if nan_terms is None else nan_terms(X, ls.opt, params, targets, config)
-            return (*c, StepInfo(jnp.float32(jnp.nan), jnp.int32(0), skipped))
-
         # the step itself leaves X and the state as they were at a non-finite cost
-        # (:func:`_if_finite`); a stopped run does not step at all. Conditionals, so
-        # that XLA updates the state in place.
-        live = ok & ~ls.converged
-        X, opt, info = run((X, ls.opt)) if live_checked else lax.cond(live, run, skip, (X, ls.opt))
+        # (:func:`_if_finite`); a stopped run does not step at all (make_step's ``live``).
+        # Conditionals, so that XLA updates the state in place.
+        live = ok & ~ls.converged & active
+        X, opt, info = step(X, ls.opt, params, targets, config, live)
+        info = StepInfo(info.cost.astype(jnp.float32), info.evals.astype(jnp.int32),
+                        info.terms if terms else None)
         finite = jnp.isfinite(info.cost)
         applied = live & finite
         ok = ok & (finite | ~live)
@@ -268,23 +283,24 @@ def make_run_fn(tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk
     runs the step under ``lax.cond(i < n)``, and a stopped run (``ok`` False or
     converged) no longer changes the state (for one image a ``lax.cond`` skips the
     step; under ``vmap`` a per-point mask), so the results are the while loop's. On
-    XLA:CPU the fori form costs memory: measured 546 against 425 MB of buffers for the
-    VGG16 512 px Adam chunk (``benchmarks/bench_levers.py``), at the same speed, so CPU
-    keeps the while loop.
+    XLA:CPU both forms measure the same time and the same buffers (307 MB for the VGG16
+    512 px Adam chunk, ``benchmarks/bench_levers.py``); CPU keeps the while loop, which
+    ends a converged run's chunk at once.
 
     ``first_terms=True`` adds a seventh result: the objective's terms at the incoming X,
     from the chunk's first evaluation (NaN if it did not step; ``None`` for line-search
-    optimizers and for ``static_trip``). The driver reports them as the costs of the
-    image the previous chunk ended on, instead of a separate forward pass.
+    optimizers). The driver reports them as the costs of the image the previous chunk
+    ended on, instead of a separate forward pass.
     """
-    nan_terms = _nan_terms(objective, spec) if first_terms and not static_trip else None
-    guarded = _guarded_step(make_step(tx, spec, objective=objective), nan_terms, live_checked=not static_trip)
+    nan_terms = _nan_terms(objective, spec) if first_terms else None
+    guarded = _guarded_step(make_step(tx, spec, objective=objective), terms=first_terms)
 
     def run(X, ls, params, targets, config, n):
         params = vgg.with_backward_kernels(params)  # flipped once per call, not per step
+        first = None if nan_terms is None else nan_terms(X, ls.opt, params, targets, config)
         if static_trip:
-            out = _fori_chunk(guarded, chunk, X, ls, params, targets, config, n)
-            return (*out, None) if first_terms else out
+            out = _fori_chunk(guarded, chunk, X, ls, params, targets, config, n, first)
+            return out if first_terms else out[:-1]
 
         def cond(c):
             i, _, ls, _, _, ok, _ = c
@@ -296,7 +312,6 @@ def make_run_fn(tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk
             first = jax.tree.map(lambda f, t: jnp.where(i == 0, t, f), first, terms)
             return (i + applied.astype(jnp.int32), X, ls, costs.at[i].set(cost), evals + ev, ok, first)
 
-        first = None if nan_terms is None else nan_terms(X, ls.opt, params, targets, config)
         init = (jnp.int32(0), X, ls, jnp.full((chunk,), jnp.nan, jnp.float32),
                 jnp.int32(0), jnp.bool_(True), first)
         done, X, ls, costs, evals, ok, first = lax.while_loop(cond, body, init)
@@ -305,26 +320,19 @@ def make_run_fn(tx: optax.GradientTransformation, spec: vgg.Preprocessing, chunk
     return run
 
 
-def _fori_chunk(guarded: Callable, chunk: int, X, ls, params, targets, config, n):
-    """The chunk as a ``fori_loop`` of ``chunk`` iterations (see :func:`make_run_fn`)."""
+def _fori_chunk(guarded: Callable, chunk: int, X, ls, params, targets, config, n, first):
+    """The chunk as a ``fori_loop`` of ``chunk`` iterations (see :func:`make_run_fn`):
+    ``(X, ls, costs, evals, done, ok, first)``, ``first`` the terms of iteration 0."""
 
-    def step(c):
-        X, ls, ok = c
-        X, ls, cost, ev, ok, applied, _ = guarded(X, ls, ok, params, targets, config)
-        return X, ls, ok, cost, ev, applied
+    def body(i, c):  # iterations past n and a stopped run do not step (guarded's conditional)
+        X, ls, costs, evals, done, ok, first = c
+        X, ls, cost, ev, ok, applied, terms = guarded(X, ls, ok, params, targets, config, i < n)
+        first = jax.tree.map(lambda f, t: jnp.where(i == 0, t, f), first, terms)
+        return X, ls, costs.at[i].set(cost), evals + ev, done + applied.astype(jnp.int32), ok, first
 
-    def skip(c):
-        X, ls, ok = c
-        return X, ls, ok, jnp.float32(jnp.nan), jnp.int32(0), jnp.bool_(False)
-
-    def body(i, c):  # a stopped run no longer steps (guarded's own conditional)
-        X, ls, costs, evals, done, ok = c
-        X, ls, ok, cost, ev, applied = lax.cond(i < n, step, skip, (X, ls, ok))
-        return X, ls, costs.at[i].set(cost), evals + ev, done + applied.astype(jnp.int32), ok
-
-    init = (X, ls, jnp.full((chunk,), jnp.nan, jnp.float32), jnp.int32(0), jnp.int32(0), jnp.bool_(True))
-    X, ls, costs, evals, done, ok = lax.fori_loop(0, chunk, body, init)
-    return X, ls, costs, evals, done, ok
+    init = (X, ls, jnp.full((chunk,), jnp.nan, jnp.float32), jnp.int32(0), jnp.int32(0), jnp.bool_(True),
+            first)
+    return lax.fori_loop(0, chunk, body, init)
 
 
 def make_run(
@@ -332,7 +340,7 @@ def make_run(
     objective: Objective = default_objective, static_trip: bool = False, first_terms: bool = False,
 ) -> Callable:
     """A jitted ``run`` with :func:`make_run_fn`'s signature and results
-    (``first_terms``: the fused loop only).
+    (``first_terms``: the fused loops only).
 
     ``fused=True``: :func:`make_run_fn` jitted once, X and the loop state donated.
     ``fused=False``: a host loop of ``n`` calls of one jitted (donating) guarded step,

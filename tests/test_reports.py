@@ -92,3 +92,48 @@ def test_grid_reports_defer_per_point(params16, images, calls):
     g = Gd.stylize_grid(*images, params16, SPEC, config=CFG.replace(iterations=6),
                         betas=[1e-2, 1e-1])
     assert g.images.shape == (2, 32, 32, 3) and calls == {"measure": 1, "show": 1}
+
+
+@pytest.mark.parametrize(("optimizer", "linesearch"), [("adam", "zoom"), ("lbfgs", "none")])
+def test_the_fori_loop_reports_without_a_forward_pass_too(params16, images, calls, monkeypatch,
+                                                          optimizer, linesearch):
+    """GPUs and TPUs run the chunk as a fori loop (``static_trip``): its reports also take
+    the next chunk's first terms, and equal the while loop's."""
+    cfg = CFG.replace(optimizer=optimizer, lbfgs_linesearch=linesearch)
+    want = list(iterate(*images, params16, SPEC, config=cfg))
+    real = L.single_programs
+    monkeypatch.setattr(L, "single_programs",
+                        lambda tx, spec, chunk, fn, static=False: real(tx, spec, chunk, fn, True))
+    calls.update(measure=0, show=0)
+    got = list(iterate(*images, params16, SPEC, config=cfg))
+    assert calls == {"measure": 1, "show": 3}
+    for g, w in zip(got, want, strict=True):
+        assert g.step == w.step
+        for k in w.costs:  # another program (a fori loop): rounding only
+            np.testing.assert_allclose(g.costs[k], w.costs[k], rtol=1e-5, err_msg=k)
+        np.testing.assert_allclose(g.image, w.image, atol=1e-5)
+
+
+@pytest.mark.parametrize(("optimizer", "linesearch"),
+                         [("adam", "zoom"), ("lbfgs", "none"), ("lbfgs", "zoom")])
+def test_both_loop_forms_return_the_first_evaluations_terms(params16, images, optimizer, linesearch):
+    """``make_run(first_terms=True)``: the terms at the incoming X in both loop forms
+    (``None`` for the line search); NaN when the chunk did not step."""
+    from nst_jax.step import init_loop_state, make_optimizer, make_run
+
+    cfg = CFG.replace(optimizer=optimizer, lbfgs_linesearch=linesearch).validate("vgg16")
+    t = compute_targets(params16, SPEC, *images, cfg)
+    tx = make_optimizer(cfg)
+    G = np.asarray(rand_image(32, 32, 5))  # not the content (its content cost is 0: rounding only)
+    want = objective(jnp.asarray(G), params16, t, cfg, SPEC)[1]
+    for static in (False, True):
+        run = make_run(tx, SPEC, 4, static_trip=static, first_terms=True)
+        first = run(jnp.array(G), init_loop_state(tx, jnp.asarray(G), cfg), params16, t, cfg, jnp.int32(3))[6]
+        stopped = init_loop_state(tx, jnp.asarray(G), cfg)._replace(converged=jnp.bool_(True))
+        none = run(jnp.array(G), stopped, params16, t, cfg, jnp.int32(3))[6]
+        if linesearch == "zoom" and optimizer == "lbfgs":
+            assert first is None and none is None
+            continue
+        for k in want:  # the loop's value_and_grad against a plain forward pass: rounding only
+            np.testing.assert_allclose(first[k], float(want[k]), rtol=2e-5, err_msg=k)
+            assert np.isnan(float(none[k]))
