@@ -124,11 +124,12 @@ def test_targets_computed_once_outside_the_vmapped_loop(params16, images, monkey
     style = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
     # Targets: one content and one style extraction, not under vmap; then, for the
     # vmapped loop, an abstract trace of the loss (the structure of the cost terms its
-    # first evaluation reports: jax.eval_shape, nothing computed) and the loss itself
-    # (traced once); then the vmapped final measurement.
+    # first evaluation reports: jax.eval_shape, nothing computed), the loss itself
+    # (traced once) and an abstract trace of the step (the structure of a skipped step's
+    # results, for the step's conditional); then the vmapped final measurement.
     assert calls[:2] == [(("conv4_2",), False), (style, False)]
-    assert [c[0] for c in calls[2:]] == [("conv4_2", *style)] * 3
-    assert calls[4][1]  # the measurement is vmapped; the loss call is under vmap+grad
+    assert [c[0] for c in calls[2:]] == [("conv4_2", *style)] * 4
+    assert calls[-1][1]  # the measurement is vmapped; the loss call is under vmap+grad
 
 
 @pytest.mark.parametrize(("axes", "msg"), [
