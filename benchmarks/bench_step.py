@@ -6,7 +6,8 @@ default) and, for each row, in a fresh subprocess so that rows cannot disturb ea
 other's memory:
   * ``single``: one jitted ``step`` per Python call (what a naive loop does), and
   * ``fused``:  ``make_run``'s compiled while_loop of ``--chunk`` steps per call;
-  * ``driver``: the one of the two that ``stylize`` uses on CPU (Adam: fused; L-BFGS: single);
+  * ``driver``: the one of the two that ``stylize`` uses (fused, for every optimizer since
+    2026-12-01; L-BFGS ran single steps on CPU before);
 reporting medians over the timed calls after a warm-up, the compile time of the fused
 program, the evaluations of J per iteration (L-BFGS: its line search), the achieved
 GFLOP/s of the driver path (analytic FLOPs, ``benchmarks/common.step_gflop``) as a share
@@ -85,7 +86,7 @@ def bench_one(arch: str, size: int, optimizer: str, repeats: int, chunk: int,
                  precision=precision).validate(arch)
     targets = compute_targets(params, spec, C, S, cfg)
     tx = make_optimizer(cfg)
-    driver = "single" if optimizer == "lbfgs" else "fused"  # what stylize uses on CPU
+    driver = "fused"  # what stylize uses (nst_jax.layout.single_programs), every optimizer
     memory_row: dict = {}
 
     def measure_from(args_bytes: int) -> None:
