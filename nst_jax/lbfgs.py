@@ -24,7 +24,8 @@ here does not depend on the cost's scale.) Used as any first-order transformatio
 
 A gradient with a non-finite entry gives a zero update and leaves the state as it was
 (selects on the small parts; the history is written only for a kept pair). So the
-loop needs no conditional around this update: inside a ``lax.cond`` branch, XLA copied
+loop needs no conditional around this update (nst_jax's step puts only the evaluation
+under one: ``make_step``'s ``live``): inside a ``lax.cond`` branch, XLA copied
 both history arrays in and out of every step (4 x 78 MB at 256 px with 100 pairs,
 ~20% of a step), because the branch both reads the history and updates it in place.
 """

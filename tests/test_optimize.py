@@ -379,9 +379,9 @@ def test_step_keeps_state_at_non_finite_cost_and_updates_it_in_place(params16, i
 def test_lbfgs_loops_update_the_history_in_place(params16, images, form):
     """Every loop form's buffers hold L-BFGS's history once: no copy in or out of a
     conditional around the update (measured before: 163 MB of temporaries for 78 MB
-    histories at 256 px, 4 copies a step; benchmarks/README.md). The while loop's step
-    has no conditional; the fori loop (GPUs) and the host loop's step skip only the
-    evaluation under one (make_step's ``live``)."""
+    histories at 256 px, 4 copies a step; benchmarks/README.md). Every form's step puts
+    only the evaluation under its conditional (make_step's ``live``): the update guards
+    itself."""
     from nst_jax.step import _guarded_step, init_loop_state, make_run_fn, make_step
 
     C, S = images
