@@ -116,18 +116,19 @@ def make_step(tx: optax.GradientTransformation, spec: vgg.Preprocessing, *,
             return jax.value_and_grad(lambda x: objective(x, params, targets, config, spec), has_aux=True)(x)
 
         if live is not None and not isinstance(opt_state, FixedLbfgsState):
-            def skip(c: tuple[Array, Any]) -> tuple[Array, Any, StepInfo]:
-                info = jax.eval_shape(lambda c: _step(*c, params, targets, config, None)[2], c)
-                return (*c, jax.tree.map(lambda a: jnp.full(a.shape, jnp.nan if a.dtype.kind == "f" else 0,
-                                                            a.dtype), info))
+            def run(c: tuple[Array, Any]) -> tuple[Array, Any, StepInfo]:
+                return _step(*c, params, targets, config, None)
 
-            return lax.cond(live, lambda c: _step(*c, params, targets, config, None), skip, (X, opt_state))
+            def skip(c: tuple[Array, Any]) -> tuple[Array, Any, StepInfo]:
+                return (*c, _skipped(jax.eval_shape(run, c)[2]))
+
+            return lax.cond(live, run, skip, (X, opt_state))
         if not linesearch:
             if live is None:
                 (j, terms), grad = evaluate(X)
             else:  # only the evaluation is conditional: the update below guards itself
-                (j, terms), grad = lax.cond(live, evaluate, lambda x: jax.tree.map(
-                    lambda a: jnp.full(a.shape, jnp.nan, a.dtype), jax.eval_shape(evaluate, x)), X)
+                (j, terms), grad = lax.cond(live, evaluate,
+                                            lambda x: _skipped(jax.eval_shape(evaluate, x)), X)
 
             def apply(operand: tuple[Array, Any]) -> tuple[Array, Any]:
                 X, opt_state = operand
@@ -156,6 +157,12 @@ def make_step(tx: optax.GradientTransformation, spec: vgg.Preprocessing, *,
         return X, opt_state, StepInfo(j, evals)
 
     return step
+
+
+def _skipped(shapes: Any) -> Any:
+    """What a skipped step reports, for a pytree of ``jax.ShapeDtypeStruct``: NaN
+    arrays of those shapes (0 for integer leaves, e.g. the evaluation count)."""
+    return jax.tree.map(lambda a: jnp.full(a.shape, jnp.nan if a.dtype.kind == "f" else 0, a.dtype), shapes)
 
 
 def _if_finite(j: Array, apply: Callable, operand: Any) -> Any:
@@ -259,8 +266,7 @@ def _nan_terms(objective: Objective, spec: vgg.Preprocessing) -> Callable:
     def like(X, opt, params, targets, config):
         if optax.tree_utils.tree_get(opt, "value", None) is not None:
             return None
-        shapes = jax.eval_shape(lambda x: objective(x, params, targets, config, spec)[1], X)
-        return jax.tree.map(lambda a: jnp.full(a.shape, jnp.nan, a.dtype), shapes)
+        return _skipped(jax.eval_shape(lambda x: objective(x, params, targets, config, spec)[1], X))
 
     return like
 
